@@ -1,0 +1,40 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
+
+from fastapi import FastAPI
+
+from incidents import __version__
+from incidents.api import health, timeline
+from incidents.api.problems import install_problem_handlers
+
+if TYPE_CHECKING:
+    from incidents.app import Container
+
+
+def build_api(container: Container) -> FastAPI:
+    """An app serving ``container``; starting it starts the writer, stopping it drains it."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        container.start()
+        try:
+            yield
+        finally:
+            container.close()
+
+    app = FastAPI(
+        title="Incidents",
+        version=__version__,
+        description="Incident management on an append-only, tamper-evident CloudEvents timeline.",
+        lifespan=lifespan,
+    )
+    app.state.container = container
+    install_problem_handlers(app)
+    app.include_router(health.router)
+    app.include_router(timeline.router)
+    return app

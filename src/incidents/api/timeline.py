@@ -1,0 +1,333 @@
+"""Timeline endpoints: append, query, fetch, verify, export."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import StreamingResponse
+from starlette.responses import Response
+
+from incidents.api.auth import authenticate
+from incidents.api.problems import Problem
+from incidents.events.envelope import Event, EventValidationError
+from incidents.events.parsing import (
+    BATCH,
+    Mode,
+    MalformedBody,
+    UnsupportedMediaType,
+    media_type,
+    parse_request,
+)
+from incidents.events.timeformat import TimeFormatError, parse_micros
+from incidents.timeline.append import AppendResult, Outcome, conflict_detail
+from incidents.timeline.export import MEDIA_TYPES, ExportFormat
+from incidents.timeline.query import (
+    InvalidQuery,
+    TimelineFilter,
+    validate_limit,
+    validate_type_patterns,
+)
+from incidents.timeline.render import to_cloudevent, to_entry
+from incidents.timeline.service import AmbiguousEventId, NotFound
+
+if TYPE_CHECKING:
+    from incidents.app import Container
+
+router = APIRouter(prefix="/api/v1", tags=["timeline"])
+Subject = Annotated[str, Depends(authenticate)]
+
+
+def _json(body: Any, status: int = 200, media: str = "application/json") -> Response:
+    return Response(orjson.dumps(body), status, media_type=media)
+
+
+def _container(request: Request) -> Container:
+    container: Container = request.app.state.container
+    return container
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    too_large = Problem(
+        413,
+        "payload-too-large",
+        f"the request body is larger than the limit of {limit} bytes",
+        limit_bytes=limit,
+    )
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise too_large
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _invalid_event(exc: EventValidationError) -> Problem:
+    return Problem(
+        400,
+        "invalid-event",
+        f"the event is not a valid CloudEvent: {exc}",
+        title="Invalid CloudEvent",
+        errors=[e.as_dict() for e in exc.errors],
+    )
+
+
+def _single_response(result: AppendResult) -> Response:
+    if result.outcome is Outcome.CONFLICT:
+        raise Problem(
+            409,
+            "duplicate-conflict",
+            conflict_detail(result.dedupe_key),
+            title="Duplicate event conflict",
+            event_id=result.event_id,
+            incident_id=result.incident_id,
+        )
+    body = result.as_dict()
+    return _json(body, 201 if result.outcome is Outcome.CREATED else 200)
+
+
+@router.post(
+    "/timeline/events",
+    summary="Append a CloudEvent (structured, binary or batch mode)",
+    status_code=201,
+    responses={
+        200: {"description": "Duplicate: an identical event is already stored"},
+        400: {"description": "Not a valid CloudEvent"},
+        409: {"description": "Same dedupe key, different content"},
+        413: {"description": "Body or batch over the limit"},
+        415: {"description": "Not a CloudEvents content type"},
+    },
+)
+async def append_events(request: Request, subject: Subject) -> Response:
+    """Append one event, or a batch, to the timeline.
+
+    The dedupe key is (source, im.origin_id) when an origin id is given, else
+    (source, id). A replay of a stored event answers 200 with ``created: false``;
+    a different event under a stored key answers 409.
+    """
+    container = _container(request)
+    settings = container.settings
+    content_type = request.headers.get("content-type")
+    is_batch = media_type(content_type) == BATCH
+    body = await _read_body(
+        request, settings.max_batch_bytes if is_batch else settings.max_event_bytes
+    )
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    try:
+        parsed = parse_request(content_type, headers, body)
+    except UnsupportedMediaType as exc:
+        raise Problem(415, "unsupported-media-type", str(exc)) from None
+    except MalformedBody as exc:
+        raise Problem(400, "malformed-body", str(exc), title="Malformed request body") from None
+
+    timeline = container.timeline
+    if parsed.mode is not Mode.BATCH:
+        item = parsed.items[0]
+        if isinstance(item, EventValidationError):
+            timeline.record_rejected(1)
+            raise _invalid_event(item)
+        results = await asyncio.wrap_future(timeline.submit([item], subject))
+        return _single_response(results[0])
+
+    if len(parsed.items) > settings.max_batch_events:
+        raise Problem(
+            413,
+            "batch-too-large",
+            f"the batch holds {len(parsed.items)} events; the limit is "
+            f"{settings.max_batch_events} per request: split it",
+            limit_events=settings.max_batch_events,
+        )
+    valid: list[Event] = [item for item in parsed.items if isinstance(item, Event)]
+    timeline.record_rejected(len(parsed.items) - len(valid))
+    appended = iter(await asyncio.wrap_future(timeline.submit(valid, subject)) if valid else [])
+    out: list[dict[str, Any]] = []
+    counts = {"created": 0, "duplicates": 0, "conflicts": 0, "rejected": 0}
+    for item in parsed.items:
+        if isinstance(item, EventValidationError):
+            counts["rejected"] += 1
+            out.append(
+                {
+                    "status": 400,
+                    "created": False,
+                    "title": "Invalid CloudEvent",
+                    "detail": str(item),
+                    "errors": [e.as_dict() for e in item.errors],
+                }
+            )
+            continue
+        result = next(appended)
+        entry = result.as_dict()
+        if result.outcome is Outcome.CREATED:
+            counts["created"] += 1
+            entry["status"] = 201
+        elif result.outcome is Outcome.DUPLICATE:
+            counts["duplicates"] += 1
+            entry["status"] = 200
+        else:
+            counts["conflicts"] += 1
+        out.append(entry)
+    return _json({"results": out, **counts})
+
+
+@router.get("/timeline/events/{event_id}", summary="Fetch one stored CloudEvent")
+def get_event(
+    request: Request,
+    subject: Subject,
+    event_id: str,
+    source: Annotated[str | None, Query(description="Disambiguates ids reused by sources")] = None,
+    dialect: Annotated[str, Query(pattern="^(spec|dotted)$")] = "spec",
+) -> Response:
+    """The stored event in structured CloudEvents JSON."""
+    container = _container(request)
+    try:
+        row = container.timeline.get(event_id, source)
+    except NotFound as exc:
+        raise Problem(404, "event-not-found", str(exc)) from None
+    except AmbiguousEventId as exc:
+        raise Problem(409, "ambiguous-event-id", str(exc), sources=exc.sources) from None
+    return _json(to_cloudevent(row, dialect), media="application/cloudevents+json")
+
+
+def _time_param(name: str, value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        return parse_micros(value)
+    except TimeFormatError as exc:
+        raise InvalidQuery(name, str(exc)) from None
+
+
+def timeline_filter(
+    incident_id: str,
+    type_: list[str] | None,
+    from_: str | None,
+    to: str | None,
+    actor: str | None,
+    correlation_key: str | None,
+    fingerprint: str | None,
+    order: str,
+) -> TimelineFilter:
+    """Build a filter from query parameters; raises :class:`InvalidQuery`."""
+    if order not in ("asc", "desc"):
+        raise InvalidQuery("order", f"must be asc or desc, got {order!r}")
+    from_us = _time_param("from", from_)
+    to_us = _time_param("to", to)
+    if from_us is not None and to_us is not None and from_us > to_us:
+        raise InvalidQuery("from", "is later than to")
+    return TimelineFilter(
+        incident_id=incident_id,
+        types=validate_type_patterns(type_ or []),
+        from_us=from_us,
+        to_us=to_us,
+        actor=actor,
+        correlation_key=correlation_key,
+        fingerprint=fingerprint,
+        descending=order == "desc",
+    )
+
+
+def _bad_query(exc: InvalidQuery) -> Problem:
+    return Problem(
+        400,
+        "invalid-parameter",
+        str(exc),
+        title="Invalid query parameter",
+        errors=[{"field": exc.parameter, "detail": str(exc).split(": ", 1)[-1]}],
+    )
+
+
+@router.get("/incidents/{incident_id}/timeline", summary="Query an incident's timeline")
+def list_timeline(
+    request: Request,
+    subject: Subject,
+    incident_id: str,
+    type_: Annotated[
+        list[str] | None, Query(alias="type", description="Type globs, e.g. im.incident.*")
+    ] = None,
+    from_: Annotated[str | None, Query(alias="from", description="RFC 3339, inclusive")] = None,
+    to: Annotated[str | None, Query(description="RFC 3339, inclusive")] = None,
+    actor: str | None = None,
+    correlation_key: str | None = None,
+    fingerprint: str | None = None,
+    limit: Annotated[int | None, Query(description="1..1000, default 50")] = None,
+    order: Annotated[str, Query(description="asc (default) or desc")] = "asc",
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+) -> Response:
+    """Events of one incident, filtered, in time order, one keyset page at a time."""
+    container = _container(request)
+    try:
+        filt = timeline_filter(
+            incident_id, type_, from_, to, actor, correlation_key, fingerprint, order
+        )
+        page = container.timeline.page(filt, cursor, validate_limit(limit))
+    except InvalidQuery as exc:
+        raise _bad_query(exc) from None
+    except NotFound as exc:
+        raise Problem(404, "incident-not-found", str(exc)) from None
+    body: dict[str, Any] = {"events": [to_entry(row) for row in page.events]}
+    if page.next_cursor is not None:
+        body["next_cursor"] = page.next_cursor
+    return _json(body)
+
+
+@router.get(
+    "/incidents/{incident_id}/timeline/verify", summary="Check an incident's hash chain"
+)
+def verify_timeline(request: Request, subject: Subject, incident_id: str) -> Response:
+    """Whether the incident's hash chain is intact and, if not, the first broken position."""
+    container = _container(request)
+    try:
+        report = container.timeline.verify(incident_id)
+    except NotFound as exc:
+        raise Problem(404, "incident-not-found", str(exc)) from None
+    body: dict[str, Any] = {
+        "incident_id": incident_id,
+        "intact": report.intact,
+        "events": report.events,
+        "first_broken_position": report.first_broken_position,
+    }
+    if report.reason:
+        body["reason"] = report.reason
+    if report.last_hash is not None:
+        body["head_hash"] = report.last_hash.hex()
+    return _json(body)
+
+
+@router.get("/incidents/{incident_id}/timeline/export", summary="Export an incident's timeline")
+def export_timeline(
+    request: Request,
+    subject: Subject,
+    incident_id: str,
+    format: Annotated[str, Query(description="json or md")] = "json",
+    dialect: Annotated[str | None, Query(description="spec (default) or dotted")] = None,
+) -> Response:
+    """The whole timeline as a JSON array of CloudEvents or as a Markdown report, streamed."""
+    container = _container(request)
+    try:
+        fmt = ExportFormat(format)
+    except ValueError:
+        raise _bad_query(InvalidQuery("format", f"must be json or md, got {format!r}")) from None
+    chosen = dialect or container.settings.export_dialect
+    if chosen not in ("spec", "dotted"):
+        raise _bad_query(InvalidQuery("dialect", f"must be spec or dotted, got {chosen!r}"))
+    try:
+        export = container.timeline.export(incident_id, fmt, chosen)
+    except NotFound as exc:
+        raise Problem(404, "incident-not-found", str(exc)) from None
+    suffix = "json" if fmt is ExportFormat.JSON else "md"
+    return StreamingResponse(
+        export.chunks,
+        media_type=MEDIA_TYPES[fmt],
+        headers={
+            "X-Event-Count": str(export.total),
+            "Content-Disposition": f'attachment; filename="{incident_id}-timeline.{suffix}"',
+        },
+    )
+

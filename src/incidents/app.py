@@ -1,0 +1,96 @@
+"""The composition root: builds every adapter once and wires them together.
+
+Nothing else in the package holds process-wide state; entrypoints (the HTTP app, the
+CLI's local admin commands, tests, benchmarks) get what they need from a
+:class:`Container`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fastapi import FastAPI
+from opentelemetry.sdk.trace.export import SpanExporter
+from opentelemetry.trace import Tracer
+from sqlalchemy import Engine
+
+from incidents.api.factory import build_api
+from incidents.config import Settings, load_settings
+from incidents.identity.tokens import TokenService
+from incidents.observability.metrics import TimelineMetrics
+from incidents.observability.tracing import make_tracer
+from incidents.store.engine import Backend, backend_of, make_engine
+from incidents.store.event_reader import EventReader
+from incidents.store.migrate import migrate
+from incidents.store.postgres_writer import PostgresWriter
+from incidents.store.sqlite_writer import SqliteWriter
+from incidents.timeline.append import EventWriter, GroupCommitAppender
+from incidents.timeline.query import CursorCodec
+from incidents.timeline.service import TimelineService
+
+
+@dataclass
+class Container:
+    """Everything one process needs, built once."""
+
+    settings: Settings
+    engine: Engine
+    backend: Backend
+    reader: EventReader
+    writer: EventWriter
+    appender: GroupCommitAppender
+    timeline: TimelineService
+    tokens: TokenService
+    metrics: TimelineMetrics
+    tracer: Tracer
+
+    def start(self) -> None:
+        """Start background work (the group-commit writer)."""
+        self.appender.start()
+
+    def close(self) -> None:
+        """Finish queued appends, then release the database."""
+        self.appender.stop()
+        self.writer.close()
+        self.engine.dispose()
+
+
+def build_container(
+    settings: Settings | None = None,
+    *,
+    apply_migrations: bool = True,
+    span_exporter: SpanExporter | None = None,
+) -> Container:
+    """Build the adapters for ``settings`` (default: from the environment)."""
+    settings = settings or load_settings()
+    engine = make_engine(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
+    if apply_migrations:
+        migrate(engine)
+    backend = backend_of(settings.database_url)
+    writer: EventWriter = (
+        SqliteWriter(engine) if backend is Backend.SQLITE else PostgresWriter(engine)
+    )
+    reader = EventReader(engine)
+    appender = GroupCommitAppender(writer, max_events=settings.group_commit_max_events)
+    metrics = TimelineMetrics()
+    tracer = make_tracer(settings.otel_exporter, span_exporter)
+    cursors = CursorCodec(reader.instance_secret("cursor-hmac"))
+    timeline = TimelineService(reader, appender, cursors, metrics, tracer)
+    tokens = TokenService(engine, settings.token_cache_seconds)
+    return Container(
+        settings=settings,
+        engine=engine,
+        backend=backend,
+        reader=reader,
+        writer=writer,
+        appender=appender,
+        timeline=timeline,
+        tokens=tokens,
+        metrics=metrics,
+        tracer=tracer,
+    )
+
+
+def create_app(container: Container | None = None) -> FastAPI:
+    """The HTTP application, wired to ``container`` (built from the environment if omitted)."""
+    return build_api(container or build_container())

@@ -1,0 +1,147 @@
+"""Settings from the environment (``IM_*``) and an optional YAML file (``IM_CONFIG``).
+
+Precedence, lowest first: built-in defaults, the YAML file, the environment.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DEFAULT_DATABASE_URL = "sqlite:///./incidents.db"
+DEFAULT_SERVER = "http://127.0.0.1:8080"
+
+# Settings whose values must never be printed or logged.
+SECRET_SETTINGS = frozenset({"database_url_password", "token"})
+
+
+class ConfigError(ValueError):
+    """A setting has a value that cannot be used; the message names it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """The effective configuration of one process."""
+
+    database_url: str = DEFAULT_DATABASE_URL
+    host: str = "127.0.0.1"
+    port: int = 8080
+    # Largest request body accepted for one event (the CloudEvents floor is 64 KiB).
+    max_event_bytes: int = 1024 * 1024
+    # Largest batch request body and the most events one batch may carry.
+    max_batch_bytes: int = 32 * 1024 * 1024
+    max_batch_events: int = 10_000
+    # Group commit: the most events one append transaction takes from the queue.
+    group_commit_max_events: int = 20_000
+    # SQLite durability: FULL survives power loss, NORMAL only process crashes.
+    sqlite_synchronous: str = "FULL"
+    # Write the guide's dotted extension names (im.actor) instead of spec names.
+    export_dialect: str = "spec"
+    otel_exporter: str = "none"
+    log_level: str = "info"
+    token_cache_seconds: float = 5.0
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def masked(self) -> dict[str, Any]:
+        """The settings as a dict, with credentials in URLs masked."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            if f.name == "extra":
+                continue
+            value = getattr(self, f.name)
+            if f.name == "database_url":
+                value = mask_url_password(value)
+            out[f.name] = value
+        return out
+
+
+def mask_url_password(url: str) -> str:
+    """Replace the password of a ``scheme://user:password@host`` URL by ``***``."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    creds, _, hostpart = rest.rpartition("@")
+    if ":" not in creds:
+        return url
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{hostpart}"
+
+
+def _coerce(name: str, current: Any, raw: Any) -> Any:
+    if isinstance(current, bool):
+        if isinstance(raw, bool):
+            return raw
+        text = str(raw).strip().lower()
+        if text in {"1", "true", "yes", "on"}:
+            return True
+        if text in {"0", "false", "no", "off"}:
+            return False
+        raise ConfigError(f"{name}: expected true or false, got {raw!r}")
+    if isinstance(current, int):
+        try:
+            return int(raw)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{name}: expected an integer, got {raw!r}") from None
+    if isinstance(current, float):
+        try:
+            return float(raw)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{name}: expected a number, got {raw!r}") from None
+    return str(raw)
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Build the settings from defaults, ``IM_CONFIG`` (YAML) and ``IM_*`` variables."""
+    env = os.environ if env is None else env
+    settings = Settings()
+    known = {f.name: f for f in fields(Settings) if f.name != "extra"}
+    updates: dict[str, Any] = {}
+    extra: dict[str, Any] = {}
+
+    config_path = env.get("IM_CONFIG")
+    if config_path:
+        path = Path(config_path)
+        try:
+            document = yaml.safe_load(path.read_text()) or {}
+        except OSError as exc:
+            raise ConfigError(f"IM_CONFIG: cannot read {path}: {exc.strerror}") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"IM_CONFIG: {path} is not valid YAML: {exc}") from None
+        if not isinstance(document, dict):
+            raise ConfigError(f"IM_CONFIG: {path} must hold a mapping at the top level")
+        for key, value in document.items():
+            name = str(key).replace("-", "_")
+            if name in known:
+                updates[name] = _coerce(name, getattr(settings, name), value)
+            else:
+                extra[name] = value
+
+    for name in known:
+        raw = env.get(f"IM_{name.upper()}")
+        if raw is not None:
+            updates[name] = _coerce(f"IM_{name.upper()}", getattr(settings, name), raw)
+
+    settings = replace(settings, **updates, extra=extra)
+    _validate(settings)
+    return settings
+
+
+def _validate(settings: Settings) -> None:
+    if not settings.database_url.startswith(("sqlite://", "postgresql")):
+        raise ConfigError(
+            "IM_DATABASE_URL: use sqlite:///PATH or postgresql://USER@HOST:PORT/DB, "
+            f"got {mask_url_password(settings.database_url)!r}"
+        )
+    if settings.export_dialect not in {"spec", "dotted"}:
+        raise ConfigError("IM_EXPORT_DIALECT: expected 'spec' or 'dotted'")
+    if settings.sqlite_synchronous.upper() not in {"FULL", "NORMAL", "EXTRA"}:
+        raise ConfigError("IM_SQLITE_SYNCHRONOUS: expected FULL, NORMAL or EXTRA")
+    if settings.max_event_bytes < 64 * 1024:
+        raise ConfigError("IM_MAX_EVENT_BYTES: must be at least 65536 (the CloudEvents floor)")
+    if settings.max_batch_events < 1:
+        raise ConfigError("IM_MAX_BATCH_EVENTS: must be at least 1")

@@ -1,0 +1,1 @@
+"""Who is calling: API tokens now; users, groups, roles and OIDC later."""

@@ -1,0 +1,1 @@
+"""Storage: schema, migrations, engines for SQLite and PostgreSQL."""

@@ -1,0 +1,66 @@
+"""The stored shape of a timeline event, one field per column."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+# Column order used by every writer (COPY, INSERT) and every reader (SELECT).
+EVENT_COLUMNS: tuple[str, ...] = (
+    "position",
+    "incident_id",
+    "event_id",
+    "source",
+    "type",
+    "subject",
+    "time_us",
+    "origin_id",
+    "actor",
+    "recorded_by",
+    "visibility",
+    "correlation_key",
+    "fingerprint",
+    "created_us",
+    "body",
+    "content_hash",
+    "prev_hash",
+    "hash",
+)
+
+
+class StoredEvent(NamedTuple):
+    """One row of ``timeline_events``."""
+
+    position: int
+    incident_id: str | None
+    event_id: str
+    source: str
+    type: str
+    subject: str | None
+    time_us: int
+    origin_id: str | None
+    actor: str
+    recorded_by: str
+    visibility: str | None
+    correlation_key: str | None
+    fingerprint: str | None
+    created_us: int
+    body: bytes
+    content_hash: bytes
+    prev_hash: bytes | None
+    hash: bytes
+
+
+class ExistingKey(NamedTuple):
+    """What a writer needs to know about an event already holding a dedupe key."""
+
+    event_id: str
+    incident_id: str | None
+    content_hash: bytes
+
+
+class ChainHead(NamedTuple):
+    """The tip of one hash chain."""
+
+    last_position: int
+    last_hash: bytes
+    event_count: int

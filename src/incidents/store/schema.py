@@ -1,0 +1,102 @@
+"""The relational schema, as SQLAlchemy Core tables shared by both backends.
+
+Timestamps are integer microseconds since the epoch (UTC): portable between SQLite
+and PostgreSQL, compact, and ordered exactly.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Index,
+    LargeBinary,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    func,
+)
+
+metadata = MetaData()
+
+timeline_events = Table(
+    "timeline_events",
+    metadata,
+    # Global log position: assigned in commit order, so it only ever grows.
+    Column("position", BigInteger, primary_key=True, autoincrement=False),
+    Column("incident_id", String, nullable=True),
+    Column("event_id", String, nullable=False),
+    Column("source", String, nullable=False),
+    Column("type", String, nullable=False),
+    Column("subject", String, nullable=True),
+    Column("time_us", BigInteger, nullable=False),
+    Column("origin_id", String, nullable=True),
+    Column("actor", String, nullable=False),
+    Column("recorded_by", String, nullable=False),
+    Column("visibility", String, nullable=True),
+    Column("correlation_key", String, nullable=True),
+    Column("fingerprint", String, nullable=True),
+    Column("created_us", BigInteger, nullable=False),
+    # data, data_base64, datacontenttype, dataschema, data_class, related_ids, other extensions.
+    Column("body", LargeBinary, nullable=False),
+    Column("content_hash", LargeBinary, nullable=False),
+    Column("prev_hash", LargeBinary, nullable=True),
+    Column("hash", LargeBinary, nullable=False),
+)
+
+Index(
+    "uq_timeline_events_dedupe",
+    timeline_events.c.source,
+    func.coalesce(timeline_events.c.origin_id, timeline_events.c.event_id),
+    unique=True,
+)
+Index(
+    "ix_timeline_events_incident_time",
+    timeline_events.c.incident_id,
+    timeline_events.c.time_us,
+    timeline_events.c.position,
+)
+Index(
+    "ix_timeline_events_incident_position",
+    timeline_events.c.incident_id,
+    timeline_events.c.position,
+)
+Index("ix_timeline_events_event_id", timeline_events.c.event_id)
+
+# One row: the highest position handed out. Writers lock it, which orders commits.
+log_head = Table(
+    "log_head",
+    metadata,
+    Column("id", SmallInteger, primary_key=True, autoincrement=False),
+    Column("position", BigInteger, nullable=False),
+)
+
+# The tip of each incident's hash chain ('' chains events that name no incident).
+chain_heads = Table(
+    "chain_heads",
+    metadata,
+    Column("chain_key", String, primary_key=True),
+    Column("last_position", BigInteger, nullable=False),
+    Column("last_hash", LargeBinary, nullable=False),
+    Column("event_count", BigInteger, nullable=False),
+)
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("token_id", String, primary_key=True),
+    Column("subject", String, nullable=False),
+    Column("name", String, nullable=True),
+    Column("token_hash", LargeBinary, nullable=False, unique=True),
+    Column("created_us", BigInteger, nullable=False),
+    Column("revoked_us", BigInteger, nullable=True),
+)
+
+# Secrets the platform generates for itself, shared by every instance on one database.
+instance_secrets = Table(
+    "instance_secrets",
+    metadata,
+    Column("name", String, primary_key=True),
+    Column("value", LargeBinary, nullable=False),
+)

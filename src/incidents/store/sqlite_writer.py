@@ -1,0 +1,97 @@
+"""Append transactions on SQLite: ``BEGIN IMMEDIATE`` is the log's write lock."""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from sqlalchemy import Engine
+
+from incidents.store.records import EVENT_COLUMNS, ChainHead, ExistingKey, StoredEvent
+
+_INSERT = (
+    f"INSERT INTO timeline_events ({', '.join(EVENT_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in EVENT_COLUMNS)})"
+)
+
+
+class SqliteTransaction:
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def lock_head(self) -> int:
+        row = self._conn.execute("SELECT position FROM log_head WHERE id = 1").fetchone()
+        return int(row[0])
+
+    def existing(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], ExistingKey]:
+        found: dict[tuple[str, str], ExistingKey] = {}
+        cursor = self._conn.cursor()
+        for source, dedupe_id in keys:
+            row = cursor.execute(
+                "SELECT event_id, incident_id, content_hash FROM timeline_events "
+                "WHERE source = ? AND coalesce(origin_id, event_id) = ?",
+                (source, dedupe_id),
+            ).fetchone()
+            if row is not None:
+                found[(source, dedupe_id)] = ExistingKey(row[0], row[1], bytes(row[2]))
+        return found
+
+    def chain_heads(self, keys: Sequence[str]) -> dict[str, ChainHead]:
+        heads: dict[str, ChainHead] = {}
+        cursor = self._conn.cursor()
+        for key in keys:
+            row = cursor.execute(
+                "SELECT last_position, last_hash, event_count FROM chain_heads "
+                "WHERE chain_key = ?",
+                (key,),
+            ).fetchone()
+            if row is not None:
+                heads[key] = ChainHead(row[0], bytes(row[1]), row[2])
+        return heads
+
+    def insert_events(self, rows: Sequence[StoredEvent]) -> None:
+        self._conn.executemany(_INSERT, rows)
+
+    def save_chain_heads(self, heads: dict[str, ChainHead]) -> None:
+        self._conn.executemany(
+            "INSERT INTO chain_heads (chain_key, last_position, last_hash, event_count) "
+            "VALUES (?, ?, ?, ?) ON CONFLICT (chain_key) DO UPDATE SET "
+            "last_position = excluded.last_position, last_hash = excluded.last_hash, "
+            "event_count = excluded.event_count",
+            [(key, *head) for key, head in heads.items()],
+        )
+
+    def set_head(self, position: int) -> None:
+        self._conn.execute("UPDATE log_head SET position = ? WHERE id = 1", (position,))
+
+
+class SqliteWriter:
+    """Runs append transactions on one dedicated connection."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._raw: Any = None
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._raw is None:
+            self._raw = self._engine.raw_connection()
+        conn: sqlite3.Connection = self._raw.driver_connection
+        return conn
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[SqliteTransaction]:
+        conn = self._connection()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield SqliteTransaction(conn)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def close(self) -> None:
+        if self._raw is not None:
+            self._raw.close()
+            self._raw = None

@@ -1,0 +1,1 @@
+"""The timeline: append (dedupe, hash chain), query (filters, keyset cursor), export."""

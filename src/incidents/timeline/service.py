@@ -1,0 +1,194 @@
+"""The timeline's service layer: what the HTTP API and the CLI ask of the timeline."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+
+from opentelemetry.trace import Span, StatusCode, Tracer
+
+from incidents.events.envelope import Event
+from incidents.events.types import TITLES
+from incidents.observability.metrics import TimelineMetrics
+from incidents.store.event_reader import EventReader
+from incidents.store.records import StoredEvent
+from incidents.timeline.append import (
+    AppendResult,
+    GroupCommitAppender,
+    Outcome,
+    PendingEvent,
+)
+from incidents.timeline.chain import ChainReport, chain_key, verify_chain
+from incidents.timeline.export import ExportFormat, export_json, export_markdown
+from incidents.timeline.query import Cursor, CursorCodec, TimelineFilter
+
+
+class NotFound(LookupError):
+    """An incident or event that does not exist."""
+
+
+class AmbiguousEventId(LookupError):
+    """Several sources used the same event id; the caller must name the source."""
+
+    def __init__(self, event_id: str, sources: list[str]) -> None:
+        self.sources = sources
+        super().__init__(
+            f"event id {event_id!r} is used by several sources ({', '.join(sources)}); "
+            "add ?source=SOURCE to pick one"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    events: list[StoredEvent]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Export:
+    """An export ready to stream: how many events it holds and the byte chunks."""
+
+    total: int
+    chunks: Iterator[bytes]
+
+
+class TimelineService:
+    """Append, query, fetch, verify and export timeline events."""
+
+    def __init__(
+        self,
+        reader: EventReader,
+        appender: GroupCommitAppender,
+        cursors: CursorCodec,
+        metrics: TimelineMetrics,
+        tracer: Tracer,
+    ) -> None:
+        self._reader = reader
+        self._appender = appender
+        self._cursors = cursors
+        self._metrics = metrics
+        self._tracer = tracer
+
+    def submit(self, events: Sequence[Event], recorded_by: str) -> Future[list[AppendResult]]:
+        """Queue valid events for appending; the future resolves after commit."""
+        # The span ends on the writer thread when the group commits, so it is not
+        # made current: the request's context must not depend on another thread.
+        span = self._tracer.start_span("timeline.append")
+        span.set_attribute("timeline.events", len(events))
+        pending = [PendingEvent(e, recorded_by) for e in events]
+        future = self._appender.submit(pending)
+        types = [e.type for e in events]
+        future.add_done_callback(lambda done: self._finish(types, span, done))
+        return future
+
+    def append(self, events: Sequence[Event], recorded_by: str) -> list[AppendResult]:
+        """Append and wait for the results (one per event, in order)."""
+        return self.submit(events, recorded_by).result()
+
+    def _finish(self, types: list[str], span: Span, future: Future[list[AppendResult]]) -> None:
+        error = future.exception()
+        if error is not None:
+            span.record_exception(error)
+            span.set_status(StatusCode.ERROR)
+            span.end()
+            return
+        span.end()
+        created: Counter[str] = Counter()
+        for event_type, result in zip(types, future.result(), strict=True):
+            if result.outcome is Outcome.CREATED:
+                created[event_type] += 1
+            else:
+                self._metrics.dedupe_hits_total.labels(result.outcome.value).inc()
+        for event_type, n in created.items():
+            # Types are chosen by clients: label only registered ones, to bound cardinality.
+            label = event_type if event_type in TITLES else "other"
+            self._metrics.events_total.labels(label).inc(n)
+
+    def record_rejected(self, count: int) -> None:
+        if count:
+            self._metrics.rejected_total.inc(count)
+
+    def incident_exists(self, incident_id: str) -> bool:
+        return self._reader.chain_head(chain_key(incident_id)) is not None
+
+    def _require_incident(self, incident_id: str) -> None:
+        if not self.incident_exists(incident_id):
+            raise NotFound(f"incident {incident_id!r} has no timeline events")
+
+    def page(self, filt: TimelineFilter, cursor: str | None, limit: int) -> Page:
+        """One page of an incident's timeline, and the cursor of the next page."""
+        started = time.perf_counter()
+        with self._tracer.start_as_current_span("timeline.query") as span:
+            span.set_attribute("timeline.incident_id", filt.incident_id or "")
+            after = self._cursors.decode(filt, cursor) if cursor else None
+            if filt.incident_id is not None and after is None:
+                self._require_incident(filt.incident_id)
+            rows = self._reader.page(filt, after, limit + 1)
+            next_cursor = None
+            if len(rows) > limit:
+                rows = rows[:limit]
+                last = rows[-1]
+                next_cursor = self._cursors.encode(filt, Cursor(last.time_us, last.position))
+            span.set_attribute("timeline.events", len(rows))
+        self._metrics.query_duration_seconds.observe(time.perf_counter() - started)
+        return Page(rows, next_cursor)
+
+    def get(self, event_id: str, source: str | None = None) -> StoredEvent:
+        rows = self._reader.by_event_id(event_id, source)
+        if not rows:
+            where = f" from source {source!r}" if source else ""
+            raise NotFound(f"no event with id {event_id!r}{where}")
+        sources = sorted({r.source for r in rows})
+        if len(sources) > 1:
+            raise AmbiguousEventId(event_id, sources)
+        return rows[0]
+
+    def verify(self, incident_id: str) -> ChainReport:
+        """Walk an incident's hash chain and say whether it is intact."""
+        head = self._reader.chain_head(chain_key(incident_id))
+        if head is None:
+            raise NotFound(f"incident {incident_id!r} has no timeline events")
+        with self._tracer.start_as_current_span("timeline.verify"):
+            report = verify_chain(self._reader.chain(incident_id), head.event_count)
+        if report.intact and report.last_hash != head.last_hash:
+            return ChainReport(
+                False,
+                report.events,
+                None,
+                "the last stored event is not the recorded head of the chain "
+                "(events were removed from the end)",
+            )
+        return report
+
+    def export(
+        self, incident_id: str, fmt: ExportFormat, dialect: str = "spec", *, chunk: int = 1000
+    ) -> Export:
+        """A streaming export of an incident's timeline as it stands now."""
+        self._require_incident(incident_id)
+        filt = TimelineFilter(incident_id=incident_id, max_position=self._reader.head_position())
+        total = self._reader.count(filt)
+        rows = self._reader.iterate(filt, chunk)
+        if fmt is ExportFormat.JSON:
+            chunks = export_json(rows, dialect)
+        else:
+            chunks = export_markdown(rows, incident_id, total)
+        return Export(total, self._timed(chunks, fmt))
+
+    def _timed(self, chunks: Iterator[bytes], fmt: ExportFormat) -> Iterator[bytes]:
+        started = time.perf_counter()
+        # A streamed body is produced step by step on pool threads: keep the span detached.
+        span = self._tracer.start_span("timeline.export")
+        span.set_attribute("timeline.format", fmt.value)
+        try:
+            yield from chunks
+        finally:
+            span.end()
+        self._metrics.export_duration_seconds.labels(fmt.value).observe(
+            time.perf_counter() - started
+        )
+
+    def ping(self) -> None:
+        self._reader.ping()
