@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from fastapi import FastAPI
 
 from incidents import __version__
-from incidents.api import health, timeline
+from incidents.api import health, session, timeline
 from incidents.api.problems import install_problem_handlers
 
 if TYPE_CHECKING:
@@ -36,5 +36,6 @@ def build_api(container: Container) -> FastAPI:
     app.state.container = container
     install_problem_handlers(app)
     app.include_router(health.router)
+    app.include_router(session.router)
     app.include_router(timeline.router)
     return app

@@ -1,0 +1,1 @@
+"""The ``incidents`` command line: talks to the HTTP API, except local admin commands."""

@@ -1,0 +1,94 @@
+"""``incidents admin``: local administration that works on the database directly."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from incidents.cli.client import CliError
+from incidents.config import load_settings, mask_url_password
+from incidents.events.timeformat import format_micros
+from incidents.identity.tokens import TokenNotFound, TokenService
+from incidents.store.engine import make_engine
+from incidents.store.migrate import current_revision, head_revision, migrate
+
+app = typer.Typer(help="Local administration (runs against IM_DATABASE_URL).", no_args_is_help=True)
+token_app = typer.Typer(help="Create, list and revoke API tokens.", no_args_is_help=True)
+app.add_typer(token_app, name="token")
+
+
+def _tokens() -> TokenService:
+    settings = load_settings()
+    engine = make_engine(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
+    migrate(engine)
+    return TokenService(engine)
+
+
+@app.command("migrate")
+def migrate_command() -> None:
+    """Apply pending schema migrations (also done on every server start)."""
+    settings = load_settings()
+    engine = make_engine(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
+    try:
+        before, after = migrate(engine)
+    finally:
+        engine.dispose()
+    where = mask_url_password(settings.database_url)
+    if before == after:
+        typer.echo(f"{where}: already at revision {after}")
+    else:
+        typer.echo(f"{where}: migrated from {before or 'empty'} to {after}")
+
+
+@app.command("status")
+def status_command() -> None:
+    """Show the database's schema revision and the newest one this build knows."""
+    settings = load_settings()
+    engine = make_engine(settings.database_url)
+    try:
+        current = current_revision(engine)
+    finally:
+        engine.dispose()
+    typer.echo(f"database: {mask_url_password(settings.database_url)}")
+    typer.echo(f"revision: {current or 'empty'} (newest known: {head_revision()})")
+
+
+@token_app.command("create")
+def token_create(
+    user: Annotated[str, typer.Option("--user", "-u", help="The user's email")],
+    name: Annotated[str | None, typer.Option(help="A label, e.g. 'ci' or 'laptop'")] = None,
+) -> None:
+    """Create a token for a user and print it once; only its hash is stored."""
+    try:
+        info, secret = _tokens().create(user, name)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    typer.echo(secret)
+    typer.echo(f"token {info.token_id} for {info.subject}: store it now, it is not shown again", err=True)
+
+
+@token_app.command("list")
+def token_list(
+    user: Annotated[str | None, typer.Option("--user", "-u", help="Only this user's")] = None,
+) -> None:
+    """List tokens (ids, owners, state); secrets are never shown."""
+    table = Table()
+    for column in ("Token id", "User", "Name", "Created", "State"):
+        table.add_column(column)
+    for info in _tokens().list(user):
+        state = "active" if info.revoked_us is None else f"revoked {format_micros(info.revoked_us)}"
+        table.add_row(info.token_id, info.subject, info.name or "", format_micros(info.created_us), state)
+    Console().print(table)
+
+
+@token_app.command("revoke")
+def token_revoke(token_id: Annotated[str, typer.Argument(help="The token id (tok_...)")]) -> None:
+    """Revoke a token; servers stop accepting it within IM_TOKEN_CACHE_SECONDS."""
+    try:
+        info = _tokens().revoke(token_id)
+    except TokenNotFound as exc:
+        raise CliError(str(exc)) from None
+    typer.echo(f"revoked {info.token_id} ({info.subject})")

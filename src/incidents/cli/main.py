@@ -1,0 +1,88 @@
+"""The ``incidents`` command."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated
+
+import typer
+
+from incidents import __version__
+from incidents.cli import admin, timeline
+from incidents.cli.client import ApiClient, CliError
+from incidents.cli.credentials import Credentials, save_credentials
+from incidents.config import ConfigError, load_settings
+
+app = typer.Typer(
+    help="Incidents: incident management on an append-only CloudEvents timeline.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(timeline.app, name="timeline")
+app.add_typer(admin.app, name="admin")
+config_app = typer.Typer(help="Inspect the configuration.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to listen on")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on")] = None,
+) -> None:
+    """Run the HTTP API (storage from IM_DATABASE_URL; SQLite ./incidents.db by default)."""
+    import uvicorn
+
+    from incidents.app import build_container, create_app
+    from incidents.config import mask_url_password
+
+    settings = load_settings()
+    container = build_container(settings)
+    typer.echo(
+        f"incidents {__version__}: {mask_url_password(settings.database_url)} "
+        f"on http://{host or settings.host}:{port or settings.port}",
+        err=True,
+    )
+    uvicorn.run(
+        create_app(container),
+        host=host or settings.host,
+        port=port or settings.port,
+        log_level=settings.log_level,
+        access_log=False,
+    )
+
+
+@app.command()
+def login(
+    server: Annotated[str, typer.Option(help="The server URL, e.g. http://127.0.0.1:8080")],
+    token: Annotated[str, typer.Option(help="An API token (incidents admin token create)")],
+) -> None:
+    """Check a server and token, then save them for later commands."""
+    with ApiClient(Credentials(server.rstrip("/"), token)) as client:
+        who = client.get_json("/api/v1/whoami")
+    path = save_credentials(server, token)
+    typer.echo(f"logged in to {server} as {who['subject']} (saved in {path})")
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    typer.echo(__version__)
+
+
+@config_app.command("show")
+def config_show() -> None:
+    """Print the effective configuration, with secrets masked."""
+    typer.echo(json.dumps(load_settings().masked(), indent=2, default=str))
+
+
+def main() -> None:
+    """Entry point: run the CLI, turning expected failures into one line and an exit code."""
+    try:
+        app()
+    except CliError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except ConfigError as exc:
+        typer.echo(f"error: configuration: {exc}", err=True)
+        sys.exit(1)
