@@ -1,0 +1,149 @@
+"""Shared fixtures: every contract test runs on SQLite and on the machine's PostgreSQL.
+
+PostgreSQL tests get a schema of their own (search_path), so they are isolated and
+leave nothing behind. Without a reachable server they are skipped, unless
+IM_REQUIRE_SERVICES=1 (CI), which turns a missing service into a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+
+from incidents.app import Container, build_container, create_app
+from incidents.config import Settings
+
+PG_DSN = os.environ.get("IM_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+REQUIRE_SERVICES = os.environ.get("IM_REQUIRE_SERVICES") == "1"
+
+
+def _postgres_available() -> str | None:
+    try:
+        with psycopg.connect(PG_DSN, connect_timeout=3) as conn:
+            conn.execute("SELECT 1")
+        return None
+    except psycopg.Error as exc:
+        return f"PostgreSQL at {PG_DSN} is not reachable: {exc}"
+
+
+def require_postgres() -> None:
+    problem = _postgres_available()
+    if problem is None:
+        return
+    if REQUIRE_SERVICES:
+        pytest.fail(f"{problem} (IM_REQUIRE_SERVICES=1)")
+    pytest.skip(problem)
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A PostgreSQL URL whose search_path is a fresh, private schema."""
+    require_postgres()
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_DSN, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        yield f"{PG_DSN}?options=-csearch_path%3D{schema}"
+    finally:
+        with psycopg.connect(PG_DSN, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'incidents.db'}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Both backends, one after the other."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'incidents.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
+def make_settings(database_url: str, **overrides: Any) -> Settings:
+    return Settings(database_url=database_url, sqlite_synchronous="NORMAL", **overrides)
+
+
+@pytest.fixture
+def container(database_url: str) -> Iterator[Container]:
+    c = build_container(make_settings(database_url))
+    c.start()
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+@dataclass
+class Api:
+    """A test client with a valid token for alice@example.com."""
+
+    client: TestClient
+    token: str
+    container: Container
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def post_event(self, event: dict[str, Any], **headers: str) -> Any:
+        return self.client.post(
+            "/api/v1/timeline/events",
+            json=event,
+            headers={**self.auth, "Content-Type": "application/cloudevents+json", **headers},
+        )
+
+    def post_batch(self, events: list[dict[str, Any]]) -> Any:
+        return self.client.post(
+            "/api/v1/timeline/events",
+            json=events,
+            headers={**self.auth, "Content-Type": "application/cloudevents-batch+json"},
+        )
+
+    def get(self, path: str, **params: Any) -> Any:
+        return self.client.get(path, params=params, headers=self.auth)
+
+
+@pytest.fixture
+def api(database_url: str) -> Iterator[Api]:
+    c = build_container(make_settings(database_url))
+    _, token = c.tokens.create("alice@example.com")
+    with TestClient(create_app(c)) as client:
+        yield Api(client, token, c)
+
+
+def event(
+    n: int | str = 1,
+    *,
+    incident: str | None = "INC-1",
+    type_: str = "im.note.add",
+    time: str | None = "2025-12-11T10:30:00Z",
+    data: Any = None,
+    **attrs: Any,
+) -> dict[str, Any]:
+    """A valid structured-mode CloudEvent; keyword arguments add or override attributes."""
+    out: dict[str, Any] = {
+        "specversion": "1.0",
+        "id": f"evt-{n}",
+        "source": "im://tests",
+        "type": type_,
+        "data": data if data is not None else {"note": f"note {n}"},
+    }
+    if incident is not None:
+        out["subject"] = f"incident/{incident}"
+    if time is not None:
+        out["time"] = time
+    for key, value in attrs.items():
+        out[key.replace("__", ".")] = value
+    return out
