@@ -133,7 +133,9 @@ def test_a_reader_following_positions_never_misses_a_later_commit(database_url: 
             assert p.exitcode == 0
         assert len(seen) == expected
         with setup.engine.connect() as conn:
-            assert conn.execute(text("SELECT count(*) FROM timeline_events")).scalar_one() == expected
+            assert (
+                conn.execute(text("SELECT count(*) FROM timeline_events")).scalar_one() == expected
+            )
         for incident in (f"INC-{i}" for i in range(5)):
             assert setup.timeline.verify(incident).intact
     finally:

@@ -291,7 +291,10 @@ def test_entries_have_the_guide_shape_in_time_order(api: Api) -> None:
         ({"type": "im.alert.*,im.note.add"}, ["evt-6", "evt-2", "evt-4", "evt-5"]),
         ({"type": "im.incident.acknowledge"}, ["evt-3"]),
         ({"type": "IM.INCIDENT.*"}, []),
-        ({"from": "2025-12-10T10:00:00Z", "to": "2025-12-10T12:00:00Z"}, ["evt-2", "evt-3", "evt-4"]),
+        (
+            {"from": "2025-12-10T10:00:00Z", "to": "2025-12-10T12:00:00Z"},
+            ["evt-2", "evt-3", "evt-4"],
+        ),
         ({"from": "2025-12-10T11:00:00+01:00"}, ["evt-2", "evt-3", "evt-4", "evt-5"]),
         ({"actor": "pd"}, ["evt-2", "evt-5"]),
         ({"correlation_key": "k1"}, ["evt-6"]),
@@ -568,7 +571,9 @@ def test_every_api_endpoint_needs_a_valid_token(api: Api, method: str, path: str
 def test_revoked_token_is_refused(api: Api) -> None:
     info, token = api.container.tokens.create("bob@example.com")
     headers = {"Authorization": f"Bearer {token}"}
-    assert api.client.get("/api/v1/whoami", headers=headers).json() == {"subject": "bob@example.com"}
+    assert api.client.get("/api/v1/whoami", headers=headers).json() == {
+        "subject": "bob@example.com"
+    }
     api.container.tokens.revoke(info.token_id)
     assert api.client.get("/api/v1/whoami", headers=headers).status_code == 401
 

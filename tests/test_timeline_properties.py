@@ -49,7 +49,10 @@ def test_walking_pages_yields_every_event_once_in_order_while_appends_continue(
     type_filter: str | None,
 ) -> None:
     incident = f"INC-{uuid.uuid4().hex[:10]}"
-    seed = _make(incident, initial, "a") + [event(f"{incident}-anchor", incident=incident, time=_TIMES[0])]
+    seed = [
+        *_make(incident, initial, "a"),
+        event(f"{incident}-anchor", incident=incident, time=_TIMES[0]),
+    ]
     assert api.post_batch(seed).status_code == 200
 
     params: dict[str, Any] = {"limit": limit, "order": "desc" if descending else "asc"}
@@ -85,7 +88,9 @@ def test_walking_pages_yields_every_event_once_in_order_while_appends_continue(
     assert expected_at_start <= set(ids), "an event stored before the walk was missed"
     keys = [(e["event_time"], e["position"]) for e in seen]
     assert keys == sorted(keys, reverse=descending)
-    assert all(patterns is None or any(e["event_type"].startswith(p) for p in patterns) for e in seen)
+    assert all(
+        patterns is None or any(e["event_type"].startswith(p) for p in patterns) for e in seen
+    )
 
 
 _variants = st.lists(
@@ -108,7 +113,9 @@ def test_appends_are_idempotent(
     def build(n: int, variant: str) -> dict[str, Any]:
         attrs: dict[str, Any] = {}
         if use_origin:
-            attrs["imoriginid" if variant != "dotted" else "im__origin_id"] = f"{incident}-origin-{n}"
+            attrs["imoriginid" if variant != "dotted" else "im__origin_id"] = (
+                f"{incident}-origin-{n}"
+            )
         if variant == "dotted":
             attrs["im__actor"] = "oncall"
         else:
@@ -134,8 +141,10 @@ def test_appends_are_idempotent(
     first: dict[str, tuple[str, bool, str]] = {}
     expected: list[int] = []
     for (n, variant), status in zip(plan, statuses, strict=True):
-        key = f"origin-{n}" if use_origin else f"{incident}-{n}" + (
-            "-redelivered" if variant == "new-id-same-origin" else ""
+        key = (
+            f"origin-{n}"
+            if use_origin
+            else f"{incident}-{n}" + ("-redelivered" if variant == "new-id-same-origin" else "")
         )
         changed = variant == "changed"
         if key not in first:

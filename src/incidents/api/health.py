@@ -36,6 +36,4 @@ def readyz(request: Request) -> Response:
 @router.get("/metrics", summary="Prometheus metrics")
 def metrics(request: Request) -> Response:
     """Metrics in the Prometheus text format."""
-    return Response(
-        request.app.state.container.metrics.render(), media_type=CONTENT_TYPE_LATEST
-    )
+    return Response(request.app.state.container.metrics.render(), media_type=CONTENT_TYPE_LATEST)

@@ -15,8 +15,8 @@ from incidents.api.problems import Problem
 from incidents.events.envelope import Event, EventValidationError
 from incidents.events.parsing import (
     BATCH,
-    Mode,
     MalformedBody,
+    Mode,
     UnsupportedMediaType,
     media_type,
     parse_request,
@@ -146,7 +146,10 @@ async def append_events(request: Request, subject: Subject) -> Response:
         )
     valid: list[Event] = [item for item in parsed.items if isinstance(item, Event)]
     timeline.record_rejected(len(parsed.items) - len(valid))
-    appended = iter(await asyncio.wrap_future(timeline.submit(valid, subject)) if valid else [])
+    batch_results: list[AppendResult] = (
+        await asyncio.wrap_future(timeline.submit(valid, subject)) if valid else []
+    )
+    appended = iter(batch_results)
     out: list[dict[str, Any]] = []
     counts = {"created": 0, "duplicates": 0, "conflicts": 0, "rejected": 0}
     for item in parsed.items:
@@ -277,9 +280,7 @@ def list_timeline(
     return _json(body)
 
 
-@router.get(
-    "/incidents/{incident_id}/timeline/verify", summary="Check an incident's hash chain"
-)
+@router.get("/incidents/{incident_id}/timeline/verify", summary="Check an incident's hash chain")
 def verify_timeline(request: Request, subject: Subject, incident_id: str) -> Response:
     """Whether the incident's hash chain is intact and, if not, the first broken position."""
     container = _container(request)
@@ -330,4 +331,3 @@ def export_timeline(
             "Content-Disposition": f'attachment; filename="{incident_id}-timeline.{suffix}"',
         },
     )
-

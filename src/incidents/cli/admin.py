@@ -67,7 +67,9 @@ def token_create(
     except ValueError as exc:
         raise CliError(str(exc)) from None
     typer.echo(secret)
-    typer.echo(f"token {info.token_id} for {info.subject}: store it now, it is not shown again", err=True)
+    typer.echo(
+        f"token {info.token_id} for {info.subject}: store it now, it is not shown again", err=True
+    )
 
 
 @token_app.command("list")
@@ -80,7 +82,9 @@ def token_list(
         table.add_column(column)
     for info in _tokens().list(user):
         state = "active" if info.revoked_us is None else f"revoked {format_micros(info.revoked_us)}"
-        table.add_row(info.token_id, info.subject, info.name or "", format_micros(info.created_us), state)
+        table.add_row(
+            info.token_id, info.subject, info.name or "", format_micros(info.created_us), state
+        )
     Console().print(table)
 
 

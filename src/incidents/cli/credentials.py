@@ -1,4 +1,4 @@
-"""Where the CLI finds its server and token: flags, ``IM_SERVER``/``IM_TOKEN``, or the login file."""
+"""Where the CLI finds its server and token: ``IM_SERVER``/``IM_TOKEN`` or the login file."""
 
 from __future__ import annotations
 

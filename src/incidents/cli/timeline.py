@@ -210,9 +210,7 @@ def append(
     except json.JSONDecodeError as exc:
         raise CliError(f"{file} is not valid JSON: {exc}") from None
     batch = isinstance(document, list)
-    content_type = (
-        "application/cloudevents-batch+json" if batch else "application/cloudevents+json"
-    )
+    content_type = "application/cloudevents-batch+json" if batch else "application/cloudevents+json"
     with _client() as client:
         resp = client.request(
             "POST",

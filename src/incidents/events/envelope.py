@@ -300,9 +300,7 @@ def _apply_extension(
         event.related_ids = _string_list(value, name, errors)
     elif ext is Extension.VISIBILITY:
         if value not in _VISIBILITIES:
-            errors.append(
-                FieldError(name, f"must be one of {', '.join(sorted(_VISIBILITIES))}")
-            )
+            errors.append(FieldError(name, f"must be one of {', '.join(sorted(_VISIBILITIES))}"))
         else:
             event.visibility = value
     else:

@@ -17,7 +17,7 @@ from sqlalchemy import Engine, insert, select, update
 from incidents.events.timeformat import now_micros
 from incidents.store.schema import api_tokens
 
-TOKEN_PREFIX = "im_"
+TOKEN_PREFIX = "im_"  # noqa: S105 - a public prefix, not a secret
 
 
 @dataclass(frozen=True, slots=True)

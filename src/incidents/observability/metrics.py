@@ -39,7 +39,7 @@ class TimelineMetrics:
             "timeline_export_duration_seconds",
             "Duration of timeline exports",
             ["format"],
-            buckets=_LATENCY_BUCKETS + (30.0, 60.0, 300.0),
+            buckets=(*_LATENCY_BUCKETS, 30.0, 60.0, 300.0),
             registry=self.registry,
         )
 

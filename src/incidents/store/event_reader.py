@@ -96,10 +96,7 @@ class EventReader:
         last = 0
         while True:
             stmt = (
-                select(*_COLUMNS)
-                .where(cond, _t.position > last)
-                .order_by(_t.position)
-                .limit(chunk)
+                select(*_COLUMNS).where(cond, _t.position > last).order_by(_t.position).limit(chunk)
             )
             with self._engine.connect() as conn:
                 rows = [StoredEvent(*row) for row in conn.execute(stmt)]

@@ -71,9 +71,7 @@ class PostgresTransaction:
             "WHERE chain_key = ANY(%s)",
             (list(keys),),
         )
-        return {
-            row[0]: ChainHead(row[1], bytes(row[2]), row[3]) for row in self._cur.fetchall()
-        }
+        return {row[0]: ChainHead(row[1], bytes(row[2]), row[3]) for row in self._cur.fetchall()}
 
     def insert_events(self, rows: Sequence[StoredEvent]) -> None:
         with self._cur.copy(_COPY) as copy:

@@ -43,8 +43,7 @@ class SqliteTransaction:
         cursor = self._conn.cursor()
         for key in keys:
             row = cursor.execute(
-                "SELECT last_position, last_hash, event_count FROM chain_heads "
-                "WHERE chain_key = ?",
+                "SELECT last_position, last_hash, event_count FROM chain_heads WHERE chain_key = ?",
                 (key,),
             ).fetchone()
             if row is not None:

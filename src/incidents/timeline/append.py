@@ -143,7 +143,9 @@ def write_group(
                 Outcome.DUPLICATE if prior.content_hash == event.content_hash else Outcome.CONFLICT
             )
             results.append(
-                AppendResult(outcome, prior.event_id, prior.incident_id, None, event.dedupe_key_text())
+                AppendResult(
+                    outcome, prior.event_id, prior.incident_id, None, event.dedupe_key_text()
+                )
             )
             continue
 

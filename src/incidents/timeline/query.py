@@ -131,9 +131,11 @@ class CursorCodec:
             raise InvalidQuery("cursor", "is not a cursor returned by this API") from None
         if len(blob) < _MAC_BYTES + 8 + 2:
             raise InvalidQuery("cursor", "is not a cursor returned by this API")
-        payload, digest, mac = blob[: -_MAC_BYTES - 8], blob[-_MAC_BYTES - 8 : -_MAC_BYTES], blob[
-            -_MAC_BYTES:
-        ]
+        payload, digest, mac = (
+            blob[: -_MAC_BYTES - 8],
+            blob[-_MAC_BYTES - 8 : -_MAC_BYTES],
+            blob[-_MAC_BYTES:],
+        )
         if not hmac.compare_digest(mac, self._mac(payload + digest)):
             raise InvalidQuery("cursor", "is damaged or was not issued by this server")
         if digest != filt.digest():
@@ -146,8 +148,10 @@ class CursorCodec:
             version, time_us, position = orjson.loads(payload)
         except (orjson.JSONDecodeError, ValueError, TypeError):
             raise InvalidQuery("cursor", "is not a cursor returned by this API") from None
-        if version != _CURSOR_VERSION or not isinstance(time_us, int) or not isinstance(
-            position, int
+        if (
+            version != _CURSOR_VERSION
+            or not isinstance(time_us, int)
+            or not isinstance(position, int)
         ):
             raise InvalidQuery("cursor", "comes from an incompatible version of the API")
         return Cursor(time_us, position)
