@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
+from functools import lru_cache
 
 _RFC3339 = re.compile(
     r"^(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$"
@@ -37,8 +38,12 @@ def to_micros(moment: datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
+@lru_cache(maxsize=4096)
 def parse_micros(text: str) -> int:
-    """Parse an RFC 3339 timestamp straight to epoch microseconds."""
+    """Parse an RFC 3339 timestamp straight to epoch microseconds.
+
+    Cached: a batch from one source often repeats the same timestamps.
+    """
     return to_micros(parse_rfc3339(text))
 
 

@@ -20,8 +20,6 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol
 
-import orjson
-
 from incidents.events.envelope import Event
 from incidents.events.timeformat import now_micros
 from incidents.store.records import ChainHead, ExistingKey, StoredEvent
@@ -153,28 +151,27 @@ def write_group(
         ckey = chain_key(event.incident_id)
         tip = changed.get(ckey) or heads.get(ckey)
         prev_hash = tip.last_hash if tip is not None else GENESIS
-        row = StoredEvent(
-            position=head,
-            incident_id=event.incident_id,
-            event_id=event.id,
-            source=event.source,
-            type=event.type,
-            subject=event.subject,
-            time_us=event.time_us if event.time_us is not None else now_us,
-            origin_id=event.origin_id,
+        fields = (
+            head,
+            event.incident_id,
+            event.id,
+            event.source,
+            event.type,
+            event.subject,
+            event.time_us if event.time_us is not None else now_us,
+            event.origin_id,
             # The recorder is who called; the actor is who the event says acted.
-            actor=event.actor if event.actor is not None else item.recorded_by,
-            recorded_by=item.recorded_by,
-            visibility=event.visibility,
-            correlation_key=event.correlation_key,
-            fingerprint=event.fingerprint,
-            created_us=now_us,
-            body=orjson.dumps(event.body()),
-            content_hash=event.content_hash,
-            prev_hash=tip.last_hash if tip is not None else None,
-            hash=b"",
+            event.actor if event.actor is not None else item.recorded_by,
+            item.recorded_by,
+            event.visibility,
+            event.correlation_key,
+            event.fingerprint,
+            now_us,
+            event.body_json,
+            event.content_hash,
+            tip.last_hash if tip is not None else None,
         )
-        row = row._replace(hash=event_hash(prev_hash, row))
+        row = StoredEvent(*fields, event_hash(prev_hash, fields))
         rows.append(row)
         changed[ckey] = ChainHead(head, row.hash, (tip.event_count if tip else 0) + 1)
         known[key] = ExistingKey(event.id, event.incident_id, event.content_hash)

@@ -8,8 +8,9 @@ event breaks the chain at that event, and :func:`verify_chain` reports where.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 
@@ -24,30 +25,23 @@ def chain_key(incident_id: str | None) -> str:
     return incident_id if incident_id is not None else NO_INCIDENT
 
 
-def event_hash(prev_hash: bytes, row: StoredEvent) -> bytes:
-    """SHA-256 over the previous link and every column of ``row`` except its own hash."""
+# Indexes into a row (see EVENT_COLUMNS): the scalar columns, then body and content hash.
+_SCALARS = slice(0, 14)
+_BODY = 14
+_CONTENT_HASH = 15
+
+
+def event_hash(prev_hash: bytes, row: Sequence[Any]) -> bytes:
+    """SHA-256 over the previous link and every column of ``row`` except its own hash.
+
+    ``row`` is a :class:`StoredEvent` or the tuple of its fields without the hash.
+    """
     digest = hashlib.sha256(prev_hash)
-    scalars = [
-        row.position,
-        row.incident_id,
-        row.event_id,
-        row.source,
-        row.type,
-        row.subject,
-        row.time_us,
-        row.origin_id,
-        row.actor,
-        row.recorded_by,
-        row.visibility,
-        row.correlation_key,
-        row.fingerprint,
-        row.created_us,
-    ]
     # The JSON array is self-delimiting and the two digests have fixed length,
     # so no two different rows can produce the same byte stream.
-    digest.update(orjson.dumps(scalars))
-    digest.update(row.content_hash)
-    digest.update(hashlib.sha256(row.body).digest())
+    digest.update(orjson.dumps(row[_SCALARS]))
+    digest.update(row[_CONTENT_HASH])
+    digest.update(hashlib.sha256(row[_BODY]).digest())
     return digest.digest()
 
 
