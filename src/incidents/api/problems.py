@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 from http import HTTPStatus
 from typing import Any
 
 import orjson
+import psycopg
+import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -15,6 +18,14 @@ from starlette.responses import Response
 log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
+# Failures of the database itself (connection lost, server restarting, lock timeout).
+STORAGE_ERRORS: tuple[type[Exception], ...] = (
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+    sqlite3.OperationalError,
+)
 
 
 def problem_type(slug: str) -> str:
@@ -120,6 +131,22 @@ def _from_http(request: Request, exc: Exception) -> Response:
     )
 
 
+def _from_storage(request: Request, exc: Exception) -> Response:
+    # The database is down, restarting or locked: the client should retry, and nothing
+    # was half-written because every append is one transaction.
+    log.warning(
+        "storage unavailable on %s %s: %s", request.method, request.url.path, type(exc).__name__
+    )
+    return problem_response(
+        503,
+        "storage-unavailable",
+        "Service Unavailable",
+        "the database is not answering; nothing was stored by this request, retry shortly",
+        instance=request.url.path,
+        headers={"Retry-After": "1"},
+    )
+
+
 def _from_unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return problem_response(
@@ -136,4 +163,6 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Problem, _from_problem)
     app.add_exception_handler(RequestValidationError, _from_validation)
     app.add_exception_handler(StarletteHTTPException, _from_http)
+    for storage_error in STORAGE_ERRORS:
+        app.add_exception_handler(storage_error, _from_storage)
     app.add_exception_handler(Exception, _from_unexpected)
