@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fastapi import FastAPI
+from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
 from opentelemetry.trace import Tracer
 from sqlalchemy import Engine
@@ -43,6 +44,7 @@ class Container:
     tokens: TokenService
     metrics: TimelineMetrics
     tracer: Tracer
+    tracer_provider: TracerProvider
 
     def start(self) -> None:
         """Start background work (the group-commit writer)."""
@@ -53,6 +55,8 @@ class Container:
         self.appender.stop()
         self.writer.close()
         self.engine.dispose()
+        # Flush spans still queued for the exporter.
+        self.tracer_provider.shutdown()
 
 
 def build_container(
@@ -73,7 +77,7 @@ def build_container(
     reader = EventReader(engine)
     appender = GroupCommitAppender(writer, max_events=settings.group_commit_max_events)
     metrics = TimelineMetrics()
-    tracer = make_tracer(settings.otel_exporter, span_exporter)
+    tracer_provider, tracer = make_tracer(settings.otel_exporter, span_exporter)
     cursors = CursorCodec(reader.instance_secret("cursor-hmac"))
     timeline = TimelineService(reader, appender, cursors, metrics, tracer)
     tokens = TokenService(engine, settings.token_cache_seconds)
@@ -88,6 +92,7 @@ def build_container(
         tokens=tokens,
         metrics=metrics,
         tracer=tracer,
+        tracer_provider=tracer_provider,
     )
 
 

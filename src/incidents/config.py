@@ -6,6 +6,7 @@ Precedence, lowest first: built-in defaults, the YAML file, the environment.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -16,8 +17,8 @@ import yaml
 DEFAULT_DATABASE_URL = "sqlite:///./incidents.db"
 DEFAULT_SERVER = "http://127.0.0.1:8080"
 
-# Settings whose values must never be printed or logged.
-SECRET_SETTINGS = frozenset({"database_url_password", "token"})
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+OTEL_EXPORTERS = ("none", "console", "otlp")
 
 
 class ConfigError(ValueError):
@@ -60,13 +61,17 @@ class Settings:
         return out
 
 
+_QUERY_PASSWORD = re.compile(r"([?&](?:password|sslpassword)=)[^&]*", re.IGNORECASE)
+
+
 def mask_url_password(url: str) -> str:
-    """Replace the password of a ``scheme://user:password@host`` URL by ``***``."""
+    """Mask the password of a URL: ``user:password@`` and ``?password=`` alike."""
+    url = _QUERY_PASSWORD.sub(r"\1***", url)
     scheme, sep, rest = url.partition("://")
     if not sep or "@" not in rest:
         return url
     creds, _, hostpart = rest.rpartition("@")
-    if ":" not in creds:
+    if ":" not in creds or "/" in creds:
         return url
     user = creds.split(":", 1)[0]
     return f"{scheme}://{user}:***@{hostpart}"
@@ -132,7 +137,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
 
 
 def _validate(settings: Settings) -> None:
-    if not settings.database_url.startswith(("sqlite://", "postgresql")):
+    if not settings.database_url.startswith(("sqlite://", "postgresql", "postgres://")):
         raise ConfigError(
             "IM_DATABASE_URL: use sqlite:///PATH or postgresql://USER@HOST:PORT/DB, "
             f"got {mask_url_password(settings.database_url)!r}"
@@ -143,5 +148,9 @@ def _validate(settings: Settings) -> None:
         raise ConfigError("IM_SQLITE_SYNCHRONOUS: expected FULL, NORMAL or EXTRA")
     if settings.max_event_bytes < 64 * 1024:
         raise ConfigError("IM_MAX_EVENT_BYTES: must be at least 65536 (the CloudEvents floor)")
+    if settings.log_level not in LOG_LEVELS:
+        raise ConfigError(f"IM_LOG_LEVEL: expected one of {', '.join(LOG_LEVELS)}")
+    if settings.otel_exporter not in OTEL_EXPORTERS:
+        raise ConfigError(f"IM_OTEL_EXPORTER: expected one of {', '.join(OTEL_EXPORTERS)}")
     if settings.max_batch_events < 1:
         raise ConfigError("IM_MAX_BATCH_EVENTS: must be at least 1")

@@ -107,7 +107,7 @@ def _from_validation(request: Request, exc: Exception) -> Response:
     return problem_response(
         422 if any(err.get("loc", ("",))[0] == "body" for err in exc.errors()) else 400,
         "invalid-parameter",
-        "Invalid request parameter",
+        "Invalid query parameter",
         detail,
         instance=request.url.path,
         errors=errors,

@@ -185,17 +185,25 @@ def get_event(
     subject: Subject,
     event_id: str,
     source: Annotated[str | None, Query(description="Disambiguates ids reused by sources")] = None,
-    dialect: Annotated[str, Query(pattern="^(spec|dotted)$")] = "spec",
+    dialect: Annotated[str | None, Query(description="spec (default) or dotted")] = None,
 ) -> Response:
     """The stored event in structured CloudEvents JSON."""
     container = _container(request)
+    chosen = _dialect(container, dialect)
     try:
         row = container.timeline.get(event_id, source)
     except NotFound as exc:
         raise Problem(404, "event-not-found", str(exc)) from None
     except AmbiguousEventId as exc:
         raise Problem(409, "ambiguous-event-id", str(exc), sources=exc.sources) from None
-    return _json(to_cloudevent(row, dialect), media="application/cloudevents+json")
+    return _json(to_cloudevent(row, chosen), media="application/cloudevents+json")
+
+
+def _dialect(container: Container, requested: str | None) -> str:
+    chosen = requested or container.settings.export_dialect
+    if chosen not in ("spec", "dotted"):
+        raise _bad_query(InvalidQuery("dialect", f"must be spec or dotted, got {chosen!r}"))
+    return chosen
 
 
 def _time_param(name: str, value: str | None) -> int | None:
@@ -315,9 +323,7 @@ def export_timeline(
         fmt = ExportFormat(format)
     except ValueError:
         raise _bad_query(InvalidQuery("format", f"must be json or md, got {format!r}")) from None
-    chosen = dialect or container.settings.export_dialect
-    if chosen not in ("spec", "dotted"):
-        raise _bad_query(InvalidQuery("dialect", f"must be spec or dotted, got {chosen!r}"))
+    chosen = _dialect(container, dialect)
     try:
         export = container.timeline.export(incident_id, fmt, chosen)
     except NotFound as exc:

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Annotated
 
 import typer
+from sqlalchemy.exc import SQLAlchemyError
 
 from incidents import __version__
 from incidents.cli import admin, timeline
 from incidents.cli.client import ApiClient, CliError
 from incidents.cli.credentials import Credentials, save_credentials
-from incidents.config import ConfigError, load_settings
+from incidents.config import DEFAULT_DATABASE_URL, ConfigError, load_settings, mask_url_password
 
 app = typer.Typer(
     help="Incidents: incident management on an append-only CloudEvents timeline.",
@@ -85,4 +87,11 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except ConfigError as exc:
         typer.echo(f"error: configuration: {exc}", err=True)
+        sys.exit(1)
+    except SQLAlchemyError as exc:
+        # Local admin commands talk to the database directly; say which one failed
+        # without echoing credentials or a traceback.
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        url = mask_url_password(os.environ.get("IM_DATABASE_URL", DEFAULT_DATABASE_URL))
+        typer.echo(f"error: database {url}: {reason}", err=True)
         sys.exit(1)

@@ -207,6 +207,8 @@ def append(
         raise CliError(f"cannot read {file}: {exc.strerror}") from None
     try:
         document = json.loads(raw)
+    except UnicodeDecodeError:
+        raise CliError(f"{file} is not UTF-8 text; CloudEvents JSON must be UTF-8") from None
     except json.JSONDecodeError as exc:
         raise CliError(f"{file} is not valid JSON: {exc}") from None
     batch = isinstance(document, list)

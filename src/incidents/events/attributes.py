@@ -58,6 +58,7 @@ for _ext, _dotted in DOTTED_NAMES.items():
     _ALIASES[_ext.value] = _ext
     _ALIASES[_dotted] = _ext
 
+# Set by the platform on output; ignored on input, so exports can be appended elsewhere.
 SERVER_ONLY = frozenset({Extension.RECORDED_BY, Extension.REDACTION_APPLIED})
 
 

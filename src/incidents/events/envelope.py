@@ -179,7 +179,7 @@ def _data_class(raw: Any, errors: list[FieldError]) -> list[str] | dict[str, lis
 def _incident_from_subject(subject: str | None) -> str | None:
     if subject is None:
         return None
-    match = _SUBJECT_INCIDENT.match(subject)
+    match = _SUBJECT_INCIDENT.fullmatch(subject)
     return match.group(1) if match else None
 
 
@@ -246,7 +246,7 @@ def normalize(raw: Any) -> Event:
             continue
         ext = platform_extension(name)
         if ext is None:
-            if not ATTRIBUTE_NAME.match(name):
+            if not ATTRIBUTE_NAME.fullmatch(name):
                 errors.append(
                     FieldError(
                         name,
@@ -264,7 +264,8 @@ def normalize(raw: Any) -> Event:
             continue
         seen[ext] = name
         if ext in SERVER_ONLY:
-            errors.append(FieldError(name, "is set by the platform and cannot be sent"))
+            # Written by the platform on the way out. An exported event sent back in
+            # carries them; they are dropped, as the recorder is always the caller.
             continue
         _apply_extension(event, ext, name, value, errors)
 
@@ -279,7 +280,7 @@ def normalize(raw: Any) -> Event:
             )
     elif subject_incident is not None:
         event.incident_id = subject_incident
-    if event.incident_id is not None and not INCIDENT_ID.match(event.incident_id):
+    if event.incident_id is not None and not INCIDENT_ID.fullmatch(event.incident_id):
         errors.append(
             FieldError(
                 "im.incident_id",

@@ -18,7 +18,7 @@ class TimeFormatError(ValueError):
 
 def parse_rfc3339(text: str) -> datetime:
     """Parse an RFC 3339 timestamp (offset required) into an aware UTC datetime."""
-    match = _RFC3339.match(text) if isinstance(text, str) else None
+    match = _RFC3339.fullmatch(text) if isinstance(text, str) else None
     if match is None:
         raise TimeFormatError(f"{text!r} is not an RFC 3339 timestamp such as 2025-12-11T10:30:00Z")
     date, clock, fraction, offset = match.groups()

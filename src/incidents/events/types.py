@@ -64,7 +64,7 @@ def canonical_type(event_type: str) -> str:
     alias = _ALIASES.get(event_type)
     if alias is not None:
         return alias
-    match = _PROVIDER_ALIAS.match(event_type)
+    match = _PROVIDER_ALIAS.fullmatch(event_type)
     if match is not None:
         provider, action = match.groups()
         if action == "ack":

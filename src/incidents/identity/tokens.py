@@ -43,8 +43,8 @@ class TokenService:
     """Creates, lists, revokes and authenticates API tokens.
 
     Successful lookups are cached for ``cache_seconds`` so the hot path does not hit
-    the database on every request; a revocation therefore takes effect within that
-    time on every instance (immediately on the instance that revoked).
+    the database on every request; a revocation therefore takes effect on running
+    servers within that time.
     """
 
     def __init__(self, engine: Engine, cache_seconds: float = 5.0) -> None:

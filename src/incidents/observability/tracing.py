@@ -11,8 +11,12 @@ from opentelemetry.sdk.trace.export import (
 )
 from opentelemetry.trace import Tracer
 
+from incidents.config import ConfigError
 
-def make_tracer(exporter: str = "none", span_exporter: SpanExporter | None = None) -> Tracer:
+
+def make_tracer(
+    exporter: str = "none", span_exporter: SpanExporter | None = None
+) -> tuple[TracerProvider, Tracer]:
     """A tracer for the platform's spans (``timeline.append``, ``timeline.query``, ...).
 
     ``exporter`` is ``none`` (default), ``console``, or ``otlp`` (needs the
@@ -29,8 +33,8 @@ def make_tracer(exporter: str = "none", span_exporter: SpanExporter | None = Non
                 OTLPSpanExporter,
             )
         except ImportError as exc:
-            raise RuntimeError(
+            raise ConfigError(
                 "IM_OTEL_EXPORTER=otlp needs the opentelemetry-exporter-otlp package"
             ) from exc
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
-    return provider.get_tracer("incidents")
+    return provider, provider.get_tracer("incidents")

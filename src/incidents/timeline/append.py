@@ -14,7 +14,7 @@ import contextlib
 import logging
 import queue
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from enum import Enum
@@ -71,11 +71,13 @@ class AppendResult:
 
 def conflict_detail(dedupe_key: str) -> str:
     """The 409 message: names the key and says what to check."""
-    return (
-        f"An event with dedupe key {dedupe_key} is already stored with different content. "
-        "Origin ids must be unique per source system: check how im.origin_id is generated, "
-        "or send a new event id."
-    )
+    stored = f"An event with dedupe key {dedupe_key} is already stored with different content."
+    if "im.origin_id" in dedupe_key:
+        return (
+            f"{stored} Origin ids must be unique per source system: check how im.origin_id "
+            "is generated (for example pagerduty:alert:P123456, not pagerduty:alert)."
+        )
+    return f"{stored} Event ids must be unique per source: send a new id for a new event."
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,9 +290,3 @@ class GroupCommitAppender:
             n = len(sub.pending)
             sub.future.set_result(results[offset : offset + n])
             offset += n
-
-
-def iter_chunks(items: Sequence[PendingEvent], size: int) -> Iterator[Sequence[PendingEvent]]:
-    """Split a long batch so one request cannot hold the writer for too long."""
-    for start in range(0, len(items), size):
-        yield items[start : start + size]

@@ -69,7 +69,7 @@ def validate_type_patterns(patterns: list[str]) -> tuple[str, ...]:
     if len(flat) > MAX_TYPE_PATTERNS:
         raise InvalidQuery("type", f"at most {MAX_TYPE_PATTERNS} patterns")
     for pattern in flat:
-        if not _TYPE_GLOB.match(pattern):
+        if not _TYPE_GLOB.fullmatch(pattern):
             raise InvalidQuery(
                 "type",
                 f"{pattern!r} is not a type pattern: use letters, digits, '.', '_', '-' "

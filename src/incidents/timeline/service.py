@@ -37,7 +37,7 @@ class AmbiguousEventId(LookupError):
         self.sources = sources
         super().__init__(
             f"event id {event_id!r} is used by several sources ({', '.join(sources)}); "
-            "add ?source=SOURCE to pick one"
+            "name the source to pick one (source= in the API, --source in the CLI)"
         )
 
 
@@ -185,10 +185,11 @@ class TimelineService:
         try:
             yield from chunks
         finally:
+            # Also when the client goes away mid-export: the time was spent all the same.
             span.end()
-        self._metrics.export_duration_seconds.labels(fmt.value).observe(
-            time.perf_counter() - started
-        )
+            self._metrics.export_duration_seconds.labels(fmt.value).observe(
+                time.perf_counter() - started
+            )
 
     def ping(self) -> None:
         self._reader.ping()
