@@ -96,6 +96,14 @@ def build_container(
     )
 
 
+def create_worker_app() -> FastAPI:
+    """The app of one of several worker processes (``incidents serve --workers N``).
+
+    The parent process has applied the migrations already.
+    """
+    return build_api(build_container(apply_migrations=False))
+
+
 def create_app(container: Container | None = None) -> FastAPI:
     """The HTTP application, wired to ``container`` (built from the environment if omitted)."""
     return build_api(container or build_container())

@@ -32,6 +32,8 @@ class Settings:
     database_url: str = DEFAULT_DATABASE_URL
     host: str = "127.0.0.1"
     port: int = 8080
+    # Server processes for `incidents serve` (each with its own group-commit writer).
+    workers: int = 1
     # Largest request body accepted for one event (the CloudEvents floor is 64 KiB).
     max_event_bytes: int = 1024 * 1024
     # Largest batch request body and the most events one batch may carry.
@@ -152,5 +154,7 @@ def _validate(settings: Settings) -> None:
         raise ConfigError(f"IM_LOG_LEVEL: expected one of {', '.join(LOG_LEVELS)}")
     if settings.otel_exporter not in OTEL_EXPORTERS:
         raise ConfigError(f"IM_OTEL_EXPORTER: expected one of {', '.join(OTEL_EXPORTERS)}")
+    if settings.workers < 1:
+        raise ConfigError("IM_WORKERS: must be at least 1")
     if settings.max_batch_events < 1:
         raise ConfigError("IM_MAX_BATCH_EVENTS: must be at least 1")

@@ -32,6 +32,9 @@ def build_api(container: Container) -> FastAPI:
         version=__version__,
         description="Incident management on an append-only, tamper-evident CloudEvents timeline.",
         lifespan=lifespan,
+        # The platform emits its own spans and metrics; the framework's per-request
+        # telemetry hooks would only cost time on the hot path.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.container = container
     install_problem_handlers(app)

@@ -14,7 +14,12 @@ from incidents import __version__
 from incidents.cli import admin, timeline
 from incidents.cli.client import ApiClient, CliError
 from incidents.cli.credentials import Credentials, save_credentials
-from incidents.config import DEFAULT_DATABASE_URL, ConfigError, load_settings, mask_url_password
+from incidents.config import (
+    DEFAULT_DATABASE_URL,
+    ConfigError,
+    load_settings,
+    mask_url_password,
+)
 
 app = typer.Typer(
     help="Incidents: incident management on an append-only CloudEvents timeline.",
@@ -31,26 +36,50 @@ app.add_typer(config_app, name="config")
 def serve(
     host: Annotated[str | None, typer.Option(help="Address to listen on")] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on")] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(help="Server processes sharing the port (default IM_WORKERS, 1)", min=1),
+    ] = None,
 ) -> None:
-    """Run the HTTP API (storage from IM_DATABASE_URL; SQLite ./incidents.db by default)."""
+    """Run the HTTP API (storage from IM_DATABASE_URL; SQLite ./incidents.db by default).
+
+    Several workers use several cores: each is a full server with its own writer,
+    and the database orders their appends.
+    """
     import uvicorn
 
     from incidents.app import build_container, create_app
-    from incidents.config import mask_url_password
+    from incidents.store.engine import make_engine
+    from incidents.store.migrate import migrate
 
     settings = load_settings()
-    container = build_container(settings)
+    processes = workers or settings.workers
+    bind_host, bind_port = host or settings.host, port or settings.port
     typer.echo(
         f"incidents {__version__}: {mask_url_password(settings.database_url)} "
-        f"on http://{host or settings.host}:{port or settings.port}",
+        f"on http://{bind_host}:{bind_port} ({processes} worker{'s' if processes > 1 else ''})",
         err=True,
     )
+    common = {
+        "host": bind_host,
+        "port": bind_port,
+        "log_level": settings.log_level,
+        "access_log": False,
+    }
+    if processes == 1:
+        uvicorn.run(create_app(build_container(settings)), **common)  # type: ignore[arg-type]
+        return
+    # Migrate once here, so the workers do not race each other to do it.
+    engine = make_engine(settings.database_url)
+    try:
+        migrate(engine)
+    finally:
+        engine.dispose()
     uvicorn.run(
-        create_app(container),
-        host=host or settings.host,
-        port=port or settings.port,
-        log_level=settings.log_level,
-        access_log=False,
+        "incidents.app:create_worker_app",
+        factory=True,
+        workers=processes,
+        **common,  # type: ignore[arg-type]
     )
 
 

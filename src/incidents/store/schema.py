@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     Index,
     LargeBinary,
@@ -99,4 +100,44 @@ instance_secrets = Table(
     metadata,
     Column("name", String, primary_key=True),
     Column("value", LargeBinary, nullable=False),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("user_id", String, primary_key=True),
+    Column("email", String, nullable=False, unique=True),
+    Column("display_name", String, nullable=True),
+    Column("external_id", String, nullable=True),
+    Column("active", Boolean, nullable=False),
+    Column("created_us", BigInteger, nullable=False),
+    Column("updated_us", BigInteger, nullable=False),
+)
+
+groups = Table(
+    "groups",
+    metadata,
+    Column("group_id", String, primary_key=True),
+    Column("name", String, nullable=False, unique=True),
+    Column("external_id", String, nullable=True),
+    Column("created_us", BigInteger, nullable=False),
+    Column("updated_us", BigInteger, nullable=False),
+)
+
+group_members = Table(
+    "group_members",
+    metadata,
+    Column("group_id", String, primary_key=True),
+    Column("user_id", String, primary_key=True),
+)
+Index("ix_group_members_user", group_members.c.user_id)
+
+# What a user or group is granted: kind is role, attribute or clearance.
+grants = Table(
+    "grants",
+    metadata,
+    Column("principal_type", String, primary_key=True),
+    Column("principal_id", String, primary_key=True),
+    Column("kind", String, primary_key=True),
+    Column("value", String, primary_key=True),
 )

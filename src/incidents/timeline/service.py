@@ -124,9 +124,10 @@ class TimelineService:
         with self._tracer.start_as_current_span("timeline.query") as span:
             span.set_attribute("timeline.incident_id", filt.incident_id or "")
             after = self._cursors.decode(filt, cursor) if cursor else None
-            if filt.incident_id is not None and after is None:
-                self._require_incident(filt.incident_id)
             rows = self._reader.page(filt, after, limit + 1)
+            # An empty first page needs one more look: no match, or no such incident?
+            if not rows and filt.incident_id is not None and after is None:
+                self._require_incident(filt.incident_id)
             next_cursor = None
             if len(rows) > limit:
                 rows = rows[:limit]
