@@ -14,6 +14,7 @@ from typing import Any
 import psycopg
 from sqlalchemy import Engine
 
+from incidents.store.errors import DedupeRace
 from incidents.store.records import EVENT_COLUMNS, ChainHead, ExistingKey, StoredEvent
 
 _COPY = f"COPY timeline_events ({', '.join(EVENT_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
@@ -101,6 +102,9 @@ class PostgresTransaction:
 class PostgresWriter:
     """Runs append transactions on one dedicated connection, reconnecting after failures."""
 
+    # The dedupe lookup runs before the row lock; the unique index catches a race.
+    optimistic_dedupe = True
+
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._raw: Any = None
@@ -119,6 +123,8 @@ class PostgresWriter:
         try:
             with conn.transaction():
                 yield PostgresTransaction(conn)
+        except psycopg.errors.UniqueViolation as exc:
+            raise DedupeRace(str(exc)) from exc
         except psycopg.OperationalError:
             # The connection may be dead; start afresh on the next group.
             self.close()

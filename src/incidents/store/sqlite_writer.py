@@ -69,6 +69,9 @@ class SqliteTransaction:
 class SqliteWriter:
     """Runs append transactions on one dedicated connection."""
 
+    # BEGIN IMMEDIATE takes the lock before anything is read: nothing to gain.
+    optimistic_dedupe = False
+
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._raw: Any = None

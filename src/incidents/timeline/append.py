@@ -18,12 +18,13 @@ from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from enum import Enum
-from typing import Protocol
+from typing import Any, Protocol
 
 from incidents.events.envelope import Event
 from incidents.events.timeformat import now_micros
+from incidents.store.errors import DedupeRace
 from incidents.store.records import ChainHead, ExistingKey, StoredEvent
-from incidents.timeline.chain import GENESIS, chain_key, event_hash
+from incidents.timeline.chain import GENESIS, chain_key, link_hash, row_digest
 
 log = logging.getLogger(__name__)
 
@@ -113,48 +114,31 @@ class WriteTransaction(Protocol):
 class EventWriter(Protocol):
     """A backend that can run append transactions."""
 
+    # Whether the dedupe lookup may run before the lock (needs a unique index that
+    # rejects a racing insert, reported as DedupeRace).
+    optimistic_dedupe: bool
+
     def transaction(self) -> contextlib.AbstractContextManager[WriteTransaction]: ...
 
     def close(self) -> None: ...
 
 
-def write_group(
-    tx: WriteTransaction, pending: Sequence[PendingEvent], now_us: int | None = None
-) -> list[AppendResult]:
-    """Append ``pending`` in order inside ``tx``; return one result per event.
+@dataclass(frozen=True, slots=True)
+class PreparedEvent:
+    """An event turned into its row, all but the parts only the log lock can give."""
 
-    Duplicates inside the group are treated exactly like duplicates of stored events.
-    """
-    now_us = now_micros() if now_us is None else now_us
-    head = tx.lock_head()
-    keys = list({(p.event.source, p.event.dedupe_id) for p in pending})
-    known = tx.existing(keys)
-    heads = tx.chain_heads(list({chain_key(p.event.incident_id) for p in pending}))
-    changed: dict[str, ChainHead] = {}
-    rows: list[StoredEvent] = []
-    results: list[AppendResult] = []
+    item: PendingEvent
+    # The columns from incident_id to content_hash (EVENT_COLUMNS[1:16]).
+    tail: tuple[Any, ...]
+    digest: bytes
 
+
+def prepare(pending: Sequence[PendingEvent], now_us: int) -> list[PreparedEvent]:
+    """Build rows and digests before taking the lock, so the lock is held briefly."""
+    out: list[PreparedEvent] = []
     for item in pending:
         event = item.event
-        key = (event.source, event.dedupe_id)
-        prior = known.get(key)
-        if prior is not None:
-            outcome = (
-                Outcome.DUPLICATE if prior.content_hash == event.content_hash else Outcome.CONFLICT
-            )
-            results.append(
-                AppendResult(
-                    outcome, prior.event_id, prior.incident_id, None, event.dedupe_key_text()
-                )
-            )
-            continue
-
-        head += 1
-        ckey = chain_key(event.incident_id)
-        tip = changed.get(ckey) or heads.get(ckey)
-        prev_hash = tip.last_hash if tip is not None else GENESIS
-        fields = (
-            head,
+        tail = (
             event.incident_id,
             event.id,
             event.source,
@@ -171,11 +155,62 @@ def write_group(
             now_us,
             event.body_json,
             event.content_hash,
-            tip.last_hash if tip is not None else None,
         )
-        row = StoredEvent(*fields, event_hash(prev_hash, fields))
-        rows.append(row)
-        changed[ckey] = ChainHead(head, row.hash, (tip.event_count if tip else 0) + 1)
+        out.append(PreparedEvent(item, tail, row_digest(tail)))
+    return out
+
+
+def write_group(
+    tx: WriteTransaction,
+    pending: Sequence[PendingEvent],
+    now_us: int | None = None,
+    *,
+    prepared: Sequence[PreparedEvent] | None = None,
+    optimistic: bool = False,
+) -> list[AppendResult]:
+    """Append ``pending`` in order inside ``tx``; return one result per event.
+
+    Duplicates inside the group are treated exactly like duplicates of stored events.
+    With ``optimistic`` the dedupe lookup runs before the log lock is taken, which
+    keeps it out of the serialised section; a key stored by another writer in between
+    then surfaces as a unique violation (:class:`DedupeRace`) and the caller retries.
+    """
+    now_us = now_micros() if now_us is None else now_us
+    prepared = prepare(pending, now_us) if prepared is None else prepared
+    keys = list({(p.item.event.source, p.item.event.dedupe_id) for p in prepared})
+    if optimistic:
+        known = tx.existing(keys)
+        head = tx.lock_head()
+    else:
+        head = tx.lock_head()
+        known = tx.existing(keys)
+    heads = tx.chain_heads(list({chain_key(p.item.event.incident_id) for p in prepared}))
+    changed: dict[str, ChainHead] = {}
+    rows: list[StoredEvent] = []
+    results: list[AppendResult] = []
+
+    for prep in prepared:
+        event = prep.item.event
+        key = (event.source, event.dedupe_id)
+        prior = known.get(key)
+        if prior is not None:
+            outcome = (
+                Outcome.DUPLICATE if prior.content_hash == event.content_hash else Outcome.CONFLICT
+            )
+            results.append(
+                AppendResult(
+                    outcome, prior.event_id, prior.incident_id, None, event.dedupe_key_text()
+                )
+            )
+            continue
+
+        head += 1
+        ckey = chain_key(event.incident_id)
+        tip = changed.get(ckey) or heads.get(ckey)
+        prev_hash = tip.last_hash if tip is not None else None
+        link = link_hash(prev_hash or GENESIS, head, prep.digest)
+        rows.append(StoredEvent._make((head, *prep.tail, prev_hash, link)))
+        changed[ckey] = ChainHead(head, link, (tip.event_count if tip else 0) + 1)
         known[key] = ExistingKey(event.id, event.incident_id, event.content_hash)
         results.append(AppendResult(Outcome.CREATED, event.id, event.incident_id, head))
 
@@ -278,8 +313,21 @@ class GroupCommitAppender:
     def _commit(self, group: list[_Submission]) -> None:
         flat = [p for sub in group for p in sub.pending]
         try:
-            with self._writer.transaction() as tx:
-                results = write_group(tx, flat)
+            now_us = now_micros()
+            prepared = prepare(flat, now_us)
+            try:
+                with self._writer.transaction() as tx:
+                    results = write_group(
+                        tx,
+                        flat,
+                        now_us,
+                        prepared=prepared,
+                        optimistic=self._writer.optimistic_dedupe,
+                    )
+            except DedupeRace:
+                # Rare: a concurrent writer stored one of these keys meanwhile.
+                with self._writer.transaction() as tx:
+                    results = write_group(tx, flat, now_us, prepared=prepared)
         except Exception as exc:
             log.exception("append transaction failed for %d events", len(flat))
             for sub in group:

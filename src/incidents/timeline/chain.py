@@ -25,24 +25,35 @@ def chain_key(incident_id: str | None) -> str:
     return incident_id if incident_id is not None else NO_INCIDENT
 
 
-# Indexes into a row (see EVENT_COLUMNS): the scalar columns, then body and content hash.
-_SCALARS = slice(0, 14)
-_BODY = 14
-_CONTENT_HASH = 15
+# Indexes into a row's tail (EVENT_COLUMNS[1:16], incident_id to content_hash).
+_SCALARS = slice(0, 13)
+_BODY = 13
+_CONTENT_HASH = 14
 
 
-def event_hash(prev_hash: bytes, row: Sequence[Any]) -> bytes:
-    """SHA-256 over the previous link and every column of ``row`` except its own hash.
+def row_digest(tail: Sequence[Any]) -> bytes:
+    """SHA-256 over every column of a row but position and the chain links.
 
-    ``row`` is a :class:`StoredEvent` or the tuple of its fields without the hash.
+    ``tail`` is the row's columns from ``incident_id`` to ``content_hash``. It does
+    not depend on the log lock, so writers compute it before taking the lock.
     """
-    digest = hashlib.sha256(prev_hash)
+    digest = hashlib.sha256()
     # The JSON array is self-delimiting and the two digests have fixed length,
     # so no two different rows can produce the same byte stream.
-    digest.update(orjson.dumps(row[_SCALARS]))
-    digest.update(row[_CONTENT_HASH])
-    digest.update(hashlib.sha256(row[_BODY]).digest())
+    digest.update(orjson.dumps(tail[_SCALARS]))
+    digest.update(tail[_CONTENT_HASH])
+    digest.update(hashlib.sha256(tail[_BODY]).digest())
     return digest.digest()
+
+
+def link_hash(prev_hash: bytes, position: int, digest: bytes) -> bytes:
+    """An event's hash: the previous link, its position, and its row digest."""
+    return hashlib.sha256(prev_hash + position.to_bytes(8, "big") + digest).digest()
+
+
+def event_hash(prev_hash: bytes, row: StoredEvent) -> bytes:
+    """The hash a stored row must carry, given the hash of the event before it."""
+    return link_hash(prev_hash, row.position, row_digest(row[1:16]))
 
 
 @dataclass(frozen=True, slots=True)
