@@ -20,6 +20,8 @@ from fastapi.testclient import TestClient
 
 from incidents.app import Container, build_container, create_app
 from incidents.config import Settings
+from incidents.identity.directory import GrantKind, PrincipalType
+from incidents.policy.model import ATTRIBUTES
 
 PG_DSN = os.environ.get("IM_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 REQUIRE_SERVICES = os.environ.get("IM_REQUIRE_SERVICES") == "1"
@@ -71,6 +73,27 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return url
 
 
+FULL_ROLES = ("timeline.reader", "timeline.writer", "timeline.exporter")
+ALL_ATTRIBUTES = ATTRIBUTES
+
+
+def grant_access(
+    container: Container,
+    email: str,
+    roles: tuple[str, ...] = FULL_ROLES,
+    attributes: tuple[str, ...] = ALL_ATTRIBUTES,
+    clearance: str | None = None,
+) -> None:
+    """Add ``email`` to the directory with the given grants (all access by default)."""
+    user = container.directory.ensure_user(email)
+    for role in roles:
+        container.directory.grant(PrincipalType.USER, user.user_id, GrantKind.ROLE, role)
+    for attribute in attributes:
+        container.directory.grant(PrincipalType.USER, user.user_id, GrantKind.ATTRIBUTE, attribute)
+    if clearance is not None:
+        container.directory.grant(PrincipalType.USER, user.user_id, GrantKind.CLEARANCE, clearance)
+
+
 def make_settings(database_url: str, **overrides: Any) -> Settings:
     return Settings(database_url=database_url, sqlite_synchronous="NORMAL", **overrides)
 
@@ -118,6 +141,7 @@ class Api:
 @pytest.fixture
 def api(database_url: str) -> Iterator[Api]:
     c = build_container(make_settings(database_url))
+    grant_access(c, "alice@example.com")
     _, token = c.tokens.create("alice@example.com")
     with TestClient(create_app(c)) as client:
         yield Api(client, token, c)

@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 from incidents.app import build_container, create_app
 from incidents.cli.main import app
 from incidents.store.engine import make_engine
-from tests.conftest import event, make_settings
+from tests.conftest import event, grant_access, make_settings
 
 CONSOLE_SCRIPT = Path(sys.executable).with_name("incidents")
 
@@ -60,6 +60,7 @@ class Servers:
 
     def start(self, database_url: str) -> Server:
         container = build_container(make_settings(database_url))
+        grant_access(container, "alice@example.com")
         _, token = container.tokens.create("alice@example.com", "cli-tests")
         port = free_port()
         config = uvicorn.Config(
@@ -653,6 +654,8 @@ def test_admin_token_create_list_revoke(cli: Cli, servers: Servers, incident: st
         "carol@example.com",
         "--name",
         "laptop",
+        "--role",
+        "timeline.exporter",
         IM_DATABASE_URL=db,
     )
     secret = created.stdout.strip()

@@ -15,13 +15,14 @@ from incidents.app import build_container, create_app
 from incidents.config import ConfigError, load_settings, mask_url_password
 from incidents.store.engine import make_engine
 from incidents.store.migrate import current_revision, head_revision, migrate
-from tests.conftest import Api, event, make_settings
+from tests.conftest import Api, event, grant_access, make_settings
 
 
 @pytest.fixture
 def traced(database_url: str) -> Iterator[tuple[Api, InMemorySpanExporter]]:
     exporter = InMemorySpanExporter()
     container = build_container(make_settings(database_url), span_exporter=exporter)
+    grant_access(container, "alice@example.com")
     _, token = container.tokens.create("alice@example.com")
     with TestClient(create_app(container)) as client:
         yield Api(client, token, container), exporter

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from tests.conftest import Api, event
+from tests.conftest import Api, event, grant_access
 
 
 def _count(api: Api) -> int:
@@ -230,9 +230,10 @@ def test_batch_over_the_event_limit_is_413(database_url: str) -> None:
     from fastapi.testclient import TestClient
 
     from incidents.app import build_container, create_app
-    from tests.conftest import make_settings
+    from tests.conftest import grant_access, make_settings
 
     container = build_container(make_settings(database_url, max_batch_events=3))
+    grant_access(container, "alice@example.com")
     _, token = container.tokens.create("alice@example.com")
     with TestClient(create_app(container)) as client:
         resp = client.post(
@@ -571,11 +572,10 @@ def test_every_api_endpoint_needs_a_valid_token(api: Api, method: str, path: str
 
 
 def test_revoked_token_is_refused(api: Api) -> None:
+    grant_access(api.container, "bob@example.com", roles=(), attributes=())
     info, token = api.container.tokens.create("bob@example.com")
     headers = {"Authorization": f"Bearer {token}"}
-    assert api.client.get("/api/v1/whoami", headers=headers).json() == {
-        "subject": "bob@example.com"
-    }
+    assert api.client.get("/api/v1/whoami", headers=headers).json()["subject"] == "bob@example.com"
     api.container.tokens.revoke(info.token_id)
     assert api.client.get("/api/v1/whoami", headers=headers).status_code == 401
 

@@ -8,6 +8,7 @@ CLI's local admin commands, tests, benchmarks) get what they need from a
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from fastapi import FastAPI
 from opentelemetry.sdk.trace import TracerProvider
@@ -17,9 +18,16 @@ from sqlalchemy import Engine
 
 from incidents.api.factory import build_api
 from incidents.config import Settings, load_settings
+from incidents.identity.directory import Directory
 from incidents.identity.tokens import TokenService
 from incidents.observability.metrics import TimelineMetrics
 from incidents.observability.tracing import make_tracer
+from incidents.policy.decision_point import (
+    DecisionPoint,
+    EmbeddedDecisionPoint,
+    RemoteDecisionPoint,
+)
+from incidents.policy.service import PolicyService
 from incidents.store.engine import Backend, backend_of, make_engine
 from incidents.store.event_reader import EventReader
 from incidents.store.migrate import migrate
@@ -42,6 +50,8 @@ class Container:
     appender: GroupCommitAppender
     timeline: TimelineService
     tokens: TokenService
+    directory: Directory
+    policy: PolicyService
     metrics: TimelineMetrics
     tracer: Tracer
     tracer_provider: TracerProvider
@@ -81,6 +91,13 @@ def build_container(
     cursors = CursorCodec(reader.instance_secret("cursor-hmac"))
     timeline = TimelineService(reader, appender, cursors, metrics, tracer)
     tokens = TokenService(engine, settings.token_cache_seconds)
+    directory = Directory(engine, settings.policy_cache_seconds)
+    pdp: DecisionPoint = (
+        RemoteDecisionPoint(settings.opa_url)
+        if settings.opa_url
+        else EmbeddedDecisionPoint(Path(settings.policy_dir) if settings.policy_dir else None)
+    )
+    policy = PolicyService(directory, pdp, tracer, settings.policy_cache_seconds)
     return Container(
         settings=settings,
         engine=engine,
@@ -90,6 +107,8 @@ def build_container(
         appender=appender,
         timeline=timeline,
         tokens=tokens,
+        directory=directory,
+        policy=policy,
         metrics=metrics,
         tracer=tracer,
         tracer_provider=tracer_provider,

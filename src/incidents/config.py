@@ -48,6 +48,12 @@ class Settings:
     otel_exporter: str = "none"
     log_level: str = "info"
     token_cache_seconds: float = 5.0
+    # Policy: a directory of .rego files replacing the shipped ones (hot-reloaded), or
+    # an OPA server whose data API decides instead. Empty means the shipped policy.
+    policy_dir: str = ""
+    opa_url: str = ""
+    # How long a user's roles and attributes, and an in-process decision, are reused.
+    policy_cache_seconds: float = 5.0
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def masked(self) -> dict[str, Any]:
@@ -154,6 +160,10 @@ def _validate(settings: Settings) -> None:
         raise ConfigError(f"IM_LOG_LEVEL: expected one of {', '.join(LOG_LEVELS)}")
     if settings.otel_exporter not in OTEL_EXPORTERS:
         raise ConfigError(f"IM_OTEL_EXPORTER: expected one of {', '.join(OTEL_EXPORTERS)}")
+    if settings.policy_dir and not Path(settings.policy_dir).is_dir():
+        raise ConfigError(f"IM_POLICY_DIR: {settings.policy_dir} is not a directory")
+    if settings.opa_url and not settings.opa_url.startswith(("http://", "https://")):
+        raise ConfigError("IM_OPA_URL: expected an http:// or https:// URL")
     if settings.workers < 1:
         raise ConfigError("IM_WORKERS: must be at least 1")
     if settings.max_batch_events < 1:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from typing import TYPE_CHECKING, Annotated, Any
 
 import orjson
@@ -10,7 +11,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 from starlette.responses import Response
 
-from incidents.api.auth import authenticate
+from incidents.api.auth import decide, require
 from incidents.api.problems import Problem
 from incidents.events.envelope import Event, EventValidationError
 from incidents.events.parsing import (
@@ -22,6 +23,7 @@ from incidents.events.parsing import (
     parse_request,
 )
 from incidents.events.timeformat import TimeFormatError, parse_micros
+from incidents.policy.model import Action, Decision
 from incidents.timeline.append import AppendResult, Outcome, conflict_detail
 from incidents.timeline.export import MEDIA_TYPES, ExportFormat
 from incidents.timeline.query import (
@@ -37,7 +39,7 @@ if TYPE_CHECKING:
     from incidents.app import Container
 
 router = APIRouter(prefix="/api/v1", tags=["timeline"])
-Subject = Annotated[str, Depends(authenticate)]
+Decided = Annotated[Decision, Depends(decide)]
 
 
 def _json(body: Any, status: int = 200, media: str = "application/json") -> Response:
@@ -105,7 +107,7 @@ def _single_response(result: AppendResult) -> Response:
         415: {"description": "Not a CloudEvents content type"},
     },
 )
-async def append_events(request: Request, subject: Subject) -> Response:
+async def append_events(request: Request, decision: Decided) -> Response:
     """Append one event, or a batch, to the timeline.
 
     The dedupe key is (source, im.origin_id) when an origin id is given, else
@@ -113,6 +115,8 @@ async def append_events(request: Request, subject: Subject) -> Response:
     a different event under a stored key answers 409.
     """
     container = _container(request)
+    require(request, decision, Action.APPEND, "timeline")
+    subject = decision.subject.id
     settings = container.settings
     content_type = request.headers.get("content-type")
     is_batch = media_type(content_type) == BATCH
@@ -182,21 +186,22 @@ async def append_events(request: Request, subject: Subject) -> Response:
 @router.get("/timeline/events/{event_id}", summary="Fetch one stored CloudEvent")
 def get_event(
     request: Request,
-    subject: Subject,
+    decision: Decided,
     event_id: str,
     source: Annotated[str | None, Query(description="Disambiguates ids reused by sources")] = None,
     dialect: Annotated[str | None, Query(description="spec (default) or dotted")] = None,
 ) -> Response:
     """The stored event in structured CloudEvents JSON."""
     container = _container(request)
+    require(request, decision, Action.READ, f"event/{event_id}")
     chosen = _dialect(container, dialect)
     try:
-        row = container.timeline.get(event_id, source)
+        row = container.timeline.get(event_id, source, decision)
     except NotFound as exc:
         raise Problem(404, "event-not-found", str(exc)) from None
     except AmbiguousEventId as exc:
         raise Problem(409, "ambiguous-event-id", str(exc), sources=exc.sources) from None
-    return _json(to_cloudevent(row, chosen), media="application/cloudevents+json")
+    return _json(to_cloudevent(row, chosen, decision), media="application/cloudevents+json")
 
 
 def _dialect(container: Container, requested: str | None) -> str:
@@ -257,7 +262,7 @@ def _bad_query(exc: InvalidQuery) -> Problem:
 @router.get("/incidents/{incident_id}/timeline", summary="Query an incident's timeline")
 def list_timeline(
     request: Request,
-    subject: Subject,
+    decision: Decided,
     incident_id: str,
     type_: Annotated[
         list[str] | None, Query(alias="type", description="Type globs, e.g. im.incident.*")
@@ -273,25 +278,28 @@ def list_timeline(
 ) -> Response:
     """Events of one incident, filtered, in time order, one keyset page at a time."""
     container = _container(request)
+    require(request, decision, Action.READ, f"incident/{incident_id}")
     try:
         filt = timeline_filter(
             incident_id, type_, from_, to, actor, correlation_key, fingerprint, order
         )
+        filt = replace(filt, visibilities=decision.visibilities)
         page = container.timeline.page(filt, cursor, validate_limit(limit))
     except InvalidQuery as exc:
         raise _bad_query(exc) from None
     except NotFound as exc:
         raise Problem(404, "incident-not-found", str(exc)) from None
-    body: dict[str, Any] = {"events": [to_entry(row) for row in page.events]}
+    body: dict[str, Any] = {"events": [to_entry(row, decision) for row in page.events]}
     if page.next_cursor is not None:
         body["next_cursor"] = page.next_cursor
     return _json(body)
 
 
 @router.get("/incidents/{incident_id}/timeline/verify", summary="Check an incident's hash chain")
-def verify_timeline(request: Request, subject: Subject, incident_id: str) -> Response:
+def verify_timeline(request: Request, decision: Decided, incident_id: str) -> Response:
     """Whether the incident's hash chain is intact and, if not, the first broken position."""
     container = _container(request)
+    require(request, decision, Action.VERIFY, f"incident/{incident_id}")
     try:
         report = container.timeline.verify(incident_id)
     except NotFound as exc:
@@ -312,20 +320,21 @@ def verify_timeline(request: Request, subject: Subject, incident_id: str) -> Res
 @router.get("/incidents/{incident_id}/timeline/export", summary="Export an incident's timeline")
 def export_timeline(
     request: Request,
-    subject: Subject,
+    decision: Decided,
     incident_id: str,
     format: Annotated[str, Query(description="json or md")] = "json",
     dialect: Annotated[str | None, Query(description="spec (default) or dotted")] = None,
 ) -> Response:
     """The whole timeline as a JSON array of CloudEvents or as a Markdown report, streamed."""
     container = _container(request)
+    require(request, decision, Action.EXPORT, f"incident/{incident_id}")
     try:
         fmt = ExportFormat(format)
     except ValueError:
         raise _bad_query(InvalidQuery("format", f"must be json or md, got {format!r}")) from None
     chosen = _dialect(container, dialect)
     try:
-        export = container.timeline.export(incident_id, fmt, chosen)
+        export = container.timeline.export(incident_id, fmt, chosen, decision=decision)
     except NotFound as exc:
         raise Problem(404, "incident-not-found", str(exc)) from None
     suffix = "json" if fmt is ExportFormat.JSON else "md"

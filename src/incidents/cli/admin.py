@@ -7,11 +7,14 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy import Engine
 
 from incidents.cli.client import CliError
 from incidents.config import load_settings, mask_url_password
 from incidents.events.timeformat import format_micros
+from incidents.identity.directory import Directory, GrantKind, PrincipalType
 from incidents.identity.tokens import TokenNotFound, TokenService
+from incidents.policy.model import ROLES
 from incidents.store.engine import make_engine
 from incidents.store.migrate import current_revision, head_revision, migrate
 
@@ -20,11 +23,15 @@ token_app = typer.Typer(help="Create, list and revoke API tokens.", no_args_is_h
 app.add_typer(token_app, name="token")
 
 
-def _tokens() -> TokenService:
+def _engine() -> Engine:
     settings = load_settings()
     engine = make_engine(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
     migrate(engine)
-    return TokenService(engine)
+    return engine
+
+
+def _tokens() -> TokenService:
+    return TokenService(_engine())
 
 
 @app.command("migrate")
@@ -60,10 +67,27 @@ def status_command() -> None:
 def token_create(
     user: Annotated[str, typer.Option("--user", "-u", help="The user's email")],
     name: Annotated[str | None, typer.Option(help="A label, e.g. 'ci' or 'laptop'")] = None,
+    role: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--role",
+            "-r",
+            help=f"Grant a role to the user too (repeatable): {', '.join(ROLES)}",
+        ),
+    ] = None,
 ) -> None:
-    """Create a token for a user and print it once; only its hash is stored."""
+    """Create a token for a user and print it once; only its hash is stored.
+
+    The user is added to the directory if new. Without --role an existing user keeps
+    their grants and a new one has none (every request is then refused with 403).
+    """
+    engine = _engine()
+    directory = Directory(engine)
     try:
-        info, secret = _tokens().create(user, name)
+        account = directory.ensure_user(user)
+        for value in role or []:
+            directory.grant(PrincipalType.USER, account.user_id, GrantKind.ROLE, value)
+        info, secret = TokenService(engine).create(account.email, name)
     except ValueError as exc:
         raise CliError(str(exc)) from None
     typer.echo(secret)

@@ -41,6 +41,9 @@ def _conditions(filt: TimelineFilter) -> list[ColumnElement[bool]]:
         conds.append(_t.fingerprint == filt.fingerprint)
     if filt.max_position is not None:
         conds.append(_t.position <= filt.max_position)
+    if filt.visibilities is not None:
+        # Filtered in SQL, so pages stay full and counts stay honest.
+        conds.append(func.coalesce(_t.visibility, "public").in_(sorted(filt.visibilities)))
     return conds
 
 

@@ -14,8 +14,9 @@ import orjson
 
 from incidents.events.timeformat import format_micros, now_micros
 from incidents.events.types import human_title
+from incidents.policy.model import Decision
 from incidents.store.records import StoredEvent
-from incidents.timeline.render import body_of, title_and_content, to_cloudevent
+from incidents.timeline.render import title_and_content, to_cloudevent, visible_body
 
 # Rows rendered per yielded chunk: large enough to amortise, small enough to stream.
 _CHUNK_EVENTS = 200
@@ -32,13 +33,15 @@ MEDIA_TYPES = {
 }
 
 
-def export_json(rows: Iterable[StoredEvent], dialect: str = "spec") -> Iterator[bytes]:
+def export_json(
+    rows: Iterable[StoredEvent], dialect: str = "spec", decision: Decision | None = None
+) -> Iterator[bytes]:
     """A JSON array of CloudEvents v1.0, one event per line."""
     yield b"[\n"
     buffer: list[bytes] = []
     first = True
     for row in rows:
-        encoded = orjson.dumps(to_cloudevent(row, dialect))
+        encoded = orjson.dumps(to_cloudevent(row, dialect, decision))
         buffer.append(encoded if first else b",\n" + encoded)
         first = False
         if len(buffer) >= _CHUNK_EVENTS:
@@ -61,9 +64,9 @@ def _markdown_text(text: str) -> str:
     return "\n".join(lines)
 
 
-def markdown_section(row: StoredEvent) -> str:
+def markdown_section(row: StoredEvent, decision: Decision | None = None) -> str:
     """One event of the Markdown report."""
-    body = body_of(row)
+    body, _ = visible_body(row, decision)
     title, content, title_from_data = title_and_content(row, body)
     parts = [
         f"### {format_micros(row.time_us)} - {human_title(row.type)}",
@@ -80,7 +83,11 @@ def markdown_section(row: StoredEvent) -> str:
 
 
 def export_markdown(
-    rows: Iterable[StoredEvent], incident_id: str, total: int, generated_us: int | None = None
+    rows: Iterable[StoredEvent],
+    incident_id: str,
+    total: int,
+    generated_us: int | None = None,
+    decision: Decision | None = None,
 ) -> Iterator[bytes]:
     """The guide's report: title line, Generated, Events count, then one section per event."""
     generated = format_micros(now_micros() if generated_us is None else generated_us)
@@ -92,7 +99,7 @@ def export_markdown(
     ).encode()
     buffer: list[str] = []
     for row in rows:
-        buffer.append(markdown_section(row))
+        buffer.append(markdown_section(row, decision))
         if len(buffer) >= _CHUNK_EVENTS:
             yield "".join(buffer).encode()
             buffer.clear()

@@ -46,6 +46,9 @@ class TimelineFilter:
     descending: bool = False
     # Exports pin the log position they started at, so counts and content agree.
     max_position: int | None = None
+    # The visibilities the reader's policy decision opens; None means no restriction.
+    # Not part of the cursor binding: it is the reader's right, not their question.
+    visibilities: frozenset[str] | None = None
 
     def digest(self) -> bytes:
         """A digest of the filters, binding a cursor to the query it came from."""

@@ -9,6 +9,8 @@ import orjson
 from incidents.events.attributes import SPEC_VERSION, Extension, output_name
 from incidents.events.timeformat import format_micros
 from incidents.events.types import human_title
+from incidents.policy.model import Decision
+from incidents.policy.redaction import redact_body
 from incidents.store.records import StoredEvent
 
 _TITLE_KEYS = ("title", "summary", "name")
@@ -21,15 +23,26 @@ def body_of(row: StoredEvent) -> dict[str, Any]:
     return decoded
 
 
+def visible_body(row: StoredEvent, decision: Decision | None) -> tuple[dict[str, Any], bool]:
+    """The body as ``decision`` lets its reader see it, and whether anything was redacted.
+
+    Every renderer goes through here, so no output can skip redaction.
+    """
+    body = body_of(row)
+    if decision is None:
+        return body, False
+    return redact_body(body, decision)
+
+
 def to_cloudevent(
-    row: StoredEvent, dialect: str = "spec", body: dict[str, Any] | None = None
+    row: StoredEvent, dialect: str = "spec", decision: Decision | None = None
 ) -> dict[str, Any]:
     """The stored event as a structured-mode CloudEvent v1.0.
 
     ``dialect="spec"`` writes spec-conformant extension names (``imactor``) and lists
     as comma-separated strings; ``"dotted"`` writes the guide's ``im.actor`` spelling.
     """
-    body = body_of(row) if body is None else body
+    body, redacted = visible_body(row, decision)
     dotted = dialect == "dotted"
     event: dict[str, Any] = {
         "specversion": SPEC_VERSION,
@@ -72,6 +85,8 @@ def to_cloudevent(
         put(Extension.RELATED_IDS, related if dotted else ",".join(related))
     for name, value in body.get("ext", {}).items():
         event[name] = value
+    if redacted:
+        put(Extension.REDACTION_APPLIED, True)
     if "data" in body:
         event["data"] = body["data"]
     elif "data_base64" in body:
@@ -102,10 +117,10 @@ def title_and_content(row: StoredEvent, body: dict[str, Any]) -> tuple[str, str 
     return title, content, True
 
 
-def to_entry(row: StoredEvent) -> dict[str, Any]:
+def to_entry(row: StoredEvent, decision: Decision | None = None) -> dict[str, Any]:
     """The guide's timeline entry: id, incident_id, event_time, event_type, actor, title,
     content, source, created_at, plus data and the extension attributes."""
-    body = body_of(row)
+    body, redacted = visible_body(row, decision)
     title, content, _ = title_and_content(row, body)
     entry: dict[str, Any] = {
         "id": row.event_id,
@@ -137,4 +152,6 @@ def to_entry(row: StoredEvent) -> dict[str, Any]:
         entry["data_base64"] = body["data_base64"]
     if body.get("ext"):
         entry["extensions"] = body["ext"]
+    if redacted:
+        entry["redaction_applied"] = True
     return entry

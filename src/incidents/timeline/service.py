@@ -13,6 +13,7 @@ from opentelemetry.trace import Span, StatusCode, Tracer
 from incidents.events.envelope import Event
 from incidents.events.types import TITLES
 from incidents.observability.metrics import TimelineMetrics
+from incidents.policy.model import Decision
 from incidents.store.event_reader import EventReader
 from incidents.store.records import StoredEvent
 from incidents.timeline.append import (
@@ -137,8 +138,13 @@ class TimelineService:
         self._metrics.query_duration_seconds.observe(time.perf_counter() - started)
         return Page(rows, next_cursor)
 
-    def get(self, event_id: str, source: str | None = None) -> StoredEvent:
+    def get(
+        self, event_id: str, source: str | None = None, decision: Decision | None = None
+    ) -> StoredEvent:
         rows = self._reader.by_event_id(event_id, source)
+        if decision is not None:
+            # An event the reader may not see does not exist for them.
+            rows = [r for r in rows if (r.visibility or "public") in decision.visibilities]
         if not rows:
             where = f" from source {source!r}" if source else ""
             raise NotFound(f"no event with id {event_id!r}{where}")
@@ -165,17 +171,28 @@ class TimelineService:
         return report
 
     def export(
-        self, incident_id: str, fmt: ExportFormat, dialect: str = "spec", *, chunk: int = 1000
+        self,
+        incident_id: str,
+        fmt: ExportFormat,
+        dialect: str = "spec",
+        *,
+        decision: Decision | None = None,
+        chunk: int = 1000,
     ) -> Export:
-        """A streaming export of an incident's timeline as it stands now."""
+        """A streaming export of an incident's timeline as it stands now, as ``decision``
+        lets its reader see it."""
         self._require_incident(incident_id)
-        filt = TimelineFilter(incident_id=incident_id, max_position=self._reader.head_position())
+        filt = TimelineFilter(
+            incident_id=incident_id,
+            max_position=self._reader.head_position(),
+            visibilities=decision.visibilities if decision is not None else None,
+        )
         total = self._reader.count(filt)
         rows = self._reader.iterate(filt, chunk)
         if fmt is ExportFormat.JSON:
-            chunks = export_json(rows, dialect)
+            chunks = export_json(rows, dialect, decision)
         else:
-            chunks = export_markdown(rows, incident_id, total)
+            chunks = export_markdown(rows, incident_id, total, decision=decision)
         return Export(total, self._timed(chunks, fmt))
 
     def _timed(self, chunks: Iterator[bytes], fmt: ExportFormat) -> Iterator[bytes]:

@@ -1,0 +1,134 @@
+"""The policy enforcement point's two halves: decide (once per request), then require.
+
+Every read and write path asks :meth:`PolicyService.decide` for the caller's
+:class:`Decision` and :meth:`PolicyService.require` for the action at hand; what is
+returned is then filtered (visibility, in SQL) and redacted (data classes) with that
+one decision. Decisions are logged for audit without any event content.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterable
+
+from opentelemetry.trace import StatusCode, Tracer
+
+from incidents.identity.directory import Directory
+from incidents.policy.decision_point import DecisionPoint, EmbeddedDecisionPoint
+from incidents.policy.model import REQUIRED_ROLE, Action, Decision, PolicyUnavailable
+
+audit = logging.getLogger("incidents.audit")
+
+PDP_UNAVAILABLE = (
+    "Policy Decision Point not responding: the request was refused because access "
+    "could not be decided (check the policy service, its bundle and connectivity)"
+)
+
+
+class UnknownSubject(PermissionError):
+    """The caller authenticated but is not an active user of the directory."""
+
+
+class PolicyDenied(PermissionError):
+    """The decision does not allow the action; the message names the missing role."""
+
+    def __init__(self, action: Action, subject: str) -> None:
+        self.action = action
+        self.role = REQUIRED_ROLE[action]
+        verb = action.value.split(".", 1)[1]
+        super().__init__(
+            f"{subject} lacks the {self.role} role needed to {verb}; an administrator can "
+            f"grant it with: incidents user roles add --email {subject} --role {self.role}"
+        )
+
+
+class PolicyService:
+    """Takes decisions for subjects and records them for audit."""
+
+    def __init__(
+        self,
+        directory: Directory,
+        pdp: DecisionPoint,
+        tracer: Tracer,
+        cache_seconds: float = 5.0,
+    ) -> None:
+        self._directory = directory
+        self._pdp = pdp
+        self._tracer = tracer
+        # Only in-process decisions are reused across requests: a remote PDP that
+        # stops answering must turn every request away at once (fail closed).
+        self._cacheable = isinstance(pdp, EmbeddedDecisionPoint)
+        self._cache_seconds = cache_seconds
+        self._recent: dict[str, tuple[Decision, float]] = {}
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _key(subject_id: str, extra_groups: Iterable[str]) -> str:
+        return json.dumps([subject_id.lower(), sorted(extra_groups)])
+
+    def recent(self, subject_id: str, extra_groups: Iterable[str] = ()) -> Decision | None:
+        """A decision taken for the same subject moments ago, if it may be reused."""
+        if not self._cacheable:
+            return None
+        entry = self._recent.get(self._key(subject_id, extra_groups))
+        if entry is not None and entry[1] > time.monotonic():
+            return entry[0]
+        return None
+
+    def decide(self, subject_id: str, extra_groups: Iterable[str] = ()) -> Decision:
+        """The decision for one caller; raises :class:`PolicyUnavailable` or
+        :class:`UnknownSubject`."""
+        groups = tuple(extra_groups)
+        with self._tracer.start_as_current_span("timeline.policy.evaluate") as span:
+            subject = self._directory.subject_for(subject_id, groups)
+            if subject is None:
+                raise UnknownSubject(
+                    f"{subject_id} is not an active user; an administrator can add them "
+                    "(incidents admin token create, or SCIM /api/v1/users)"
+                )
+            try:
+                decision = self._pdp.decide(subject)
+            except PolicyUnavailable as exc:
+                span.set_status(StatusCode.ERROR, str(exc))
+                audit.warning(
+                    "policy decision unavailable",
+                    extra={"subject": subject_id, "outcome": "unavailable"},
+                )
+                raise
+            span.set_attribute("policy.actions", len(decision.actions))
+        if self._cacheable:
+            with self._lock:
+                if len(self._recent) > 10_000:
+                    self._recent.clear()
+                self._recent[self._key(subject_id, groups)] = (
+                    decision,
+                    time.monotonic() + self._cache_seconds,
+                )
+        return decision
+
+    def require(self, decision: Decision, action: Action, resource: str) -> None:
+        """Allow ``action`` on ``resource`` or raise :class:`PolicyDenied`; audit either way."""
+        allowed = decision.allows(action)
+        audit.info(
+            "policy decision",
+            extra={
+                "subject": decision.subject.id,
+                "action": action.value,
+                "resource": resource,
+                "outcome": "allow" if allowed else "deny",
+            },
+        )
+        if not allowed:
+            raise PolicyDenied(action, decision.subject.id)
+
+
+__all__ = [
+    "PDP_UNAVAILABLE",
+    "PolicyDenied",
+    "PolicyService",
+    "PolicyUnavailable",
+    "UnknownSubject",
+]
