@@ -1,0 +1,430 @@
+"""Policy enforcement: roles, visibility, redaction, the PDP failing closed, hot reload."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import threading
+import uuid
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from regopy import Interpreter
+
+from incidents.app import Container, build_container, create_app
+from incidents.policy.decision_point import SHIPPED_POLICIES
+from incidents.policy.model import ATTRIBUTES, CLEARANCE_LEVELS
+from tests.conftest import event, grant_access, make_settings
+
+READ = "/api/v1/incidents/INC-P/timeline"
+EXPORT = "/api/v1/incidents/INC-P/timeline/export"
+
+
+class Site:
+    """One server with helpers to make users with chosen grants."""
+
+    def __init__(self, container: Container, client: TestClient) -> None:
+        self.container = container
+        self.client = client
+
+    def user(
+        self,
+        roles: tuple[str, ...] = ("timeline.reader", "timeline.writer", "timeline.exporter"),
+        attributes: tuple[str, ...] = (),
+        clearance: str | None = None,
+    ) -> dict[str, str]:
+        email = f"u-{uuid.uuid4().hex[:10]}@example.com"
+        grant_access(self.container, email, roles, attributes, clearance)
+        _, token = self.container.tokens.create(email)
+        return {"Authorization": f"Bearer {token}"}
+
+    def append(self, headers: dict[str, str], events: list[dict[str, Any]]) -> None:
+        resp = self.client.post(
+            "/api/v1/timeline/events",
+            json=events,
+            headers={**headers, "Content-Type": "application/cloudevents-batch+json"},
+        )
+        assert resp.status_code == 200, resp.text
+        assert resp.json()["created"] == len(events)
+
+
+def _site(database_url: str, **overrides: Any) -> Iterator[Site]:
+    container = build_container(make_settings(database_url, policy_cache_seconds=0, **overrides))
+    with TestClient(create_app(container)) as client:
+        yield Site(container, client)
+
+
+@pytest.fixture
+def site(database_url: str) -> Iterator[Site]:
+    yield from _site(database_url)
+
+
+# --- roles -------------------------------------------------------------------------------
+
+
+def test_each_action_needs_its_role_and_the_403_names_it(site: Site) -> None:
+    writer = site.user(roles=("timeline.writer",))
+    site.append(writer, [event(1, incident="INC-P")])
+    reader = site.user(roles=("timeline.reader",))
+    nobody = site.user(roles=())
+
+    cases = [
+        (reader, "POST", "/api/v1/timeline/events", "timeline.writer"),
+        (writer, "GET", READ, "timeline.reader"),
+        (writer, "GET", "/api/v1/timeline/events/evt-1", "timeline.reader"),
+        (reader, "GET", EXPORT, "timeline.exporter"),
+        (reader, "GET", READ + "/verify", "timeline.exporter"),
+        (nobody, "GET", READ, "timeline.reader"),
+    ]
+    for headers, method, path, role in cases:
+        resp = site.client.request(
+            method,
+            path,
+            headers={**headers, "Content-Type": "application/cloudevents+json"},
+            content=json.dumps(event(2, incident="INC-P")),
+        )
+        assert resp.status_code == 403, (path, resp.text)
+        problem = resp.json()
+        assert problem["missing_role"] == role
+        assert role in problem["detail"]
+        assert resp.headers["content-type"].startswith("application/problem+json")
+    assert site.client.get(READ, headers=reader).status_code == 200
+    # A refused append stored nothing.
+    assert [e["id"] for e in site.client.get(READ, headers=reader).json()["events"]] == ["evt-1"]
+
+
+def test_group_roles_and_attributes_are_inherited(site: Site) -> None:
+    writer = site.user(roles=("timeline.writer",))
+    site.append(
+        writer,
+        [event(1, incident="INC-P", imvisibility="restricted", data={"note": "secret plan"})],
+    )
+    directory = site.container.directory
+    group = directory.create_group("sre")
+    from incidents.identity.directory import GrantKind, PrincipalType
+
+    directory.grant(PrincipalType.GROUP, group.group_id, GrantKind.ROLE, "timeline.reader")
+    directory.grant(PrincipalType.GROUP, group.group_id, GrantKind.ATTRIBUTE, "restricted_access")
+    member = site.user(roles=())
+    assert site.client.get(READ, headers=member).status_code == 403
+    email = site.client.get("/api/v1/whoami", headers=member).json()["subject"]
+    directory.set_members(group.group_id, [directory.find_user(email).user_id], replace=False)
+    resp = site.client.get(READ, headers=member)
+    assert resp.status_code == 200
+    assert [e["content"] for e in resp.json()["events"]] == ["secret plan"]
+    who = site.client.get("/api/v1/whoami", headers=member).json()
+    assert who["groups"] == ["sre"]
+    assert "restricted" in who["visibilities"]
+
+
+def test_a_deactivated_user_is_refused(site: Site) -> None:
+    headers = site.user()
+    email = site.client.get("/api/v1/whoami", headers=headers).json()["subject"]
+    user = site.container.directory.find_user(email)
+    site.container.directory.update_user(user.user_id, active=False)
+    resp = site.client.get(READ, headers=headers)
+    assert resp.status_code == 401
+    assert "not an active user" in resp.json()["detail"]
+
+
+# --- visibility and redaction ------------------------------------------------------------
+
+
+def _sensitive_events() -> list[dict[str, Any]]:
+    return [
+        event("pub", incident="INC-P", data={"title": "Checkout errors", "note": "MK-PUBLIC"}),
+        event(
+            "restr",
+            incident="INC-P",
+            imvisibility="restricted",
+            data={"note": "MK-RESTRICTED"},
+        ),
+        event(
+            "conf",
+            incident="INC-P",
+            imvisibility="confidential",
+            data={"note": "MK-CONFIDENTIAL"},
+        ),
+        event(
+            "phi",
+            incident="INC-P",
+            imdataclass=["phi"],
+            data={"title": "MK-PHI-TITLE", "diagnosis": "MK-PHI"},
+        ),
+        event(
+            "pii",
+            incident="INC-P",
+            imdataclass={"pii": ["customer.email", "customer_name"]},
+            data={
+                "customer": {"email": "MK-PII-PATH", "tier": "gold"},
+                "customer_name": "MK-PII-NAME",
+                "account_id": "12345",
+            },
+        ),
+        event(
+            "rule",
+            incident="INC-P",
+            data={"description": "Customer wrote in", "reporter_email": "MK-PII-RULE"},
+        ),
+        event("fin", incident="INC-P", imdataclass="financial", data={"content": "MK-FIN"}),
+        event("legal", incident="INC-P", imdataclass=["legal_hold"], data={"text": "MK-LEGAL"}),
+    ]
+
+
+# Marker -> the attribute that opens it, or the visibility level it needs.
+_CLASS_MARKERS = {
+    "MK-PHI": "phi_access",
+    "MK-PHI-TITLE": "phi_access",
+    "MK-PII-PATH": "pii_access",
+    "MK-PII-NAME": "pii_access",
+    "MK-PII-RULE": "pii_access",
+    "MK-FIN": "financial_access",
+    "MK-LEGAL": "legal_hold_access",
+}
+_VISIBILITY_MARKERS = {"MK-RESTRICTED": "restricted", "MK-CONFIDENTIAL": "confidential"}
+
+
+def _may_see(marker: str, attributes: set[str], clearance: str | None) -> bool:
+    if marker in _CLASS_MARKERS:
+        return _CLASS_MARKERS[marker] in attributes
+    if marker in _VISIBILITY_MARKERS:
+        level = _VISIBILITY_MARKERS[marker]
+        rank = CLEARANCE_LEVELS.index(clearance) if clearance else 0
+        return f"{level}_access" in attributes or rank >= CLEARANCE_LEVELS.index(level)
+    return True
+
+
+def _all_reads(site: Site, headers: dict[str, str]) -> dict[str, str]:
+    """Every enforcement point's full output for one reader, as text."""
+    out = {
+        "list": site.client.get(READ, headers=headers, params={"limit": 1000}).text,
+        "json": site.client.get(EXPORT, headers=headers, params={"format": "json"}).text,
+        "dotted": site.client.get(
+            EXPORT, headers=headers, params={"format": "json", "dialect": "dotted"}
+        ).text,
+        "md": site.client.get(EXPORT, headers=headers, params={"format": "md"}).text,
+    }
+    for evt in _sensitive_events():
+        resp = site.client.get(f"/api/v1/timeline/events/{evt['id']}", headers=headers)
+        out[f"get {evt['id']}"] = resp.text
+    return out
+
+
+@pytest.fixture
+def seeded(site: Site) -> Site:
+    site.append(site.user(roles=("timeline.writer",)), _sensitive_events())
+    return site
+
+
+def test_visibility_hides_whole_events_and_counts_stay_honest(seeded: Site) -> None:
+    plain = seeded.user()
+    listed = seeded.client.get(READ, headers=plain, params={"limit": 3}).json()
+    assert len(listed["events"]) == 3  # pages stay full: filtering is in the query
+    ids = [
+        e["id"]
+        for e in seeded.client.get(READ, headers=plain, params={"limit": 1000}).json()["events"]
+    ]
+    assert "evt-restr" not in ids and "evt-conf" not in ids
+    assert len(ids) == 6
+    assert seeded.client.get("/api/v1/timeline/events/evt-restr", headers=plain).status_code == 404
+    md = seeded.client.get(EXPORT, headers=plain, params={"format": "md"})
+    assert "**Events**: 6\n" in md.text
+    assert md.headers["x-event-count"] == "6"
+
+    cleared = seeded.user(clearance="confidential")
+    ids = [
+        e["id"]
+        for e in seeded.client.get(READ, headers=cleared, params={"limit": 1000}).json()["events"]
+    ]
+    assert "evt-conf" in ids and "evt-restr" not in ids  # confidential < restricted
+
+
+def test_redaction_replaces_covered_values_and_flags_the_event(seeded: Site) -> None:
+    plain = seeded.user()
+    entries = {
+        e["id"]: e
+        for e in seeded.client.get(READ, headers=plain, params={"limit": 1000}).json()["events"]
+    }
+    pii = entries["evt-pii"]
+    assert pii["data"]["customer"] == {"email": "[REDACTED]", "tier": "gold"}
+    assert pii["data"]["customer_name"] == "[REDACTED]"
+    assert pii["data"]["account_id"] == "12345"
+    assert pii["redaction_applied"] is True
+    assert entries["evt-rule"]["data"]["reporter_email"] == "[REDACTED]"
+    assert entries["evt-rule"]["data"]["description"] == "Customer wrote in"
+    phi = entries["evt-phi"]
+    assert phi["data"] == {"title": "[REDACTED]", "diagnosis": "[REDACTED]"}
+    assert phi["title"] == "[REDACTED]"  # derived from a redacted field
+    assert "redaction_applied" not in entries["evt-pub"]
+    got = seeded.client.get("/api/v1/timeline/events/evt-pii", headers=plain).json()
+    assert got["imredactionapplied"] is True
+    dotted = seeded.client.get(
+        EXPORT, headers=plain, params={"format": "json", "dialect": "dotted"}
+    ).json()
+    assert any(e.get("im.redaction_applied") is True for e in dotted)
+
+    full = seeded.user(attributes=ATTRIBUTES)
+    entries = {
+        e["id"]: e
+        for e in seeded.client.get(READ, headers=full, params={"limit": 1000}).json()["events"]
+    }
+    assert entries["evt-pii"]["data"]["customer"]["email"] == "MK-PII-PATH"
+    assert "redaction_applied" not in entries["evt-pii"]
+
+
+@settings(
+    max_examples=20,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    attributes=st.sets(st.sampled_from(ATTRIBUTES)),
+    clearance=st.none() | st.sampled_from(CLEARANCE_LEVELS),
+)
+def test_no_marker_leaks_through_any_enforcement_point(
+    seeded: Site, attributes: set[str], clearance: str | None
+) -> None:
+    headers = seeded.user(attributes=tuple(sorted(attributes)), clearance=clearance)
+    outputs = _all_reads(seeded, headers)
+    markers = [*_CLASS_MARKERS, *_VISIBILITY_MARKERS, "MK-PUBLIC"]
+    for marker in markers:
+        allowed = _may_see(marker, attributes, clearance)
+        # Markers are prefixes of one another (MK-PHI, MK-PHI-TITLE): match whole values.
+        needle = f'"{marker}"'
+        for where, text in outputs.items():
+            if where == "md":
+                present = any(line.strip() == marker for line in text.splitlines())
+            else:
+                present = needle in text
+            if not allowed:
+                assert not present, f"{marker} leaked through {where}"
+        if allowed:
+            assert f'"{marker}"' in outputs["list"] or marker in outputs["md"], marker
+
+
+# --- the decision point ------------------------------------------------------------------
+
+
+def test_every_guarded_path_fails_closed_when_opa_is_down(database_url: str) -> None:
+    for site in _site(database_url, opa_url="http://127.0.0.1:9"):
+        container = site.container
+        grant_access(container, "alice@example.com")
+        _, token = container.tokens.create("alice@example.com")
+        headers = {"Authorization": f"Bearer {token}"}
+        for method, path in (
+            ("GET", READ),
+            ("GET", READ + "/verify"),
+            ("GET", EXPORT),
+            ("GET", "/api/v1/timeline/events/evt-1"),
+            ("GET", "/api/v1/whoami"),
+            ("POST", "/api/v1/timeline/events"),
+        ):
+            resp = site.client.request(
+                method,
+                path,
+                headers={**headers, "Content-Type": "application/cloudevents+json"},
+                content=json.dumps(event(1, incident="INC-P")),
+            )
+            assert resp.status_code == 503, path
+            assert "Policy Decision Point not responding" in resp.json()["detail"]
+        assert container.reader.head_position() == 0  # nothing was appended
+
+
+class _OpaDataApi(BaseHTTPRequestHandler):
+    """OPA's data API (POST /v1/data/<path> with {"input": ...} -> {"result": ...}),
+    answering with the shipped Rego evaluated for real."""
+
+    policy_dir: Path = SHIPPED_POLICIES
+    calls: list[str] = []
+
+    def do_POST(self) -> None:
+        length = int(self.headers["Content-Length"])
+        body = json.loads(self.rfile.read(length))
+        self.calls.append(self.path)
+        rego = Interpreter()
+        for path in sorted(self.policy_dir.glob("*.rego")):
+            rego.add_module(path.stem, path.read_text())
+        rego.set_input_term(json.dumps(body["input"]))
+        query = "data." + self.path.removeprefix("/v1/data/").replace("/", ".")
+        answer = json.loads(str(rego.query(query)))
+        payload = json.dumps({"result": answer["expressions"][0]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_decisions_come_from_opa_when_configured(database_url: str) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _OpaDataApi)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    _OpaDataApi.calls.clear()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        for site in _site(database_url, opa_url=url):
+            writer = site.user(roles=("timeline.writer",))
+            site.append(writer, [event(1, incident="INC-P", data={"customer_email": "x@y"})])
+            reader = site.user(roles=("timeline.reader",))
+            resp = site.client.get(READ, headers=reader)
+            assert resp.status_code == 200
+            assert resp.json()["events"][0]["data"]["customer_email"] == "[REDACTED]"
+            assert site.client.get(EXPORT, headers=reader).status_code == 403
+        assert _OpaDataApi.calls
+        assert set(_OpaDataApi.calls) == {"/v1/data/incidents/authz/decision"}
+    finally:
+        server.shutdown()
+
+
+def test_a_policy_directory_replaces_the_shipped_policy_and_reloads(
+    database_url: str, tmp_path: Path
+) -> None:
+    policy_dir = tmp_path / "policies"
+    shutil.copytree(SHIPPED_POLICIES, policy_dir)
+    for site in _site(database_url, policy_dir=str(policy_dir)):
+        writer = site.user(roles=("timeline.writer",))
+        site.append(writer, [event(1, incident="INC-P", data={"customer_email": "x@y"})])
+        reader = site.user(roles=("timeline.reader",))
+        before = site.client.get(READ, headers=reader).json()["events"][0]["data"]
+        assert before["customer_email"] == "[REDACTED]"
+        rego = policy_dir / "timeline.rego"
+        rego.write_text(
+            rego.read_text().replace('marker := "[REDACTED]"', 'marker := "**[REDACTED - PII]**"')
+        )
+        after = site.client.get(READ, headers=reader).json()["events"][0]["data"]
+        assert after["customer_email"] == "**[REDACTED - PII]**"
+        # A broken policy fails closed instead of falling back to anything.
+        rego.write_text("package incidents.authz\nthis is not rego\n")
+        assert site.client.get(READ, headers=reader).status_code == 503
+
+
+def test_decisions_are_audited_and_traced_without_event_content(
+    database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    exporter = InMemorySpanExporter()
+    container = build_container(
+        make_settings(database_url, policy_cache_seconds=0), span_exporter=exporter
+    )
+    with TestClient(create_app(container)) as client:
+        site = Site(container, client)
+        writer = site.user(roles=("timeline.writer",))
+        with caplog.at_level(logging.INFO, logger="incidents.audit"):
+            site.append(writer, [event(1, incident="INC-P", data={"ssn": "MK-SSN"})])
+            site.client.get(READ, headers=writer)
+    records = [r for r in caplog.records if r.name == "incidents.audit"]
+    outcomes = {(r.__dict__["action"], r.__dict__["outcome"]) for r in records}
+    assert ("timeline.append", "allow") in outcomes
+    assert ("timeline.read", "deny") in outcomes
+    assert all("MK-SSN" not in r.getMessage() + str(r.__dict__) for r in records)
+    assert "timeline.policy.evaluate" in {s.name for s in exporter.get_finished_spans()}
