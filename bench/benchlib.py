@@ -102,15 +102,36 @@ class Server:
         env.update(self.env)
         return env
 
-    def create_token(self, user: str = "bench@example.com") -> str:
+    def create_token(
+        self,
+        user: str = "bench@example.com",
+        roles: tuple[str, ...] = ("timeline.reader", "timeline.writer", "timeline.exporter"),
+    ) -> str:
         """A fresh API token, made with the admin CLI exactly as an operator would."""
+        flags = [arg for role in roles for arg in ("--role", role)]
         out = subprocess.run(
-            [str(BIN / "incidents"), "admin", "token", "create", "--user", user],
+            [str(BIN / "incidents"), "admin", "token", "create", "--user", user, *flags],
             env=self._env(),
             check=True,
             capture_output=True,
         )
         return out.stdout.decode().strip().splitlines()[0]
+
+    def grant_attributes(self, user: str, attributes: tuple[str, ...]) -> None:
+        """Give a user data-access attributes, through the platform's own directory."""
+        from incidents.app import build_container
+        from incidents.config import Settings
+        from incidents.identity.directory import GrantKind, PrincipalType
+
+        container = build_container(Settings(database_url=self.database_url))
+        try:
+            account = container.directory.ensure_user(user)
+            for attribute in attributes:
+                container.directory.grant(
+                    PrincipalType.USER, account.user_id, GrantKind.ATTRIBUTE, attribute
+                )
+        finally:
+            container.close()
 
     def start(self, timeout: float = 60.0) -> None:
         """Start the server and wait until /readyz answers."""
@@ -329,9 +350,20 @@ def _rfc3339(micros: int) -> str:
 
 
 def make_event(
-    run: str, seq: int, incident: str, time_us: int, rng: random.Random, note_share: float = 0.3
+    run: str,
+    seq: int,
+    incident: str,
+    time_us: int,
+    rng: random.Random,
+    note_share: float = 0.3,
+    sensitive_share: float = 0.0,
 ) -> dict[str, Any]:
-    """A realistic event of 300-500 bytes: an alert firing or a responder's note."""
+    """A realistic event of 300-500 bytes: an alert firing or a responder's note.
+
+    With ``sensitive_share``, that share of events is restricted (``im.visibility``) and
+    as many again carry personal data: a tagged path and a field the policy's name
+    rules classify, so readers without access see them redacted.
+    """
     service = rng.choice(_SERVICES)
     words = rng.randint(4, 10)
     start = rng.randint(0, len(_WORDS) - words)
@@ -370,6 +402,13 @@ def make_event(
                 "region": rng.choice(_REGIONS),
             },
         }
+    roll = rng.random()
+    if roll < sensitive_share:
+        event["im.visibility"] = "restricted"
+    elif roll < 2 * sensitive_share:
+        event["im.data_class"] = {"pii": ["customer.name"]}
+        event["data"]["customer"] = {"name": rng.choice(_ACTORS), "tier": "gold"}
+        event["data"]["reporter_email"] = rng.choice(_ACTORS)
     return event
 
 
