@@ -55,6 +55,7 @@ from benchlib import (
 from incidents.app import build_container
 from incidents.config import load_settings
 from incidents.events.envelope import Event, normalize
+from incidents.policy.model import ATTRIBUTES
 from incidents.timeline.append import AppendResult, Outcome
 
 BASE_TIME_US = 1_735_689_600_000_000  # 2025-01-01T00:00:00Z
@@ -65,14 +66,8 @@ RECORDED_BY = "bench@example.com"
 DEEP_PAGE = 500
 # Share of events that are restricted, and again that carry personal data.
 SENSITIVE_SHARE = 0.1
-ALL_ACCESS = (
-    "restricted_access",
-    "confidential_access",
-    "pii_access",
-    "phi_access",
-    "financial_access",
-    "legal_hold_access",
-)
+# Every data-access attribute the policy knows: the all-access reader.
+ALL_ACCESS = ATTRIBUTES
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

@@ -9,11 +9,13 @@ from sqlalchemy import Engine, and_, func, insert, or_, select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import ColumnElement
 
+from incidents.events.attributes import Visibility
 from incidents.store.records import EVENT_COLUMNS, ChainHead, StoredEvent
 from incidents.store.schema import chain_heads, instance_secrets, log_head, timeline_events
 from incidents.timeline.query import Cursor, TimelineFilter, glob_to_like
 
 _t = timeline_events.c
+_ALL_VISIBILITIES = frozenset(v.value for v in Visibility)
 _COLUMNS = [timeline_events.c[name] for name in EVENT_COLUMNS]
 
 
@@ -41,9 +43,13 @@ def _conditions(filt: TimelineFilter) -> list[ColumnElement[bool]]:
         conds.append(_t.fingerprint == filt.fingerprint)
     if filt.max_position is not None:
         conds.append(_t.position <= filt.max_position)
-    if filt.visibilities is not None:
-        # Filtered in SQL, so pages stay full and counts stay honest.
-        conds.append(func.coalesce(_t.visibility, "public").in_(sorted(filt.visibilities)))
+    if filt.visibilities is not None and not filt.visibilities >= _ALL_VISIBILITIES:
+        # Filtered in SQL, so pages stay full and counts stay honest. Written against the
+        # bare column (public is stored as NULL) so the planner can use its statistics:
+        # a coalesce() expression is estimated blindly and led to a bitmap scan + sort.
+        opened = sorted(filt.visibilities)
+        visible = _t.visibility.in_(opened)
+        conds.append(or_(_t.visibility.is_(None), visible) if "public" in opened else visible)
     return conds
 
 
