@@ -17,8 +17,9 @@ from opentelemetry.trace import Tracer
 from sqlalchemy import Engine
 
 from incidents.api.factory import build_api
-from incidents.config import Settings, load_settings
+from incidents.config import Settings, load_settings, oidc_enabled
 from incidents.identity.directory import Directory
+from incidents.identity.oidc import OidcVerifier
 from incidents.identity.tokens import TokenService
 from incidents.observability.metrics import TimelineMetrics
 from incidents.observability.tracing import make_tracer
@@ -55,6 +56,8 @@ class Container:
     metrics: TimelineMetrics
     tracer: Tracer
     tracer_provider: TracerProvider
+    # Verifies OIDC bearer JWTs; None when OIDC is not configured (API tokens only).
+    oidc: OidcVerifier | None = None
 
     def start(self) -> None:
         """Start background work (the group-commit writer)."""
@@ -98,6 +101,9 @@ def build_container(
         else EmbeddedDecisionPoint(Path(settings.policy_dir) if settings.policy_dir else None)
     )
     policy = PolicyService(directory, pdp, tracer, settings.policy_cache_seconds)
+    # Keys are fetched on the first OIDC request, not here: a provider that is down
+    # must not stop the server (API tokens keep working).
+    oidc = OidcVerifier.from_settings(settings) if oidc_enabled(settings) else None
     return Container(
         settings=settings,
         engine=engine,
@@ -112,6 +118,7 @@ def build_container(
         metrics=metrics,
         tracer=tracer,
         tracer_provider=tracer_provider,
+        oidc=oidc,
     )
 
 

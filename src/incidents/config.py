@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -54,6 +55,17 @@ class Settings:
     opa_url: str = ""
     # How long a user's roles and attributes, and an in-process decision, are reused.
     policy_cache_seconds: float = 5.0
+    # OIDC: bearer JWTs from this issuer, for this audience, authenticate users beside
+    # API tokens. Both empty (the default) turns OIDC off; one without the other is
+    # refused, since a token checked against only one of them proves too little.
+    oidc_issuer: str = ""
+    oidc_audience: str = ""
+    oidc_email_claim: str = "email"
+    oidc_groups_claim: str = "groups"
+    # Where the signing keys are; empty means the issuer's discovery document says.
+    oidc_jwks_url: str = ""
+    # Clock skew tolerated between this server and the identity provider (exp/nbf/iat).
+    oidc_leeway_seconds: float = 30.0
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def masked(self) -> dict[str, Any]:
@@ -168,3 +180,49 @@ def _validate(settings: Settings) -> None:
         raise ConfigError("IM_WORKERS: must be at least 1")
     if settings.max_batch_events < 1:
         raise ConfigError("IM_MAX_BATCH_EVENTS: must be at least 1")
+    validate_oidc(settings)
+
+
+_LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
+MAX_OIDC_LEEWAY_SECONDS = 300.0
+
+
+def _check_oidc_url(variable: str, url: str) -> None:
+    # Keys fetched over plain HTTP could be swapped by anyone on the path, which would
+    # let them mint tokens; only a loopback provider (development, tests) may use it.
+    parts = urlsplit(url)
+    if parts.scheme == "https" and parts.hostname:
+        return
+    if parts.scheme == "http" and parts.hostname in _LOOPBACK_HOSTS:
+        return
+    raise ConfigError(
+        f"{variable}: expected an https:// URL (http:// only for localhost), got {url!r}"
+    )
+
+
+def oidc_enabled(settings: Settings) -> bool:
+    """Whether OIDC is configured at all (valid or not: see :func:`validate_oidc`)."""
+    return bool(settings.oidc_issuer or settings.oidc_audience or settings.oidc_jwks_url)
+
+
+def validate_oidc(settings: Settings) -> None:
+    """Check the OIDC settings; raise :class:`ConfigError` naming the variable at fault."""
+    if not oidc_enabled(settings):
+        return
+    if not settings.oidc_issuer or not settings.oidc_audience:
+        missing = "IM_OIDC_AUDIENCE" if settings.oidc_issuer else "IM_OIDC_ISSUER"
+        raise ConfigError(
+            f"{missing}: IM_OIDC_ISSUER and IM_OIDC_AUDIENCE go together; set both to "
+            "accept OIDC tokens, or neither to use API tokens only"
+        )
+    _check_oidc_url("IM_OIDC_ISSUER", settings.oidc_issuer)
+    if settings.oidc_jwks_url:
+        _check_oidc_url("IM_OIDC_JWKS_URL", settings.oidc_jwks_url)
+    if not settings.oidc_email_claim.strip():
+        raise ConfigError("IM_OIDC_EMAIL_CLAIM: must name a claim (the default is 'email')")
+    if not settings.oidc_groups_claim.strip():
+        raise ConfigError("IM_OIDC_GROUPS_CLAIM: must name a claim (the default is 'groups')")
+    if not 0 <= settings.oidc_leeway_seconds <= MAX_OIDC_LEEWAY_SECONDS:
+        raise ConfigError(
+            f"IM_OIDC_LEEWAY_SECONDS: must be between 0 and {MAX_OIDC_LEEWAY_SECONDS:.0f}"
+        )

@@ -1,4 +1,8 @@
-"""Authentication: every endpoint but health and metrics needs ``Authorization: Bearer``."""
+"""Authentication: every endpoint but health and metrics needs ``Authorization: Bearer``.
+
+The bearer value is an API token (``im_...``) or, when OIDC is configured, a JWT from
+the identity provider.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,9 @@ from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
 
 from incidents.api.problems import Problem
-from incidents.identity.tokens import TokenService
+from incidents.identity.directory import DirectoryError
+from incidents.identity.oidc import OidcError, OidcUnavailable, OidcVerifier, looks_like_jwt
+from incidents.identity.tokens import TOKEN_PREFIX, TokenService
 from incidents.policy.model import Action, Decision, PolicyUnavailable
 from incidents.policy.service import PDP_UNAVAILABLE, PolicyDenied, PolicyService, UnknownSubject
 
@@ -30,14 +36,50 @@ async def authenticate(request: Request) -> str:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise _unauthorized("the Authorization header must be 'Bearer TOKEN'")
-    tokens: TokenService = request.app.state.container.tokens
-    subject = tokens.cached(token.strip())
+    token = token.strip()
+    container = request.app.state.container
+    if container.oidc is not None and not token.startswith(TOKEN_PREFIX) and looks_like_jwt(token):
+        return await _authenticate_oidc(request, token)
+    tokens: TokenService = container.tokens
+    subject = tokens.cached(token)
     if subject is None:
-        subject = await run_in_threadpool(tokens.authenticate, token.strip())
+        subject = await run_in_threadpool(tokens.authenticate, token)
     if subject is None:
         raise _unauthorized("the bearer token is unknown or revoked")
     request.state.subject = subject
     return subject
+
+
+async def _authenticate_oidc(request: Request, token: str) -> str:
+    """The email an OIDC token names; its groups go to ``request.state.claimed_groups``."""
+    container = request.app.state.container
+    oidc: OidcVerifier = container.oidc
+    try:
+        # Cached keys verify on the loop; a key fetch (blocking I/O) goes to a thread.
+        identity = oidc.verify_cached(token)
+        if identity is None:
+            identity = await run_in_threadpool(oidc.verify, token)
+    except OidcUnavailable as exc:
+        # Not the caller's fault: a 401 would send clients to sign in again for nothing.
+        raise Problem(
+            503,
+            "identity-provider-unavailable",
+            f"the OIDC token could not be checked: {exc}",
+            headers={"Retry-After": "5"},
+        ) from None
+    except OidcError as exc:
+        raise _unauthorized(f"the OIDC token was rejected: {exc}") from None
+    policy: PolicyService = container.policy
+    # A recent decision proves the user exists; otherwise create them just in time,
+    # with no grants of their own (their groups' grants, or an admin's, give access).
+    if policy.recent(identity.email, identity.groups) is None:
+        try:
+            await run_in_threadpool(container.directory.ensure_user, identity.email)
+        except DirectoryError as exc:
+            raise _unauthorized(f"the OIDC token was rejected: {exc}") from None
+    request.state.claimed_groups = identity.groups
+    request.state.subject = identity.email
+    return identity.email
 
 
 async def decide(request: Request, subject: Annotated[str, Depends(authenticate)]) -> Decision:

@@ -1,1 +1,1 @@
-"""Who is calling: API tokens now; users, groups, roles and OIDC later."""
+"""Who is calling: API tokens, OIDC bearer JWTs, and the directory of users and groups."""
