@@ -11,7 +11,7 @@ import typer
 from sqlalchemy.exc import SQLAlchemyError
 
 from incidents import __version__
-from incidents.cli import admin, timeline
+from incidents.cli import admin, identity, timeline
 from incidents.cli.client import ApiClient, CliError
 from incidents.cli.credentials import Credentials, save_credentials
 from incidents.config import (
@@ -28,6 +28,8 @@ app = typer.Typer(
 )
 app.add_typer(timeline.app, name="timeline")
 app.add_typer(admin.app, name="admin")
+app.add_typer(identity.user_app, name="user")
+app.add_typer(identity.group_app, name="group")
 config_app = typer.Typer(help="Inspect the configuration.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 

@@ -313,6 +313,37 @@ class Directory:
         self.invalidate()
         return self.get_user(user_id)
 
+    def replace_user(
+        self,
+        user_id: str,
+        *,
+        email: str,
+        display_name: str | None,
+        external_id: str | None,
+        active: bool,
+    ) -> User:
+        """Set every column of a user; unlike :meth:`update_user`, None clears (SCIM PUT)."""
+        email = _normal_email(email)
+        try:
+            with self._engine.begin() as conn:
+                done = conn.execute(
+                    update(users)
+                    .where(users.c.user_id == user_id)
+                    .values(
+                        email=email,
+                        display_name=display_name,
+                        external_id=external_id,
+                        active=active,
+                        updated_us=now_micros(),
+                    )
+                )
+                if done.rowcount == 0:
+                    raise NotFoundError(f"no user with id {user_id!r}")
+        except IntegrityError:
+            raise ConflictError(f"a user with email {email!r} already exists") from None
+        self.invalidate()
+        return self.get_user(user_id)
+
     def delete_user(self, user_id: str) -> None:
         with self._engine.begin() as conn:
             done = conn.execute(delete(users).where(users.c.user_id == user_id))
@@ -481,6 +512,25 @@ class Directory:
                     update(groups)
                     .where(groups.c.group_id == group_id)
                     .values(name=name.strip(), updated_us=now_micros())
+                )
+                if done.rowcount == 0:
+                    raise NotFoundError(f"no group with id {group_id!r}")
+        except IntegrityError:
+            raise ConflictError(f"a group named {name!r} already exists") from None
+        self.invalidate()
+        return self.get_group(group_id)
+
+    def replace_group(self, group_id: str, *, name: str, external_id: str | None) -> Group:
+        """Set a group's name and external id; None clears the external id (SCIM PUT)."""
+        name = name.strip()
+        if not name:
+            raise DirectoryError("a group needs a name")
+        try:
+            with self._engine.begin() as conn:
+                done = conn.execute(
+                    update(groups)
+                    .where(groups.c.group_id == group_id)
+                    .values(name=name, external_id=external_id, updated_us=now_micros())
                 )
                 if done.rowcount == 0:
                     raise NotFoundError(f"no group with id {group_id!r}")
