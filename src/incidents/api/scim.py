@@ -24,6 +24,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from incidents.api.auth import decide, require
+from incidents.api.body import BodyTooLarge, read_body
 from incidents.api.problems import Problem
 from incidents.events.timeformat import format_micros
 from incidents.identity.directory import (
@@ -139,19 +140,12 @@ def _scim(body: Any, status: int = 200, location: str | None = None) -> Response
 
 
 async def _body(request: Request) -> dict[str, Any]:
-    declared = request.headers.get("content-length")
-    too_large = ScimError(413, f"the request body is larger than {MAX_BODY_BYTES} bytes")
-    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise too_large
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise too_large
-        chunks.append(chunk)
     try:
-        body = orjson.loads(b"".join(chunks))
+        raw = await read_body(request, MAX_BODY_BYTES)
+    except BodyTooLarge as exc:
+        raise ScimError(413, str(exc)) from None
+    try:
+        body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise _invalid(f"the body is not valid JSON: {exc}", "invalidSyntax") from None
     if not isinstance(body, dict):

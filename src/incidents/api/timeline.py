@@ -12,6 +12,7 @@ from fastapi.responses import StreamingResponse
 from starlette.responses import Response
 
 from incidents.api.auth import decide, require
+from incidents.api.body import BodyTooLarge, read_body
 from incidents.api.problems import Problem
 from incidents.events.envelope import Event, EventValidationError
 from incidents.events.parsing import (
@@ -52,23 +53,10 @@ def _container(request: Request) -> Container:
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    too_large = Problem(
-        413,
-        "payload-too-large",
-        f"the request body is larger than the limit of {limit} bytes",
-        limit_bytes=limit,
-    )
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise too_large
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise too_large
-        chunks.append(chunk)
-    return b"".join(chunks)
+    try:
+        return await read_body(request, limit)
+    except BodyTooLarge as exc:
+        raise Problem(413, "payload-too-large", str(exc), limit_bytes=limit) from None
 
 
 def _invalid_event(exc: EventValidationError) -> Problem:

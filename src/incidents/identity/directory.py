@@ -345,15 +345,23 @@ class Directory:
         return self.get_user(user_id)
 
     def delete_user(self, user_id: str) -> None:
+        """Delete a user with its grants and memberships (its tokens stop working)."""
+        self._delete_principal(PrincipalType.USER, user_id)
+
+    def _delete_principal(self, ptype: PrincipalType, pid: str) -> None:
+        table, key, member_key = (
+            (users, users.c.user_id, group_members.c.user_id)
+            if ptype is PrincipalType.USER
+            else (groups, groups.c.group_id, group_members.c.group_id)
+        )
         with self._engine.begin() as conn:
-            done = conn.execute(delete(users).where(users.c.user_id == user_id))
+            done = conn.execute(delete(table).where(key == pid))
             if done.rowcount == 0:
-                raise NotFoundError(f"no user with id {user_id!r}")
-            conn.execute(delete(group_members).where(group_members.c.user_id == user_id))
+                raise NotFoundError(f"no {ptype.value} with id {pid!r}")
+            conn.execute(delete(group_members).where(member_key == pid))
             conn.execute(
                 delete(grants).where(
-                    grants.c.principal_type == PrincipalType.USER.value,
-                    grants.c.principal_id == user_id,
+                    grants.c.principal_type == ptype.value, grants.c.principal_id == pid
                 )
             )
         self.invalidate()
@@ -540,18 +548,8 @@ class Directory:
         return self.get_group(group_id)
 
     def delete_group(self, group_id: str) -> None:
-        with self._engine.begin() as conn:
-            done = conn.execute(delete(groups).where(groups.c.group_id == group_id))
-            if done.rowcount == 0:
-                raise NotFoundError(f"no group with id {group_id!r}")
-            conn.execute(delete(group_members).where(group_members.c.group_id == group_id))
-            conn.execute(
-                delete(grants).where(
-                    grants.c.principal_type == PrincipalType.GROUP.value,
-                    grants.c.principal_id == group_id,
-                )
-            )
-        self.invalidate()
+        """Delete a group; its members lose the grants they had through it."""
+        self._delete_principal(PrincipalType.GROUP, group_id)
 
     def set_members(self, group_id: str, user_ids: list[str], *, replace: bool) -> None:
         """Add members, or replace the member list when ``replace``."""
