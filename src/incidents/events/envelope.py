@@ -27,6 +27,7 @@ from incidents.events.attributes import (
     Visibility,
     platform_extension,
 )
+from incidents.events.paths import parse_path
 from incidents.events.timeformat import TimeFormatError, parse_micros
 from incidents.events.types import canonical_type
 
@@ -163,6 +164,16 @@ def _data_class(raw: Any, errors: list[FieldError]) -> list[str] | dict[str, lis
                 paths = [paths]
             if not isinstance(paths, list) or not all(isinstance(p, str) and p for p in paths):
                 errors.append(FieldError(name, f"paths for {cls!r} must be a list of strings"))
+                continue
+            malformed = [p for p in paths if parse_path(p) is None]
+            if malformed:
+                errors.append(
+                    FieldError(
+                        name,
+                        f"{malformed[0]!r} is not a path into data; use customer.email, "
+                        "contacts[0].phone, contacts[*].phone, /customer/email or $",
+                    )
+                )
                 continue
             mapping[cls] = list(paths)
         return mapping

@@ -4,6 +4,10 @@ Sensitive values are found three ways: ``im.data_class`` as a list (the whole ``
 is of those classes), ``im.data_class`` as a map from class to JSON paths, and the
 policy's field rules, which classify untagged fields by name (``*email*`` -> pii).
 Each covered value the reader's decision does not open is replaced by the marker.
+
+Redaction fails closed: when a tag cannot be applied precisely (a path that does not
+resolve, data that is not JSON, base64 data), the whole ``data`` is replaced instead
+of being returned as it is.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+from incidents.events.paths import WILDCARD, parse_path
 from incidents.policy.model import Decision, FieldRule
 
 ALL_CLASSES = frozenset({"pii", "phi", "financial", "legal_hold"})
@@ -27,6 +32,11 @@ class _Rules:
     by_class: tuple[tuple[str, re.Pattern[str]], ...]
 
 
+def _squash(name: str) -> str:
+    # firstName, first_name and first-name all read as "firstname".
+    return re.sub(r"[\s_\-]", "", name.lower())
+
+
 @lru_cache(maxsize=256)
 def _compile(rules: tuple[FieldRule, ...], readable: frozenset[str]) -> _Rules:
     grouped: dict[str, list[str]] = {}
@@ -36,48 +46,53 @@ def _compile(rules: tuple[FieldRule, ...], readable: frozenset[str]) -> _Rules:
     return _Rules(tuple((cls, re.compile("|".join(pats))) for cls, pats in grouped.items()))
 
 
-def _split_path(path: str) -> list[str]:
-    # Accept "customer.email", "$.customer.email" and "/customer/email".
-    path = path.strip()
-    if path.startswith("$."):
-        path = path[2:]
-    if path.startswith("/"):
-        return [p for p in path.split("/") if p]
-    return [p for p in path.split(".") if p]
+def _match(rules: _Rules, key: str) -> str | None:
+    """The class of the first rule matching ``key`` as written or squashed."""
+    lowered = key.lower()
+    squashed = _squash(key)
+    for cls, pattern in rules.by_class:
+        if pattern.match(lowered) or pattern.match(squashed):
+            return cls
+    return None
 
 
-def _redact_path(data: Any, parts: list[str], marker: str) -> bool:
-    node = data
-    for i, part in enumerate(parts):
-        last = i == len(parts) - 1
-        if isinstance(node, dict):
-            if part not in node:
-                return False
-            if last:
-                node[part] = marker
-                return True
-            node = node[part]
-        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
-            index = int(part)
-            if last:
-                node[index] = marker
-                return True
-            node = node[index]
-        else:
+def _redact_path(node: Any, parts: list[Any], marker: str) -> bool:
+    """Replace what ``parts`` addresses under ``node``; False if it addresses nothing."""
+    part, rest = parts[0], parts[1:]
+    if part is WILDCARD:
+        if not isinstance(node, dict | list) or not node:
             return False
-    return False
+        children = list(node.keys()) if isinstance(node, dict) else range(len(node))
+        hit = False
+        for child in children:
+            if rest:
+                hit = _redact_path(node[child], rest, marker) or hit
+            else:
+                node[child] = marker
+                hit = True
+        return hit
+    if isinstance(node, dict) and isinstance(part, str) and part in node:
+        key: Any = part
+    elif isinstance(node, list) and isinstance(part, int | str) and str(part).isdigit():
+        key = int(part)
+        if key >= len(node):
+            return False
+    else:
+        return False
+    if not rest:
+        node[key] = marker
+        return True
+    return _redact_path(node[key], rest, marker)
 
 
 def _redact_by_rules(data: Any, rules: _Rules, decision: Decision) -> bool:
     applied = False
     if isinstance(data, dict):
         for key, value in data.items():
-            lowered = key.lower()
-            for cls, pattern in rules.by_class:
-                if pattern.match(lowered):
-                    data[key] = decision.marker_for(cls)
-                    applied = True
-                    break
+            cls = _match(rules, key)
+            if cls is not None:
+                data[key] = decision.marker_for(cls)
+                applied = True
             else:
                 applied = _redact_by_rules(value, rules, decision) or applied
     elif isinstance(data, list):
@@ -87,50 +102,78 @@ def _redact_by_rules(data: Any, rules: _Rules, decision: Decision) -> bool:
 
 
 def needs_redaction(decision: Decision) -> bool:
-    """Whether any class is closed to the reader (else redaction can be skipped)."""
-    return not decision.data_classes >= ALL_CLASSES
+    """Whether any class is closed to the reader (else redaction can be skipped).
+
+    Classes named only by a custom policy's field rules count too.
+    """
+    named = ALL_CLASSES | {rule.data_class for rule in decision.field_rules}
+    return not decision.data_classes >= named
+
+
+def _whole(body: dict[str, Any], out: dict[str, Any], marker: str) -> dict[str, Any]:
+    # Everything that carries the event's content goes, custom extensions included.
+    out.pop("data_base64", None)
+    out["data"] = marker
+    if body.get("ext"):
+        out["ext"] = {name: marker for name in body["ext"]}
+    return out
 
 
 def redact_body(body: dict[str, Any], decision: Decision) -> tuple[dict[str, Any], bool]:
     """Return the body with every value the reader may not read replaced, and whether any was.
 
-    ``body`` is the stored body (``data``, ``data_base64``, ``data_class``, ...); it is
-    not modified.
+    ``body`` is the stored body (``data``, ``data_base64``, ``data_class``, ``ext``, ...);
+    it is not modified.
     """
-    if not needs_redaction(decision) or ("data" not in body and "data_base64" not in body):
+    if not needs_redaction(decision):
         return body, False
     readable = decision.data_classes
     tags = body.get("data_class")
     out = dict(body)
+    has_content = "data" in body or "data_base64" in body
 
     if isinstance(tags, list):
         closed = [cls for cls in tags if cls not in readable]
-        if closed:
-            marker = decision.marker_for(closed[0])
-            out.pop("data_base64", None)
-            data = body.get("data")
-            if isinstance(data, dict):
-                out["data"] = {key: marker for key in data}
-            elif isinstance(data, list):
-                out["data"] = [marker for _ in data]
-            else:
-                out["data"] = marker
-            return out, True
+        if closed and (has_content or body.get("ext")):
+            return _whole(body, out, decision.marker_for(closed[0])), True
 
-    if "data" not in body:
-        return body, False
-    data = copy.deepcopy(body["data"])
     applied = False
     if isinstance(tags, dict):
-        for cls, paths in tags.items():
-            if cls in readable:
-                continue
-            for path in paths:
-                applied = _redact_path(data, _split_path(path), decision.marker_for(cls)) or applied
+        closed_paths = [(cls, paths) for cls, paths in tags.items() if cls not in readable]
+        if closed_paths:
+            data = body.get("data")
+            if not isinstance(data, dict | list):
+                # Base64 or text data cannot be redacted field by field: all of it goes.
+                if has_content:
+                    return _whole(body, out, decision.marker_for(closed_paths[0][0])), True
+            else:
+                data = copy.deepcopy(data)
+                for cls, paths in closed_paths:
+                    for path in paths:
+                        parts = parse_path(path)
+                        marker = decision.marker_for(cls)
+                        if not parts:  # "$" or unparseable: the whole data
+                            return _whole(body, out, marker), True
+                        if not _redact_path(data, parts, marker):
+                            # A tag that addresses nothing may be a typo hiding real
+                            # data: fail closed.
+                            return _whole(body, out, marker), True
+                out["data"] = data
+                applied = True
+
     rules = _compile(decision.field_rules, readable)
     if rules.by_class:
-        applied = _redact_by_rules(data, rules, decision) or applied
+        if isinstance(out.get("data"), dict | list):
+            data = out["data"] if applied else copy.deepcopy(out["data"])
+            if _redact_by_rules(data, rules, decision):
+                out["data"] = data
+                applied = True
+        ext = body.get("ext")
+        if ext:
+            redacted_ext = dict(ext)
+            if _redact_by_rules(redacted_ext, rules, decision):
+                out["ext"] = redacted_ext
+                applied = True
     if not applied:
         return body, False
-    out["data"] = data
     return out, True

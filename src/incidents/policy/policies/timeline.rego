@@ -60,16 +60,31 @@ data_classes contains class if {
 	attribute in input.subject.attributes
 }
 
-# Fields classified by name when nobody tagged them.
+# Fields classified by name when nobody tagged them. A pattern matches a field name
+# lowercased as written (customer_name) or also without '_', '-' and spaces
+# (firstName -> firstname), at any depth of data and in custom extensions.
 field_rules := [
 	{"pattern": "*email*", "class": "pii"},
+	{"pattern": "mail", "class": "pii"},
 	{"pattern": "*phone*", "class": "pii"},
+	{"pattern": "*mobile*", "class": "pii"},
 	{"pattern": "*_name", "class": "pii"},
-	{"pattern": "ssn", "class": "pii"},
-	{"pattern": "date_of_birth", "class": "pii"},
-	{"pattern": "diagnosis*", "class": "phi"},
-	{"pattern": "card_number", "class": "financial"},
-	{"pattern": "iban", "class": "financial"},
+	{"pattern": "firstname", "class": "pii"},
+	{"pattern": "lastname", "class": "pii"},
+	{"pattern": "fullname", "class": "pii"},
+	{"pattern": "surname", "class": "pii"},
+	{"pattern": "givenname", "class": "pii"},
+	{"pattern": "familyname", "class": "pii"},
+	{"pattern": "customername", "class": "pii"},
+	{"pattern": "contactname", "class": "pii"},
+	{"pattern": "*ssn", "class": "pii"},
+	{"pattern": "ssn*", "class": "pii"},
+	{"pattern": "dob", "class": "pii"},
+	{"pattern": "dateofbirth", "class": "pii"},
+	{"pattern": "birthdate", "class": "pii"},
+	{"pattern": "*diagnosis*", "class": "phi"},
+	{"pattern": "*cardnumber*", "class": "financial"},
+	{"pattern": "*iban*", "class": "financial"},
 ]
 
 marker := "[REDACTED]"
