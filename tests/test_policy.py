@@ -430,3 +430,40 @@ def test_decisions_are_audited_and_traced_without_event_content(
     assert ("timeline.read", "deny") in outcomes
     assert all("MK-SSN" not in r.getMessage() + str(r.__dict__) for r in records)
     assert "timeline.policy.evaluate" in {s.name for s in exporter.get_finished_spans()}
+
+
+def test_replays_are_no_oracle_for_callers_who_cannot_read_the_stored_event(site: Site) -> None:
+    recorder = site.user(roles=("timeline.writer", "timeline.reader"))
+    stored = event(
+        "secret",
+        incident="INC-P",
+        imdataclass={"pii": ["customer.ssn"]},
+        data={"customer": {"ssn": "123-45-6789"}},
+    )
+    site.append(recorder, [stored])
+    responder = site.user(roles=("timeline.writer", "timeline.reader"))
+
+    def replay(headers: dict[str, str], ssn: str) -> Any:
+        guess = {**stored, "data": {"customer": {"ssn": ssn}}}
+        return site.client.post(
+            "/api/v1/timeline/events",
+            json=guess,
+            headers={**headers, "Content-Type": "application/cloudevents+json"},
+        )
+
+    right, wrong = replay(responder, "123-45-6789"), replay(responder, "000-00-0000")
+    assert right.status_code == wrong.status_code == 409
+    assert right.json()["detail"] == wrong.json()["detail"]
+    assert "event_id" not in right.json() and "incident_id" not in right.json()
+    batch = site.client.post(
+        "/api/v1/timeline/events",
+        json=[stored],
+        headers={**responder, "Content-Type": "application/cloudevents-batch+json"},
+    ).json()
+    assert batch["results"][0]["status"] == 409
+    assert "event_id" not in batch["results"][0]
+    # The recorder, and a reader who may see everything, still get the guide's answers.
+    assert replay(recorder, "123-45-6789").status_code == 200
+    assert replay(recorder, "000-00-0000").status_code == 409
+    full = site.user(roles=("timeline.writer",), attributes=ATTRIBUTES)
+    assert replay(full, "123-45-6789").json()["created"] is False

@@ -25,7 +25,7 @@ from incidents.events.parsing import (
 )
 from incidents.events.timeformat import TimeFormatError, parse_micros
 from incidents.policy.model import Action, Decision
-from incidents.timeline.append import AppendResult, Outcome, conflict_detail
+from incidents.timeline.append import AppendResult, Outcome, conflict_detail, key_in_use
 from incidents.timeline.export import MEDIA_TYPES, ExportFormat
 from incidents.timeline.query import (
     InvalidQuery,
@@ -69,7 +69,10 @@ def _invalid_event(exc: EventValidationError) -> Problem:
     )
 
 
-def _single_response(result: AppendResult) -> Response:
+def _single_response(result: AppendResult, decision: Decision) -> Response:
+    if not result.may_be_disclosed_to(decision):
+        hidden = key_in_use(result)
+        raise Problem(409, "dedupe-key-in-use", str(hidden["detail"]), title=str(hidden["title"]))
     if result.outcome is Outcome.CONFLICT:
         raise Problem(
             409,
@@ -126,7 +129,7 @@ async def append_events(request: Request, decision: Decided) -> Response:
             timeline.record_rejected(1)
             raise _invalid_event(item)
         results = await asyncio.wrap_future(timeline.submit([item], subject))
-        return _single_response(results[0])
+        return _single_response(results[0], decision)
 
     if len(parsed.items) > settings.max_batch_events:
         raise Problem(
@@ -158,6 +161,10 @@ async def append_events(request: Request, decision: Decided) -> Response:
             )
             continue
         result = next(appended)
+        if not result.may_be_disclosed_to(decision):
+            counts["conflicts"] += 1
+            out.append(key_in_use(result))
+            continue
         entry = result.as_dict()
         if result.outcome is Outcome.CREATED:
             counts["created"] += 1

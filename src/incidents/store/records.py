@@ -56,6 +56,9 @@ class ExistingKey(NamedTuple):
     event_id: str
     incident_id: str | None
     content_hash: bytes
+    # Who stored it and who may see it: decides how much a later caller may learn.
+    recorded_by: str
+    visibility: str | None
 
 
 class ChainHead(NamedTuple):

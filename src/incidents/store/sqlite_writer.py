@@ -30,12 +30,14 @@ class SqliteTransaction:
         cursor = self._conn.cursor()
         for source, dedupe_id in keys:
             row = cursor.execute(
-                "SELECT event_id, incident_id, content_hash FROM timeline_events "
-                "WHERE source = ? AND coalesce(origin_id, event_id) = ?",
+                "SELECT event_id, incident_id, content_hash, recorded_by, visibility "
+                "FROM timeline_events WHERE source = ? AND coalesce(origin_id, event_id) = ?",
                 (source, dedupe_id),
             ).fetchone()
             if row is not None:
-                found[(source, dedupe_id)] = ExistingKey(row[0], row[1], bytes(row[2]))
+                found[(source, dedupe_id)] = ExistingKey(
+                    row[0], row[1], bytes(row[2]), row[3], row[4]
+                )
         return found
 
     def chain_heads(self, keys: Sequence[str]) -> dict[str, ChainHead]:

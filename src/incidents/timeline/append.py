@@ -22,6 +22,8 @@ from typing import Any, Protocol
 
 from incidents.events.envelope import Event
 from incidents.events.timeformat import now_micros
+from incidents.policy.model import Decision
+from incidents.policy.redaction import needs_redaction
 from incidents.store.errors import DedupeRace
 from incidents.store.records import ChainHead, ExistingKey, StoredEvent
 from incidents.timeline.chain import GENESIS, chain_key, link_hash, row_digest
@@ -46,6 +48,23 @@ class AppendResult:
     incident_id: str | None
     position: int | None = None
     dedupe_key: str = ""
+    # For duplicates and conflicts: who recorded the stored event, and its visibility.
+    stored_by: str | None = None
+    stored_visibility: str | None = None
+
+    def may_be_disclosed_to(self, decision: Decision) -> bool:
+        """Whether the caller may learn if a stored event equals what they sent.
+
+        "Same content" against "different content" is an oracle: a caller who cannot
+        read the stored event in full could confirm guesses of its redacted values by
+        replaying variants. Only its recorder, or a reader who sees everything it may
+        hold, is told; everyone else gets one answer for any use of the key.
+        """
+        if self.outcome is Outcome.CREATED or self.stored_by == decision.subject.id:
+            return True
+        return (self.stored_visibility or "public") in decision.visibilities and not (
+            needs_redaction(decision)
+        )
 
     def as_dict(self) -> dict[str, object]:
         """The guide's response body for this result."""
@@ -68,6 +87,22 @@ class AppendResult:
         else:
             body["position"] = self.position
         return body
+
+
+KEY_IN_USE = (
+    "An event is already stored under dedupe key {key}, recorded by another caller; "
+    "it is not appended again. Use a new id (or im.origin_id) for a new event."
+)
+
+
+def key_in_use(result: AppendResult) -> dict[str, object]:
+    """The answer for a key whose stored event the caller may not compare against."""
+    return {
+        "status": 409,
+        "created": False,
+        "title": "Dedupe key in use",
+        "detail": KEY_IN_USE.format(key=result.dedupe_key),
+    }
 
 
 def conflict_detail(dedupe_key: str) -> str:
@@ -199,7 +234,13 @@ def write_group(
             )
             results.append(
                 AppendResult(
-                    outcome, prior.event_id, prior.incident_id, None, event.dedupe_key_text()
+                    outcome,
+                    prior.event_id,
+                    prior.incident_id,
+                    None,
+                    event.dedupe_key_text(),
+                    prior.recorded_by,
+                    prior.visibility,
                 )
             )
             continue
@@ -211,7 +252,9 @@ def write_group(
         link = link_hash(prev_hash or GENESIS, head, prep.digest)
         rows.append(StoredEvent._make((head, *prep.tail, prev_hash, link)))
         changed[ckey] = ChainHead(head, link, (tip.event_count if tip else 0) + 1)
-        known[key] = ExistingKey(event.id, event.incident_id, event.content_hash)
+        known[key] = ExistingKey(
+            event.id, event.incident_id, event.content_hash, prep.item.recorded_by, event.visibility
+        )
         results.append(AppendResult(Outcome.CREATED, event.id, event.incident_id, head))
 
     if rows:
