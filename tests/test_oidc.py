@@ -77,6 +77,7 @@ class Provider:
             "aud": AUDIENCE,
             "sub": "user-1",
             "email": "Alice@Example.com",
+            "email_verified": True,
             "iat": now,
             "exp": now + 300,
             **claims,
@@ -284,6 +285,7 @@ REFUSALS: dict[str, tuple[Any, str]] = {
     "no email": (lambda p: p.token(email=None), "lacks the 'email' claim"),
     "not an email": (lambda p: p.token(email="system:scheduler"), "not an email address"),
     "unverified email": (lambda p: p.token(email_verified=False), "not verified"),
+    "no email_verified claim": (lambda p: p.token(email_verified=None), "not verified"),
     "groups not a list": (lambda p: p.token(groups="sre"), "must be a list of strings"),
     "alg none": (
         lambda p: _handmade({"alg": "none", "typ": "JWT"}, _claims(p), None),

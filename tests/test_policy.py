@@ -467,3 +467,29 @@ def test_replays_are_no_oracle_for_callers_who_cannot_read_the_stored_event(site
     assert replay(recorder, "000-00-0000").status_code == 409
     full = site.user(roles=("timeline.writer",), attributes=ATTRIBUTES)
     assert replay(full, "123-45-6789").json()["created"] is False
+
+
+def test_a_deleted_or_renamed_user_takes_their_tokens_along(site: Site) -> None:
+    directory = site.container.directory
+    headers = site.user()
+    email = site.client.get("/api/v1/whoami", headers=headers).json()["subject"]
+    directory.delete_user(directory.find_user(email).user_id)
+    # Whoever is given the address next does not inherit the old tokens.
+    grant_access(site.container, email)
+    assert site.client.get(READ, headers=headers).status_code == 401
+
+    renamed = site.user()
+    old = site.client.get("/api/v1/whoami", headers=renamed).json()["subject"]
+    user = directory.find_user(old)
+    directory.update_user(user.user_id, email=f"new-{old}")
+    grant_access(site.container, old)
+    assert site.client.get("/api/v1/whoami", headers=renamed).status_code == 401
+
+
+def test_opa_credentials_never_reach_an_answer(database_url: str) -> None:
+    for site in _site(database_url, opa_url="http://opa:s3cr3t@127.0.0.1:9"):
+        grant_access(site.container, "alice@example.com")
+        _, token = site.container.tokens.create("alice@example.com")
+        resp = site.client.get(READ, headers={"Authorization": f"Bearer {token}"})
+        assert resp.status_code == 503
+        assert "s3cr3t" not in resp.text

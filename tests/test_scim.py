@@ -714,3 +714,15 @@ def test_group_grants_are_inherited_by_members(live: Scim) -> None:
     assert _timeline(live, carol).status_code == 200
     assert live.delete(f"/groups/{gid}").status_code == 204
     assert _timeline(live, carol).status_code == 403
+
+
+def test_a_start_index_past_any_directory_is_an_empty_page(api: Api) -> None:
+    grant_access(api.container, "root@example.com", roles=("admin",))
+    _, token = api.container.tokens.create("root@example.com")
+    resp = api.client.get(
+        "/api/v1/users",
+        params={"startIndex": "10000000000000000000"},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert resp.status_code == 200
+    assert resp.json()["Resources"] == []

@@ -101,6 +101,10 @@ def build_container(
         else EmbeddedDecisionPoint(Path(settings.policy_dir) if settings.policy_dir else None)
     )
     policy = PolicyService(directory, pdp, tracer, settings.policy_cache_seconds)
+    # A grant, revocation or deletion takes effect at once in this process (other
+    # processes within IM_POLICY_CACHE_SECONDS / IM_TOKEN_CACHE_SECONDS).
+    directory.on_change(tokens.invalidate)
+    directory.on_change(policy.invalidate)
     # Keys are fetched on the first OIDC request, not here: a provider that is down
     # must not stop the server (API tokens keep working).
     oidc = OidcVerifier.from_settings(settings) if oidc_enabled(settings) else None

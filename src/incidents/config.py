@@ -66,6 +66,8 @@ class Settings:
     oidc_jwks_url: str = ""
     # Clock skew tolerated between this server and the identity provider (exp/nbf/iat).
     oidc_leeway_seconds: float = 30.0
+    # Refuse tokens whose email_verified claim is not true (the directory is keyed by email).
+    oidc_require_verified_email: bool = True
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def masked(self) -> dict[str, Any]:

@@ -185,7 +185,8 @@ def _paging(request: Request) -> tuple[int, int]:
             raise _invalid(f"{name} must be an integer, not {raw!r}") from None
 
     # RFC 7644 section 3.4.2.4: below 1 means 1, a negative count means 0.
-    start = max(integer("startIndex", 1), 1)
+    # Past any real directory, and still inside a 64-bit OFFSET on both backends.
+    start = min(max(integer("startIndex", 1), 1), 2**31)
     count = min(max(integer("count", DEFAULT_COUNT), 0), MAX_COUNT)
     return start, count
 

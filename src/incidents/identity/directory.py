@@ -11,7 +11,7 @@ from __future__ import annotations
 import secrets
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -33,7 +33,7 @@ from sqlalchemy.exc import IntegrityError
 
 from incidents.events.timeformat import now_micros
 from incidents.policy.model import ATTRIBUTES, CLEARANCE_LEVELS, ROLES, Subject
-from incidents.store.schema import grants, group_members, groups, users
+from incidents.store.schema import api_tokens, grants, group_members, groups, users
 
 
 class GrantKind(StrEnum):
@@ -109,6 +109,14 @@ def _normal_email(email: str) -> str:
     return email
 
 
+def _revoke_tokens(conn: Connection, email: str) -> None:
+    conn.execute(
+        update(api_tokens)
+        .where(func.lower(api_tokens.c.subject) == email, api_tokens.c.revoked_us.is_(None))
+        .values(revoked_us=now_micros())
+    )
+
+
 def _rank(level: str | None) -> int:
     return CLEARANCE_LEVELS.index(level) if level in CLEARANCE_LEVELS else -1
 
@@ -121,12 +129,19 @@ class Directory:
         self._cache_seconds = cache_seconds
         self._cache: dict[str, tuple[Subject | None, float]] = {}
         self._lock = threading.Lock()
+        self._listeners: list[Callable[[], None]] = []
 
     # --- subjects ---------------------------------------------------------------------
+
+    def on_change(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` after every write, so caches built on the directory drop."""
+        self._listeners.append(callback)
 
     def invalidate(self) -> None:
         with self._lock:
             self._cache.clear()
+        for callback in self._listeners:
+            callback()
 
     def subject_for(self, email: str, extra_groups: Iterable[str] = ()) -> Subject | None:
         """The subject for an active user, or None if unknown or deactivated.
@@ -301,15 +316,25 @@ class Directory:
             values["external_id"] = external_id
         if active is not None:
             values["active"] = active
+        return self._write_user(user_id, values)
+
+    def _write_user(self, user_id: str, values: dict[str, object]) -> User:
+        """Update a user's row. A changed email revokes the tokens issued to the old one:
+        tokens name their user by email, and must not pass to whoever gets it next."""
         try:
             with self._engine.begin() as conn:
-                done = conn.execute(
-                    update(users).where(users.c.user_id == user_id).values(**values)
-                )
-                if done.rowcount == 0:
+                before = conn.execute(
+                    select(users.c.email).where(users.c.user_id == user_id)
+                ).scalar_one_or_none()
+                if before is None:
                     raise NotFoundError(f"no user with id {user_id!r}")
+                conn.execute(update(users).where(users.c.user_id == user_id).values(**values))
+                if values.get("email", before) != before:
+                    _revoke_tokens(conn, before)
         except IntegrityError:
-            raise ConflictError(f"a user with email {email!r} already exists") from None
+            raise ConflictError(
+                f"a user with email {values.get('email')!r} already exists"
+            ) from None
         self.invalidate()
         return self.get_user(user_id)
 
@@ -323,26 +348,16 @@ class Directory:
         active: bool,
     ) -> User:
         """Set every column of a user; unlike :meth:`update_user`, None clears (SCIM PUT)."""
-        email = _normal_email(email)
-        try:
-            with self._engine.begin() as conn:
-                done = conn.execute(
-                    update(users)
-                    .where(users.c.user_id == user_id)
-                    .values(
-                        email=email,
-                        display_name=display_name,
-                        external_id=external_id,
-                        active=active,
-                        updated_us=now_micros(),
-                    )
-                )
-                if done.rowcount == 0:
-                    raise NotFoundError(f"no user with id {user_id!r}")
-        except IntegrityError:
-            raise ConflictError(f"a user with email {email!r} already exists") from None
-        self.invalidate()
-        return self.get_user(user_id)
+        return self._write_user(
+            user_id,
+            {
+                "email": _normal_email(email),
+                "display_name": display_name,
+                "external_id": external_id,
+                "active": active,
+                "updated_us": now_micros(),
+            },
+        )
 
     def delete_user(self, user_id: str) -> None:
         """Delete a user with its grants and memberships (its tokens stop working)."""
@@ -355,6 +370,12 @@ class Directory:
             else (groups, groups.c.group_id, group_members.c.group_id)
         )
         with self._engine.begin() as conn:
+            if ptype is PrincipalType.USER:
+                email = conn.execute(
+                    select(users.c.email).where(users.c.user_id == pid)
+                ).scalar_one_or_none()
+                if email is not None:
+                    _revoke_tokens(conn, email)
             done = conn.execute(delete(table).where(key == pid))
             if done.rowcount == 0:
                 raise NotFoundError(f"no {ptype.value} with id {pid!r}")

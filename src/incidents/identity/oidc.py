@@ -125,12 +125,14 @@ class OidcVerifier:
         groups_claim: str = "groups",
         jwks_url: str | None = None,
         leeway_seconds: float = 30.0,
+        require_verified_email: bool = True,
         keys_max_age_seconds: float = 3600.0,
         refresh_interval_seconds: float = 30.0,
         http_timeout_seconds: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.issuer = issuer
+        self.require_verified_email = require_verified_email
         self.audience = audience
         self.email_claim = email_claim
         self.groups_claim = groups_claim
@@ -158,6 +160,7 @@ class OidcVerifier:
             groups_claim=settings.oidc_groups_claim,
             jwks_url=settings.oidc_jwks_url or None,
             leeway_seconds=settings.oidc_leeway_seconds,
+            require_verified_email=settings.oidc_require_verified_email,
             clock=clock,
         )
 
@@ -256,8 +259,15 @@ class OidcVerifier:
         # A provider must not be able to speak for the directory's system:NAME accounts.
         if "@" not in email or email.startswith("system:"):
             raise OidcError(f"the {self.email_claim!r} claim is not an email address")
-        if claims.get("email_verified") is False:
-            raise OidcError("the identity provider has not verified this email address")
+        # The directory is keyed by email: an address the user could type in themselves
+        # would let them become anyone. Unless told otherwise, insist on verification.
+        verified = claims.get("email_verified")
+        if verified is False or (self.require_verified_email and verified is not True):
+            raise OidcError(
+                "the identity provider has not verified this email address "
+                "(email_verified must be true; IM_OIDC_REQUIRE_VERIFIED_EMAIL=false "
+                "accepts providers that never send it)"
+            )
         raw_groups = claims.get(self.groups_claim)
         if raw_groups is None:
             groups: tuple[str, ...] = ()

@@ -100,9 +100,13 @@ class TokenService:
                 ).first()
                 if exists is None:
                     raise TokenNotFound(f"no token with id {token_id!r}")
+        self.invalidate()
+        return next(t for t in self.list() if t.token_id == token_id)
+
+    def invalidate(self) -> None:
+        """Forget recent checks (after a revocation or a directory change)."""
         with self._lock:
             self._cache.clear()
-        return next(t for t in self.list() if t.token_id == token_id)
 
     def cached(self, token: str) -> str | None:
         """The subject of a recently authenticated token, without touching the database."""

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 import httpx
 
+from incidents.config import mask_url_password
 from incidents.policy.model import Decision, FieldRule, PolicyUnavailable, Subject
 
 log = logging.getLogger(__name__)
@@ -136,22 +137,26 @@ class RemoteDecisionPoint:
 
     def __init__(self, base_url: str, timeout: float = 2.0) -> None:
         self._url = f"{base_url.rstrip('/')}/v1/data/{DECISION_PATH}"
+        # What messages show: credentials in the URL stay out of answers and logs.
+        self._shown = mask_url_password(self._url)
         self._client = httpx.Client(timeout=timeout)
 
     def decide(self, subject: Subject) -> Decision:
         try:
             resp = self._client.post(self._url, json={"input": {"subject": subject.as_input()}})
         except httpx.HTTPError as exc:
-            raise PolicyUnavailable(f"OPA at {self._url} is not answering: {exc}") from None
+            raise PolicyUnavailable(
+                f"OPA at {self._shown} is not answering ({type(exc).__name__})"
+            ) from None
         if resp.status_code != 200:
-            raise PolicyUnavailable(f"OPA at {self._url} answered HTTP {resp.status_code}")
+            raise PolicyUnavailable(f"OPA at {self._shown} answered HTTP {resp.status_code}")
         try:
             body = resp.json()
         except ValueError:
-            raise PolicyUnavailable(f"OPA at {self._url} did not answer JSON") from None
+            raise PolicyUnavailable(f"OPA at {self._shown} did not answer JSON") from None
         if not isinstance(body, dict) or "result" not in body:
             raise PolicyUnavailable(
-                f"OPA at {self._url} has no decision: is the policy bundle loaded?"
+                f"OPA at {self._shown} has no decision: is the policy bundle loaded?"
             )
         return decision_from_document(subject, body["result"])
 

@@ -65,6 +65,11 @@ class PolicyService:
         self._recent: dict[str, tuple[Decision, float]] = {}
         self._lock = threading.Lock()
 
+    def invalidate(self) -> None:
+        """Forget reused decisions (after a directory change)."""
+        with self._lock:
+            self._recent.clear()
+
     @staticmethod
     def _key(subject_id: str, extra_groups: Iterable[str]) -> str:
         return json.dumps([subject_id.lower(), sorted(extra_groups)])
@@ -113,7 +118,11 @@ class PolicyService:
         """Allow ``action`` on ``resource`` or raise :class:`PolicyDenied`; audit either way."""
         allowed = decision.allows(action)
         audit.info(
-            "policy decision",
+            "policy decision subject=%s action=%s resource=%r outcome=%s",
+            decision.subject.id,
+            action.value,
+            resource,
+            "allow" if allowed else "deny",
             extra={
                 "subject": decision.subject.id,
                 "action": action.value,

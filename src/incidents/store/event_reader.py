@@ -90,9 +90,17 @@ class EventReader:
         with self._engine.connect() as conn:
             return int(conn.execute(stmt).scalar_one())
 
-    def by_event_id(self, event_id: str, source: str | None = None) -> list[StoredEvent]:
-        """Events stored under a CloudEvent id (ids are unique only per source)."""
-        stmt = select(*_COLUMNS).where(_t.event_id == event_id)
+    def by_event_id(
+        self,
+        event_id: str,
+        source: str | None = None,
+        visibilities: frozenset[str] | None = None,
+    ) -> list[StoredEvent]:
+        """Events stored under a CloudEvent id (ids are unique only per source) that a
+        reader with ``visibilities`` may see."""
+        stmt = select(*_COLUMNS).where(
+            _t.event_id == event_id, *_conditions(TimelineFilter(visibilities=visibilities))
+        )
         if source is not None:
             stmt = stmt.where(_t.source == source)
         stmt = stmt.order_by(_t.position).limit(10)

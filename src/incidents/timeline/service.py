@@ -141,10 +141,10 @@ class TimelineService:
     def get(
         self, event_id: str, source: str | None = None, decision: Decision | None = None
     ) -> StoredEvent:
-        rows = self._reader.by_event_id(event_id, source)
-        if decision is not None:
-            # An event the reader may not see does not exist for them.
-            rows = [r for r in rows if (r.visibility or "public") in decision.visibilities]
+        # An event the reader may not see does not exist for them.
+        rows = self._reader.by_event_id(
+            event_id, source, decision.visibilities if decision is not None else None
+        )
         if not rows:
             where = f" from source {source!r}" if source else ""
             raise NotFound(f"no event with id {event_id!r}{where}")
