@@ -272,6 +272,9 @@ def test_redaction_replaces_covered_values_and_flags_the_event(seeded: Site) -> 
         EXPORT, headers=plain, params={"format": "json", "dialect": "dotted"}
     ).json()
     assert any(e.get("im.redaction_applied") is True for e in dotted)
+    report = seeded.client.get(EXPORT, headers=plain, params={"format": "md"}).text
+    assert report.count("**Redacted**: yes") == 5  # phi, pii, rule, financial, legal_hold
+
 
     full = seeded.user(attributes=ATTRIBUTES)
     entries = {

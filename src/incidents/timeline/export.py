@@ -66,7 +66,7 @@ def _markdown_text(text: str) -> str:
 
 def markdown_section(row: StoredEvent, decision: Decision | None = None) -> str:
     """One event of the Markdown report."""
-    body, _ = visible_body(row, decision)
+    body, redacted = visible_body(row, decision)
     title, content, title_from_data = title_and_content(row, body)
     parts = [
         f"### {format_micros(row.time_us)} - {human_title(row.type)}",
@@ -74,6 +74,9 @@ def markdown_section(row: StoredEvent, decision: Decision | None = None) -> str:
         f"**Actor**: {row.actor}",
         f"**Type**: {row.type}",
     ]
+    if redacted:
+        # A reader of the report must know that something was withheld from them.
+        parts.append("**Redacted**: yes")
     if title_from_data:
         parts += ["", _markdown_text(title)]
     if content:
