@@ -275,7 +275,6 @@ def test_redaction_replaces_covered_values_and_flags_the_event(seeded: Site) -> 
     report = seeded.client.get(EXPORT, headers=plain, params={"format": "md"}).text
     assert report.count("**Redacted**: yes") == 5  # phi, pii, rule, financial, legal_hold
 
-
     full = seeded.user(attributes=ATTRIBUTES)
     entries = {
         e["id"]: e
@@ -496,3 +495,121 @@ def test_opa_credentials_never_reach_an_answer(database_url: str) -> None:
         resp = site.client.get(READ, headers={"Authorization": f"Bearer {token}"})
         assert resp.status_code == 503
         assert "s3cr3t" not in resp.text
+
+
+# --- generated events, policies and subjects ---------------------------------------------
+
+_PLACES = st.sampled_from(["list-class", "path", "rule", "visibility", "extension", "public"])
+_CLASSES = st.sampled_from(["pii", "phi", "financial", "legal_hold"])
+_VIS = st.sampled_from(["restricted", "confidential"])
+
+
+@st.composite
+def _planted(draw: st.DrawFn, n: int) -> tuple[dict[str, Any], str, str]:
+    """An event hiding a unique secret somewhere, and what opens it: (event, secret, key).
+
+    ``key`` is an attribute name, ``vis:LEVEL`` for a visibility, or ``public``.
+    """
+    secret = f"SECRET{n:03d}X"
+    place = draw(_PLACES)
+    cls = draw(_CLASSES)
+    nested = draw(st.booleans())
+    attrs: dict[str, Any] = {}
+    if place == "list-class":
+        data: dict[str, Any] = {"title": secret, "nested": {"v": [secret]}}
+        attrs["imdataclass"] = [cls]
+        opener = f"{cls}_access"
+    elif place == "path":
+        data = {"outer": {"inner": [{"value": secret}]}, "service": "checkout"}
+        path = draw(
+            st.sampled_from(
+                ["outer.inner[0].value", "outer.inner[*].value", "/outer/inner/0/value"]
+            )
+        )
+        attrs["imdataclass"] = {cls: [path]}
+        opener = f"{cls}_access"
+    elif place == "rule":
+        key = draw(
+            st.sampled_from(["customerEmail", "reporter_email", "first-name", "dateOfBirth"])
+        )
+        data = {"wrapper": {key: secret}} if nested else {key: secret}
+        opener = "pii_access"
+    elif place == "visibility":
+        level = draw(_VIS)
+        data = {"note": secret}
+        attrs["imvisibility"] = level
+        opener = f"vis:{level}"
+    elif place == "extension":
+        data = {"note": "no secret here"}
+        attrs["contactemail"] = secret
+        opener = "pii_access"
+    else:
+        data = {"note": secret}
+        opener = "public"
+    return event(f"gen-{n}", incident="INC-P", data=data, **attrs), secret, opener
+
+
+@settings(
+    max_examples=15,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    plan=st.lists(st.integers(0, 10**6), min_size=1, max_size=6, unique=True).flatmap(
+        lambda ns: st.tuples(*[_planted(n) for n in ns])
+    ),
+    attributes=st.sets(st.sampled_from(ATTRIBUTES)),
+    clearance=st.none() | st.sampled_from(CLEARANCE_LEVELS),
+    marker=st.sampled_from(["[REDACTED]", "**[REDACTED - PII]**", "<hidden>"]),
+)
+def test_generated_events_policies_and_subjects_leak_nothing(
+    policy_site: Site,
+    plan: tuple[tuple[dict[str, Any], str, str], ...],
+    attributes: set[str],
+    clearance: str | None,
+    marker: str,
+) -> None:
+    # The policy itself is generated too: its marker changes, and is hot-reloaded.
+    rego = Path(policy_site.container.settings.policy_dir) / "timeline.rego"
+    text = rego.read_text()
+    start = text.index("marker := ")
+    end = text.index("\n", start)
+    rego.write_text(f"{text[:start]}marker := {json.dumps(marker)}{text[end:]}")
+
+    incident = f"INC-{uuid.uuid4().hex[:10]}"
+    events = []
+    for evt, _, _ in plan:
+        evt = {**evt, "id": f"{incident}-{evt['id']}", "subject": f"incident/{incident}"}
+        events.append(evt)
+    policy_site.append(policy_site.user(roles=("timeline.writer",)), events)
+    reader = policy_site.user(attributes=tuple(sorted(attributes)), clearance=clearance)
+    base = f"/api/v1/incidents/{incident}/timeline"
+    outputs = [
+        policy_site.client.get(base, headers=reader, params={"limit": 1000}).text,
+        policy_site.client.get(base + "/export", headers=reader, params={"format": "json"}).text,
+        policy_site.client.get(base + "/export", headers=reader, params={"format": "md"}).text,
+        *(
+            policy_site.client.get(f"/api/v1/timeline/events/{e['id']}", headers=reader).text
+            for e in events
+        ),
+    ]
+    rank = CLEARANCE_LEVELS.index(clearance) if clearance else 0
+    for _, secret, opener in plan:
+        if opener == "public":
+            allowed = True
+        elif opener.startswith("vis:"):
+            level = opener[4:]
+            allowed = f"{level}_access" in attributes or rank >= CLEARANCE_LEVELS.index(level)
+        else:
+            allowed = opener in attributes
+        seen = any(secret in text for text in outputs)
+        assert seen == allowed, (secret, opener, attributes, clearance)
+    if any(not (o == "public" or o in attributes or o.startswith("vis:")) for *_, o in plan):
+        assert marker in outputs[0] or json.dumps(marker)[1:-1] in outputs[0]
+
+
+@pytest.fixture
+def policy_site(database_url: str, tmp_path: Path) -> Iterator[Site]:
+    policy_dir = tmp_path / "generated-policy"
+    shutil.copytree(SHIPPED_POLICIES, policy_dir)
+    yield from _site(database_url, policy_dir=str(policy_dir))
