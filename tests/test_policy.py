@@ -613,3 +613,23 @@ def policy_site(database_url: str, tmp_path: Path) -> Iterator[Site]:
     policy_dir = tmp_path / "generated-policy"
     shutil.copytree(SHIPPED_POLICIES, policy_dir)
     yield from _site(database_url, policy_dir=str(policy_dir))
+
+
+def test_an_incident_of_hidden_events_looks_like_no_incident(site: Site) -> None:
+    writer = site.user(roles=("timeline.writer",))
+    site.append(writer, [event("h", incident="INC-HIDDEN", imvisibility="confidential")])
+    plain = site.user()
+    for path in (
+        "/api/v1/incidents/INC-HIDDEN/timeline",
+        "/api/v1/incidents/INC-HIDDEN/timeline/export",
+    ):
+        hidden = site.client.get(path, headers=plain)
+        unknown = site.client.get(path.replace("INC-HIDDEN", "INC-NONE"), headers=plain)
+        assert hidden.status_code == unknown.status_code == 404
+    # Filters that match nothing in a visible incident still give an empty page.
+    site.append(writer, [event("v", incident="INC-VISIBLE")])
+    empty = site.client.get(
+        "/api/v1/incidents/INC-VISIBLE/timeline", headers=plain, params={"actor": "nobody"}
+    )
+    assert empty.status_code == 200
+    assert empty.json()["events"] == []

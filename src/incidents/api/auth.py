@@ -6,6 +6,7 @@ the identity provider.
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -18,10 +19,13 @@ from incidents.identity.tokens import TOKEN_PREFIX, TokenService
 from incidents.policy.model import Action, Decision, PolicyUnavailable
 from incidents.policy.service import PDP_UNAVAILABLE, PolicyDenied, PolicyService, UnknownSubject
 
+audit = logging.getLogger("incidents.audit")
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="incidents"'}
 
 
 def _unauthorized(detail: str) -> Problem:
+    # Failed authentications are audited too; the detail never holds the credential.
+    audit.info("authentication refused: %s", detail, extra={"outcome": "unauthenticated"})
     return Problem(401, "unauthorized", detail, headers=_CHALLENGE)
 
 

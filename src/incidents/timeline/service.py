@@ -115,8 +115,16 @@ class TimelineService:
     def incident_exists(self, incident_id: str) -> bool:
         return self._reader.chain_head(chain_key(incident_id)) is not None
 
-    def _require_incident(self, incident_id: str) -> None:
-        if not self.incident_exists(incident_id):
+    def _require_incident(
+        self, incident_id: str, visibilities: frozenset[str] | None = None
+    ) -> None:
+        """404 unless the incident has an event the reader may see: an incident whose
+        events are all hidden must look exactly like one that does not exist."""
+        exists = self.incident_exists(incident_id)
+        if exists and visibilities is not None:
+            visible = TimelineFilter(incident_id=incident_id, visibilities=visibilities)
+            exists = bool(self._reader.page(visible, None, 1))
+        if not exists:
             raise NotFound(f"incident {incident_id!r} has no timeline events")
 
     def page(self, filt: TimelineFilter, cursor: str | None, limit: int) -> Page:
@@ -128,7 +136,7 @@ class TimelineService:
             rows = self._reader.page(filt, after, limit + 1)
             # An empty first page needs one more look: no match, or no such incident?
             if not rows and filt.incident_id is not None and after is None:
-                self._require_incident(filt.incident_id)
+                self._require_incident(filt.incident_id, filt.visibilities)
             next_cursor = None
             if len(rows) > limit:
                 rows = rows[:limit]
@@ -181,7 +189,7 @@ class TimelineService:
     ) -> Export:
         """A streaming export of an incident's timeline as it stands now, as ``decision``
         lets its reader see it."""
-        self._require_incident(incident_id)
+        self._require_incident(incident_id, decision.visibilities if decision else None)
         filt = TimelineFilter(
             incident_id=incident_id,
             max_position=self._reader.head_position(),
