@@ -605,3 +605,11 @@ def test_unknown_route_is_a_problem(api: Api) -> None:
     resp = api.get("/api/v1/nothing-here")
     assert resp.status_code == 404
     assert resp.headers["content-type"].startswith("application/problem+json")
+
+
+def test_the_api_description_needs_a_token_too(api: Api) -> None:
+    for path in ("/docs", "/redoc", "/openapi.json"):
+        assert api.client.get(path).status_code == 404
+    assert api.client.get("/api/v1/openapi.json").status_code == 401
+    document = api.get("/api/v1/openapi.json").json()
+    assert "/api/v1/timeline/events" in document["paths"]

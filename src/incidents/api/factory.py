@@ -35,6 +35,11 @@ def build_api(container: Container) -> FastAPI:
         # The platform emits its own spans and metrics; the framework's per-request
         # telemetry hooks would only cost time on the hot path.
         telemetry={"tracing": False, "metrics": False, "logs": False},
+        # Every endpoint but health and metrics authenticates: the schema is served
+        # by an authenticated route below instead of the framework's open pages.
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
     )
     app.state.container = container
     install_problem_handlers(app)
