@@ -7,6 +7,7 @@ client is kept as cheap as possible: a minimal HTTP/1.1 keep-alive client on asy
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import os
@@ -33,6 +34,15 @@ PROTECTED_DATABASES = frozenset({"postgres", "test", "template0", "template1"})
 def log(message: str) -> None:
     """Progress for humans goes to stderr; stdout carries only the JSON results."""
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def add_server_arguments(parser: argparse.ArgumentParser, default_database: str) -> None:
+    """The options every benchmark shares: backend, server processes, database URL."""
+    parser.add_argument("--backend", choices=["postgresql", "sqlite"], default="postgresql")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="server processes (incidents serve --workers)"
+    )
+    parser.add_argument("--database-url", help=f"default: {default_database}")
 
 
 def free_port() -> int:

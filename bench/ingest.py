@@ -37,6 +37,7 @@ import psycopg
 from benchlib import (
     HttpConnection,
     Server,
+    add_server_arguments,
     chunks,
     cpu_delta,
     cpu_snapshot,
@@ -62,14 +63,10 @@ RECORDED_BY = "bench@example.com"
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Command-line options."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--backend", choices=["postgresql", "sqlite"], default="postgresql")
-    parser.add_argument(
-        "--workers", type=int, default=1, help="server processes (incidents serve --workers)"
-    )
-    parser.add_argument(
-        "--database-url",
-        help="default: postgresql://postgres@127.0.0.1:5432/bench_ingest, "
-        "or a SQLite file in a temporary directory",
+    add_server_arguments(
+        parser,
+        "postgresql://postgres@127.0.0.1:5432/bench_ingest, or a SQLite file in a temporary "
+        "directory",
     )
     parser.add_argument("--events", type=int, default=100_000, help="events for batch ingest")
     parser.add_argument("--batch-size", type=int, default=1000)

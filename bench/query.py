@@ -41,6 +41,7 @@ import psycopg
 from benchlib import (
     HttpConnection,
     Server,
+    add_server_arguments,
     cpu_delta,
     cpu_snapshot,
     drop_pg_database,
@@ -73,14 +74,9 @@ ALL_ACCESS = ATTRIBUTES
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Command-line options."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--backend", choices=["postgresql", "sqlite"], default="postgresql")
-    parser.add_argument(
-        "--workers", type=int, default=1, help="server processes (incidents serve --workers)"
-    )
-    parser.add_argument(
-        "--database-url",
-        help="default: postgresql://postgres@127.0.0.1:5432/bench_query, "
-        "or sqlite:////tmp/bench-query/bench.db",
+    add_server_arguments(
+        parser,
+        "postgresql://postgres@127.0.0.1:5432/bench_query, or sqlite:////tmp/bench-query/bench.db",
     )
     parser.add_argument("--events", type=int, default=1_000_000, help="events in the store")
     parser.add_argument(
