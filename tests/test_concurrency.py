@@ -143,3 +143,49 @@ def test_a_reader_following_positions_never_misses_a_later_commit(database_url: 
             if p.is_alive():
                 p.kill()
         setup.close()
+
+
+def test_a_failing_request_does_not_fail_the_others_in_its_group(container: Container) -> None:
+    """Requests share transactions; when one of them cannot be stored, the others are."""
+    import contextlib
+    from collections.abc import Iterator as _Iterator
+
+    from incidents.timeline.append import GroupCommitAppender, PendingEvent
+
+    gate = threading.Event()
+    inner = container.writer
+
+    class Poisoned:
+        optimistic_dedupe = inner.optimistic_dedupe
+
+        @contextlib.contextmanager
+        def transaction(self) -> _Iterator[Any]:
+            gate.wait(30)
+            with inner.transaction() as tx:
+                original = tx.insert_events
+
+                def insert(rows: Any) -> None:
+                    if any(row.event_id == "evt-poison" for row in rows):
+                        raise ValueError("this row cannot be stored")
+                    original(rows)
+
+                tx.insert_events = insert  # type: ignore[method-assign]
+                yield tx
+
+        def close(self) -> None:
+            pass
+
+    appender = GroupCommitAppender(Poisoned())
+    appender.start()
+    try:
+        first = appender.submit([PendingEvent(normalize(event("first")), "a@example.com")])
+        good = appender.submit([PendingEvent(normalize(event("good")), "a@example.com")])
+        bad = appender.submit([PendingEvent(normalize(event("poison")), "a@example.com")])
+        gate.set()
+        assert first.result(30)[0].outcome is Outcome.CREATED
+        assert good.result(30)[0].outcome is Outcome.CREATED
+        assert isinstance(bad.exception(30), ValueError)
+    finally:
+        appender.stop()
+    ids = [row.event_id for row in container.reader.chain("INC-1")]
+    assert ids == ["evt-first", "evt-good"]

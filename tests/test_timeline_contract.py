@@ -613,3 +613,13 @@ def test_the_api_description_needs_a_token_too(api: Api) -> None:
     assert api.client.get("/api/v1/openapi.json").status_code == 401
     document = api.get("/api/v1/openapi.json").json()
     assert "/api/v1/timeline/events" in document["paths"]
+
+
+def test_nul_characters_are_refused_without_harming_the_rest_of_a_batch(api: Api) -> None:
+    resp = api.post_batch([event(1), event(2, imactor="bad\u0000actor"), event(3)])
+    assert resp.status_code == 200
+    assert [r["status"] for r in resp.json()["results"]] == [201, 400, 201]
+    assert "NUL" in resp.json()["results"][1]["detail"]
+    single = api.post_event(event(4, source="im://te\u0000sts"))
+    assert single.status_code == 400
+    assert [e["id"] for e in _all(api)] == ["evt-1", "evt-3"]

@@ -129,6 +129,11 @@ def _string(raw: Any, name: str, errors: list[FieldError], *, required: bool) ->
     if len(raw) > MAX_KEY_LENGTH:
         errors.append(FieldError(name, f"is longer than {MAX_KEY_LENGTH} characters"))
         return None
+    if "\x00" in raw:
+        # PostgreSQL text cannot hold NUL; refusing it here keeps one bad event from
+        # failing the whole group commit it would share with other requests.
+        errors.append(FieldError(name, "must not contain NUL (U+0000) characters"))
+        return None
     return raw
 
 

@@ -354,28 +354,37 @@ class GroupCommitAppender:
                 item.future.set_exception(RuntimeError("the appender stopped"))
 
     def _commit(self, group: list[_Submission]) -> None:
-        flat = [p for sub in group for p in sub.pending]
         try:
-            now_us = now_micros()
-            prepared = prepare(flat, now_us)
-            try:
-                with self._writer.transaction() as tx:
-                    results = write_group(
-                        tx,
-                        flat,
-                        now_us,
-                        prepared=prepared,
-                        optimistic=self._writer.optimistic_dedupe,
-                    )
-            except DedupeRace:
-                # Rare: a concurrent writer stored one of these keys meanwhile.
-                with self._writer.transaction() as tx:
-                    results = write_group(tx, flat, now_us, prepared=prepared)
+            self._commit_together(group)
         except Exception as exc:
-            log.exception("append transaction failed for %d events", len(flat))
+            if len(group) == 1:
+                log.exception("append transaction failed for %d events", len(group[0].pending))
+                group[0].future.set_exception(exc)
+                return
+            # One request's events must not fail the others they happened to share a
+            # transaction with: try each on its own, so only the culprit fails.
+            log.warning("group of %d requests failed (%s); retrying one by one", len(group), exc)
             for sub in group:
-                sub.future.set_exception(exc)
-            return
+                self._commit([sub])
+
+    def _commit_together(self, group: list[_Submission]) -> None:
+        """One transaction for the whole group; raises if it fails."""
+        flat = [p for sub in group for p in sub.pending]
+        now_us = now_micros()
+        prepared = prepare(flat, now_us)
+        try:
+            with self._writer.transaction() as tx:
+                results = write_group(
+                    tx,
+                    flat,
+                    now_us,
+                    prepared=prepared,
+                    optimistic=self._writer.optimistic_dedupe,
+                )
+        except DedupeRace:
+            # Rare: a concurrent writer stored one of these keys meanwhile.
+            with self._writer.transaction() as tx:
+                results = write_group(tx, flat, now_us, prepared=prepared)
         offset = 0
         for sub in group:
             n = len(sub.pending)
