@@ -7,6 +7,7 @@ CLI's local admin commands, tests, benchmarks) get what they need from a
 
 from __future__ import annotations
 
+import gc
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -126,11 +127,24 @@ def build_container(
     )
 
 
+def tune_runtime() -> None:
+    """Collect garbage less often in a server process.
+
+    Appending allocates many short-lived objects per event that form no reference
+    cycles; CPython's default thresholds (700 allocations) made collection a fifth of
+    the validation and row-building time. Objects alive at start are frozen out of the
+    collector's scans altogether.
+    """
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 100)
+
+
 def create_worker_app() -> FastAPI:
     """The app of one of several worker processes (``incidents serve --workers N``).
 
     The parent process has applied the migrations already.
     """
+    tune_runtime()
     return build_api(build_container(apply_migrations=False))
 
 

@@ -50,7 +50,7 @@ def serve(
     """
     import uvicorn
 
-    from incidents.app import build_container, create_app
+    from incidents.app import build_container, create_app, tune_runtime
     from incidents.store.engine import make_engine
     from incidents.store.migrate import migrate
 
@@ -69,7 +69,9 @@ def serve(
         "access_log": False,
     }
     if processes == 1:
-        uvicorn.run(create_app(build_container(settings)), **common)  # type: ignore[arg-type]
+        app = create_app(build_container(settings))
+        tune_runtime()
+        uvicorn.run(app, **common)  # type: ignore[arg-type]
         return
     # Migrate once here, so the workers do not race each other to do it.
     engine = make_engine(settings.database_url)

@@ -52,21 +52,23 @@ class PostgresTransaction:
         return int(row[0])
 
     def existing(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], ExistingKey]:
-        by_source: dict[str, list[str]] = {}
-        for source, dedupe_id in keys:
-            by_source.setdefault(source, []).append(dedupe_id)
-        found: dict[tuple[str, str], ExistingKey] = {}
-        # A batch usually comes from one source: one index scan with an array of ids.
-        for source, ids in by_source.items():
-            self._cur.execute(
-                "SELECT coalesce(origin_id, event_id), event_id, incident_id, content_hash, "
-                "recorded_by, visibility FROM timeline_events WHERE source = %s "
-                "AND coalesce(origin_id, event_id) = ANY(%s::text[])",
-                (source, ids),
-            )
-            for row in self._cur.fetchall():
-                found[(source, row[0])] = ExistingKey(row[1], row[2], bytes(row[3]), row[4], row[5])
-        return found
+        if not keys:
+            return {}
+        # A join against the keys, not "= ANY(array)": on a table whose statistics are
+        # stale (a fresh or fast-growing log), the prepared ANY form was planned as a
+        # sequential scan, and ingest slowed down as the table grew.
+        self._cur.execute(
+            "SELECT e.source, coalesce(e.origin_id, e.event_id), e.event_id, e.incident_id, "
+            "e.content_hash, e.recorded_by, e.visibility "
+            "FROM unnest(%s::text[], %s::text[]) AS k(source, dedupe_id) "
+            "JOIN timeline_events e ON e.source = k.source "
+            "AND coalesce(e.origin_id, e.event_id) = k.dedupe_id",
+            ([k[0] for k in keys], [k[1] for k in keys]),
+        )
+        return {
+            (row[0], row[1]): ExistingKey(row[2], row[3], bytes(row[4]), row[5], row[6])
+            for row in self._cur.fetchall()
+        }
 
     def chain_heads(self, keys: Sequence[str]) -> dict[str, ChainHead]:
         self._cur.execute(
