@@ -125,3 +125,10 @@ def test_passwords_are_masked() -> None:
         == "postgresql://app:***@db:5432/incidents"
     )
     assert mask_url_password("sqlite:///./incidents.db") == "sqlite:///./incidents.db"
+
+
+def test_an_unknown_key_in_the_config_file_is_named(tmp_path: Path) -> None:
+    config = tmp_path / "incidents.yaml"
+    config.write_text("max_batch_event: 50\n")
+    with pytest.raises(ConfigError, match="'max_batch_event', which is not a setting"):
+        load_settings({"IM_CONFIG": str(config)})

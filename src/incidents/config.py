@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -68,14 +68,11 @@ class Settings:
     oidc_leeway_seconds: float = 30.0
     # Refuse tokens whose email_verified claim is not true (the directory is keyed by email).
     oidc_require_verified_email: bool = True
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
     def masked(self) -> dict[str, Any]:
         """The settings as a dict, with credentials in URLs masked."""
         out: dict[str, Any] = {}
         for f in fields(self):
-            if f.name == "extra":
-                continue
             value = getattr(self, f.name)
             if f.name == "database_url":
                 value = mask_url_password(value)
@@ -126,9 +123,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Build the settings from defaults, ``IM_CONFIG`` (YAML) and ``IM_*`` variables."""
     env = os.environ if env is None else env
     settings = Settings()
-    known = {f.name: f for f in fields(Settings) if f.name != "extra"}
+    known = {f.name: f for f in fields(Settings)}
     updates: dict[str, Any] = {}
-    extra: dict[str, Any] = {}
 
     config_path = env.get("IM_CONFIG")
     if config_path:
@@ -143,17 +139,20 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             raise ConfigError(f"IM_CONFIG: {path} must hold a mapping at the top level")
         for key, value in document.items():
             name = str(key).replace("-", "_")
-            if name in known:
-                updates[name] = _coerce(name, getattr(settings, name), value)
-            else:
-                extra[name] = value
+            if name not in known:
+                # A typo would otherwise be ignored silently and the default used.
+                raise ConfigError(
+                    f"IM_CONFIG: {path} sets {key!r}, which is not a setting; "
+                    f"known: {', '.join(sorted(known))}"
+                )
+            updates[name] = _coerce(name, getattr(settings, name), value)
 
     for name in known:
         raw = env.get(f"IM_{name.upper()}")
         if raw is not None:
             updates[name] = _coerce(f"IM_{name.upper()}", getattr(settings, name), raw)
 
-    settings = replace(settings, **updates, extra=extra)
+    settings = replace(settings, **updates)
     _validate(settings)
     return settings
 

@@ -87,3 +87,8 @@ class DataClass(StrEnum):
     PHI = "phi"
     FINANCIAL = "financial"
     LEGAL_HOLD = "legal_hold"
+
+
+# The full vocabularies, for code that must know when a reader is open to all of them.
+VISIBILITIES = frozenset(v.value for v in Visibility)
+DATA_CLASSES = frozenset(c.value for c in DataClass)

@@ -19,12 +19,12 @@ import orjson
 from incidents.events.attributes import (
     ATTRIBUTE_NAME,
     CONTEXT_ATTRIBUTES,
+    DATA_CLASSES,
     DATA_MEMBERS,
     SERVER_ONLY,
     SPEC_VERSION,
-    DataClass,
+    VISIBILITIES,
     Extension,
-    Visibility,
     platform_extension,
 )
 from incidents.events.paths import parse_path
@@ -35,8 +35,8 @@ from incidents.events.types import canonical_type
 MAX_KEY_LENGTH = 1024
 INCIDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 _SUBJECT_INCIDENT = re.compile(r"^incidents?/([^/]+)$")
-_DATA_CLASSES = frozenset(c.value for c in DataClass)
-_VISIBILITIES = frozenset(v.value for v in Visibility)
+_DATA_CLASSES = DATA_CLASSES
+_VISIBILITIES = VISIBILITIES
 
 
 @dataclass(frozen=True, slots=True)
@@ -362,5 +362,5 @@ def content_digest(event: Event) -> bytes:
     digest = hashlib.sha256(orjson.dumps(canonical))
     # The body is already canonical JSON (sorted keys); the array before it is
     # self-delimiting, so the two parts cannot run together.
-    digest.update(event.body_json or orjson.dumps(event.body(), option=orjson.OPT_SORT_KEYS))
+    digest.update(event.body_json)
     return digest.digest()

@@ -534,21 +534,6 @@ class Directory:
             ).all()
             return int(total), [self._group_from_row(conn, row) for row in rows]
 
-    def rename_group(self, group_id: str, name: str) -> Group:
-        try:
-            with self._engine.begin() as conn:
-                done = conn.execute(
-                    update(groups)
-                    .where(groups.c.group_id == group_id)
-                    .values(name=name.strip(), updated_us=now_micros())
-                )
-                if done.rowcount == 0:
-                    raise NotFoundError(f"no group with id {group_id!r}")
-        except IntegrityError:
-            raise ConflictError(f"a group named {name!r} already exists") from None
-        self.invalidate()
-        return self.get_group(group_id)
-
     def replace_group(self, group_id: str, *, name: str, external_id: str | None) -> Group:
         """Set a group's name and external id; None clears the external id (SCIM PUT)."""
         name = name.strip()
@@ -591,14 +576,4 @@ class Directory:
             for uid in dict.fromkeys(user_ids):
                 if uid not in current:
                     conn.execute(insert(group_members).values(group_id=group_id, user_id=uid))
-        self.invalidate()
-
-    def remove_members(self, group_id: str, user_ids: list[str]) -> None:
-        with self._engine.begin() as conn:
-            self._exists(conn, PrincipalType.GROUP, group_id)
-            conn.execute(
-                delete(group_members).where(
-                    group_members.c.group_id == group_id, group_members.c.user_id.in_(user_ids)
-                )
-            )
         self.invalidate()

@@ -1,1 +1,1 @@
-"""Metrics, traces and structured logs."""
+"""Metrics and traces."""

@@ -106,9 +106,11 @@ class EmbeddedDecisionPoint:
     def decide(self, subject: Subject) -> Decision:
         key = json.dumps(subject.as_input(), sort_keys=True)
         with self._lock:
-            stamp = self._current_stamp()
-            if stamp != self._stamp or self._interpreter is None:
-                self._load(stamp)
+            # The shipped policies cannot change under a running process: no stat calls.
+            if self._interpreter is None or self._dir is not SHIPPED_POLICIES:
+                stamp = self._current_stamp()
+                if stamp != self._stamp or self._interpreter is None:
+                    self._load(stamp)
             cached = self._cache.get(key)
             if cached is not None:
                 self._cache.move_to_end(key)

@@ -19,10 +19,13 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+from incidents.events.attributes import DATA_CLASSES
 from incidents.events.paths import WILDCARD, parse_path
 from incidents.policy.model import Decision, FieldRule
 
-ALL_CLASSES = frozenset({"pii", "phi", "financial", "legal_hold"})
+# Every class an event may be tagged with: a reader must hold all of them (and any a
+# custom policy names) before redaction may be skipped.
+ALL_CLASSES = DATA_CLASSES
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,13 +9,13 @@ from sqlalchemy import Engine, and_, func, insert, or_, select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import ColumnElement
 
-from incidents.events.attributes import Visibility
+from incidents.events.attributes import VISIBILITIES
 from incidents.store.records import EVENT_COLUMNS, ChainHead, StoredEvent
 from incidents.store.schema import chain_heads, instance_secrets, log_head, timeline_events
 from incidents.timeline.query import Cursor, TimelineFilter, glob_to_like
 
 _t = timeline_events.c
-_ALL_VISIBILITIES = frozenset(v.value for v in Visibility)
+_ALL_VISIBILITIES = VISIBILITIES
 _COLUMNS = [timeline_events.c[name] for name in EVENT_COLUMNS]
 
 
@@ -86,6 +86,7 @@ class EventReader:
             after = Cursor(rows[-1].time_us, rows[-1].position)
 
     def count(self, filt: TimelineFilter) -> int:
+        """How many events match ``filt`` (cursor and order aside)."""
         stmt = select(func.count()).select_from(timeline_events).where(and_(*_conditions(filt)))
         with self._engine.connect() as conn:
             return int(conn.execute(stmt).scalar_one())
@@ -123,6 +124,7 @@ class EventReader:
             last = rows[-1].position
 
     def chain_head(self, chain_key: str) -> ChainHead | None:
+        """The recorded tip of one hash chain, or None if the chain has no events."""
         stmt = select(
             chain_heads.c.last_position, chain_heads.c.last_hash, chain_heads.c.event_count
         ).where(chain_heads.c.chain_key == chain_key)
@@ -131,6 +133,7 @@ class EventReader:
         return None if row is None else ChainHead(row[0], bytes(row[1]), row[2])
 
     def head_position(self) -> int:
+        """The highest position handed out so far (0 for an empty log)."""
         with self._engine.connect() as conn:
             return int(
                 conn.execute(select(log_head.c.position).where(log_head.c.id == 1)).scalar_one()

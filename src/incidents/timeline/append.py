@@ -139,11 +139,17 @@ class WriteTransaction(Protocol):
         """The current tips of the named chains."""
         ...
 
-    def insert_events(self, rows: Sequence[StoredEvent]) -> None: ...
+    def insert_events(self, rows: Sequence[StoredEvent]) -> None:
+        """Store new rows (positions already assigned, in order)."""
+        ...
 
-    def save_chain_heads(self, heads: dict[str, ChainHead]) -> None: ...
+    def save_chain_heads(self, heads: dict[str, ChainHead]) -> None:
+        """Record the new tips of the chains the group extended."""
+        ...
 
-    def set_head(self, position: int) -> None: ...
+    def set_head(self, position: int) -> None:
+        """Record the highest position handed out; visible to others at commit."""
+        ...
 
 
 class EventWriter(Protocol):
@@ -315,10 +321,6 @@ class GroupCommitAppender:
             raise RuntimeError("the appender is not running")
         self._queue.put(_Submission(pending, future))
         return future
-
-    def append(self, pending: Sequence[PendingEvent]) -> list[AppendResult]:
-        """Append and wait: the synchronous form of :meth:`submit`."""
-        return self.submit(pending).result()
 
     def _drain(self, first: _Submission) -> tuple[list[_Submission], bool]:
         group = [first]

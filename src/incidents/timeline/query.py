@@ -97,6 +97,7 @@ def glob_to_like(pattern: str) -> str:
 
 
 def validate_limit(limit: int | None) -> int:
+    """The page size to use: the default when absent, else 1..1000 or InvalidQuery."""
     if limit is None:
         return DEFAULT_LIMIT
     if not 1 <= limit <= MAX_LIMIT:
@@ -122,8 +123,10 @@ class CursorCodec:
         return hmac.new(self._key, payload, hashlib.sha256).digest()[:_MAC_BYTES]
 
     def encode(self, filt: TimelineFilter, after: Cursor) -> str:
+        """The opaque cursor for the page after ``after`` of the query ``filt``."""
         payload = orjson.dumps([_CURSOR_VERSION, after.time_us, after.position])
-        blob = payload + filt.digest() + self._mac(payload + filt.digest())
+        digest = filt.digest()
+        blob = payload + digest + self._mac(payload + digest)
         return base64.urlsafe_b64encode(blob).decode("ascii").rstrip("=")
 
     def decode(self, filt: TimelineFilter, token: str) -> Cursor:

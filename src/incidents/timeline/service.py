@@ -44,6 +44,8 @@ class AmbiguousEventId(LookupError):
 
 @dataclass(frozen=True, slots=True)
 class Page:
+    """One page of a timeline query, and the cursor of the next (None on the last)."""
+
     events: list[StoredEvent]
     next_cursor: str | None
 
@@ -109,6 +111,7 @@ class TimelineService:
             self._metrics.events_total.labels(label).inc(n)
 
     def record_rejected(self, count: int) -> None:
+        """Count events refused at validation (they never reach the writer)."""
         if count:
             self._metrics.rejected_total.inc(count)
 
@@ -149,6 +152,9 @@ class TimelineService:
     def get(
         self, event_id: str, source: str | None = None, decision: Decision | None = None
     ) -> StoredEvent:
+        """The stored event with CloudEvent id ``event_id``, as ``decision`` lets its
+        reader see it; NotFound if none is visible, AmbiguousEventId if several
+        sources used the id and no ``source`` was given."""
         # An event the reader may not see does not exist for them.
         rows = self._reader.by_event_id(
             event_id, source, decision.visibilities if decision is not None else None
