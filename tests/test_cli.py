@@ -21,7 +21,7 @@ import uvicorn
 from click.testing import Result
 from typer.testing import CliRunner
 
-from incidents.app import build_container, create_app
+from incidents.app import Container, build_container, create_app
 from incidents.cli.main import app
 from incidents.store.engine import make_engine
 from tests.conftest import event, grant_access, make_settings
@@ -52,6 +52,34 @@ class Server:
         assert not self._thread.is_alive(), "the server did not stop"
 
 
+def serve(container: Container, token: str, database_url: str) -> Server:
+    """Run ``container``'s API on a free port in a thread; return once it answers."""
+    port = free_port()
+    config = uvicorn.Config(
+        create_app(container),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
+    thread.start()
+    handle = Server(f"http://127.0.0.1:{port}", token, database_url, server, thread)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(f"{handle.url}/healthz", timeout=1).status_code == 200:
+                return handle
+        except httpx.HTTPError:
+            pass
+        if not thread.is_alive() or time.monotonic() > deadline:
+            handle.stop()
+            pytest.fail(f"the server on {handle.url} did not start")
+        time.sleep(0.05)
+
+
 @dataclass
 class Servers:
     """Starts API servers on free ports; stops every one at teardown."""
@@ -62,31 +90,9 @@ class Servers:
         container = build_container(make_settings(database_url))
         grant_access(container, "alice@example.com")
         _, token = container.tokens.create("alice@example.com", "cli-tests")
-        port = free_port()
-        config = uvicorn.Config(
-            create_app(container),
-            host="127.0.0.1",
-            port=port,
-            log_level="warning",
-            access_log=False,
-            lifespan="on",
-        )
-        server = uvicorn.Server(config)
-        thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
-        thread.start()
-        url = f"http://127.0.0.1:{port}"
-        handle = Server(url, token, database_url, server, thread)
+        handle = serve(container, token, database_url)
         self.running.append(handle)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    return handle
-            except httpx.HTTPError:
-                pass
-            if not thread.is_alive() or time.monotonic() > deadline:
-                pytest.fail(f"the server on {url} did not start")
-            time.sleep(0.05)
+        return handle
 
     def stop_all(self) -> None:
         while self.running:

@@ -3,22 +3,19 @@ backends, and what their grants let a user do on the timeline."""
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 
-from incidents.app import Container, build_container, create_app
+from incidents.app import Container, build_container
 from incidents.cli.client import CliError
 from incidents.cli.main import app
 from incidents.policy.model import ROLES
 from tests.conftest import event, grant_access, make_settings
-from tests.test_cli import Cli, Server, free_port
+from tests.test_cli import Cli, Server, serve
 
 
 @dataclass
@@ -40,30 +37,8 @@ def directory(database_url: str) -> Iterator[Directory]:
     grant_access(container, "alice@example.com")
     grant_access(container, "admin@example.com", roles=("admin",), attributes=())
     _, token = container.tokens.create("admin@example.com", "cli-identity-tests")
-    port = free_port()
-    config = uvicorn.Config(
-        create_app(container),
-        host="127.0.0.1",
-        port=port,
-        log_level="warning",
-        access_log=False,
-        lifespan="on",
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
-    thread.start()
-    handle = Server(f"http://127.0.0.1:{port}", token, database_url, server, thread)
+    handle = serve(container, token, database_url)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{handle.url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if not thread.is_alive() or time.monotonic() > deadline:
-                pytest.fail(f"the server on {handle.url} did not start")
-            time.sleep(0.05)
         yield Directory(handle, container)
     finally:
         handle.stop()
