@@ -15,6 +15,7 @@ import psycopg
 from sqlalchemy import Engine
 
 from incidents.store.errors import DedupeRace
+from incidents.store.projection_store import ProjectionStore
 from incidents.store.records import EVENT_COLUMNS, ChainHead, ExistingKey, StoredEvent
 
 _COPY = f"COPY timeline_events ({', '.join(EVENT_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
@@ -44,6 +45,7 @@ class PostgresTransaction:
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
         self._conn = conn
         self._cur = conn.cursor()
+        self.projections = ProjectionStore(lambda: self._cur, "%s")
 
     def lock_head(self) -> int:
         self._cur.execute("SELECT position FROM log_head WHERE id = 1 FOR UPDATE")

@@ -141,3 +141,76 @@ grants = Table(
     Column("kind", String, primary_key=True),
     Column("value", String, primary_key=True),
 )
+
+# --- Projections: rebuilt from the log by `incidents admin rebuild-projections`. ---
+
+# One row per incident; `state` holds the whole aggregate, the other columns are the
+# ones lists filter and sort on.
+incidents = Table(
+    "incidents",
+    metadata,
+    Column("incident_id", String, primary_key=True),
+    Column("number", BigInteger, nullable=True),
+    Column("title", String, nullable=False),
+    Column("title_lower", String, nullable=False),
+    Column("status", String, nullable=False),
+    Column("severity", String, nullable=False),
+    Column("service", String, nullable=True),
+    Column("commander", String, nullable=True),
+    Column("classification", String, nullable=False),
+    Column("parent_id", String, nullable=True),
+    Column("declared_us", BigInteger, nullable=False),
+    Column("updated_us", BigInteger, nullable=False),
+    Column("last_position", BigInteger, nullable=False),
+    Column("state", LargeBinary, nullable=False),
+)
+Index("ix_incidents_status_declared", incidents.c.status, incidents.c.declared_us)
+Index("ix_incidents_declared", incidents.c.declared_us, incidents.c.incident_id)
+Index("ix_incidents_parent", incidents.c.parent_id)
+
+incident_labels = Table(
+    "incident_labels",
+    metadata,
+    Column("incident_id", String, primary_key=True),
+    # "key=value" (or "key" for a bare label): what ?label= matches exactly.
+    Column("label", String, primary_key=True),
+)
+Index("ix_incident_labels_label", incident_labels.c.label)
+
+# One row per alert (a provider's alert series), wherever it is attached.
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("alert_key", String, primary_key=True),
+    Column("incident_id", String, nullable=True),
+    Column("status", String, nullable=False),
+    Column("provider", String, nullable=False),
+    Column("severity", String, nullable=True),
+    Column("summary", String, nullable=True),
+    Column("first_us", BigInteger, nullable=False),
+    Column("last_us", BigInteger, nullable=False),
+    Column("last_position", BigInteger, nullable=False),
+    Column("state", LargeBinary, nullable=False),
+)
+Index("ix_alerts_incident", alerts.c.incident_id, alerts.c.status)
+Index("ix_alerts_status_last", alerts.c.status, alerts.c.last_us)
+
+# Which incident a correlation fingerprint currently groups into, and for how long.
+correlation_groups = Table(
+    "correlation_groups",
+    metadata,
+    Column("group_key", String, primary_key=True),
+    Column("incident_id", String, nullable=False),
+    Column("rule", String, nullable=False),
+    Column("opened_us", BigInteger, nullable=False),
+    Column("last_us", BigInteger, nullable=False),
+)
+Index("ix_correlation_groups_incident", correlation_groups.c.incident_id)
+
+# Counters the projections keep (the highest INC-n seen, the last folded position).
+projection_meta = Table(
+    "projection_meta",
+    metadata,
+    Column("name", String, primary_key=True),
+    Column("value", BigInteger, nullable=False),
+)

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from incidents.store.projection_store import ProjectionStore
 from incidents.store.records import EVENT_COLUMNS, ChainHead, ExistingKey, StoredEvent
 
 _INSERT = (
@@ -20,6 +21,7 @@ _INSERT = (
 class SqliteTransaction:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
+        self.projections = ProjectionStore(conn.cursor, "?")
 
     def lock_head(self) -> int:
         row = self._conn.execute("SELECT position FROM log_head WHERE id = 1").fetchone()

@@ -14,7 +14,7 @@ import contextlib
 import logging
 import queue
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from enum import Enum
@@ -127,6 +127,11 @@ class PendingEvent:
 class WriteTransaction(Protocol):
     """The backend operations of one append transaction (the writer holds the log lock)."""
 
+    @property
+    def projections(self) -> ProjectionRows:
+        """Projection rows, read and written in this same transaction."""
+        ...
+
     def lock_head(self) -> int:
         """Take the log's write lock and return the highest position handed out."""
         ...
@@ -164,6 +169,34 @@ class EventWriter(Protocol):
     def close(self) -> None: ...
 
 
+class ProjectionRows(Protocol):
+    """Key-addressed projection rows (see :class:`incidents.store.projection_store`)."""
+
+    def load(self, table: str, keys: Sequence[str]) -> dict[str, tuple[Any, ...]]: ...
+
+    def save(self, table: str, rows: Sequence[Sequence[Any]]) -> None: ...
+
+    def delete(self, table: str, column: str, values: Sequence[str]) -> None: ...
+
+    def select(self, table: str, column: str, value: str) -> list[tuple[Any, ...]]: ...
+
+    def clear(self) -> None: ...
+
+
+class Projection(Protocol):
+    """State derived from events, updated in the transaction that stores them."""
+
+    def prefetch(self, incident_ids: Iterable[str]) -> None: ...
+
+    def fold(self, row: StoredEvent) -> None: ...
+
+    def flush(self) -> None: ...
+
+
+# Builds the projection session of one transaction from its projection rows.
+ProjectionFactory = Callable[[ProjectionRows], Projection]
+
+
 @dataclass(frozen=True, slots=True)
 class PreparedEvent:
     """An event turned into its row, all but the parts only the log lock can give."""
@@ -176,29 +209,142 @@ class PreparedEvent:
 
 def prepare(pending: Sequence[PendingEvent], now_us: int) -> list[PreparedEvent]:
     """Build rows and digests before taking the lock, so the lock is held briefly."""
-    out: list[PreparedEvent] = []
-    for item in pending:
-        event = item.event
-        tail = (
-            event.incident_id,
-            event.id,
-            event.source,
-            event.type,
-            event.subject,
-            event.time_us if event.time_us is not None else now_us,
-            event.origin_id,
-            # The recorder is who called; the actor is who the event says acted.
-            event.actor if event.actor is not None else item.recorded_by,
-            item.recorded_by,
-            event.visibility,
-            event.correlation_key,
-            event.fingerprint,
-            now_us,
-            event.body_json,
-            event.content_hash,
+    return [_prepare_one(item, now_us) for item in pending]
+
+
+def _prepare_one(item: PendingEvent, now_us: int) -> PreparedEvent:
+    event = item.event
+    tail = (
+        event.incident_id,
+        event.id,
+        event.source,
+        event.type,
+        event.subject,
+        event.time_us if event.time_us is not None else now_us,
+        event.origin_id,
+        # The recorder is who called; the actor is who the event says acted.
+        event.actor if event.actor is not None else item.recorded_by,
+        item.recorded_by,
+        event.visibility,
+        event.correlation_key,
+        event.fingerprint,
+        now_us,
+        event.body_json,
+        event.content_hash,
+    )
+    return PreparedEvent(item, tail, row_digest(tail))
+
+
+class AppendSession:
+    """One append transaction under way: positions, dedupe, chains and projections.
+
+    Events are appended one by one (rows go to the database together at
+    :meth:`finish`); each is folded into the projections at once, so a command run
+    later in the same transaction decides on state that includes it.
+    """
+
+    def __init__(
+        self,
+        tx: WriteTransaction,
+        now_us: int,
+        projection: Projection | None = None,
+    ) -> None:
+        self.tx = tx
+        self.now_us = now_us
+        self.projection = projection
+        self._head = 0
+        self._known: dict[tuple[str, str], ExistingKey] = {}
+        self._heads: dict[str, ChainHead] = {}
+        self._changed: dict[str, ChainHead] = {}
+        self._rows: list[StoredEvent] = []
+
+    def begin(self, prepared: Sequence[PreparedEvent], *, optimistic: bool = False) -> None:
+        """Take the log lock, loading what ``prepared`` needs in as few queries as possible.
+
+        With ``optimistic`` the dedupe lookup runs before the log lock is taken, which
+        keeps it out of the serialised section; a key stored by another writer in
+        between then surfaces as a unique violation (:class:`DedupeRace`).
+        """
+        keys = list({(p.item.event.source, p.item.event.dedupe_id) for p in prepared})
+        if optimistic:
+            self._known = self.tx.existing(keys)
+            self._head = self.tx.lock_head()
+        else:
+            self._head = self.tx.lock_head()
+            self._known = self.tx.existing(keys)
+        chains = list({chain_key(p.item.event.incident_id) for p in prepared})
+        self._heads = self.tx.chain_heads(chains)
+        if self.projection is not None:
+            self.projection.prefetch(
+                {
+                    p.item.event.incident_id
+                    for p in prepared
+                    if p.item.event.incident_id is not None
+                    and p.item.event.type.startswith(("im.incident.", "im.alert.", "im.note."))
+                }
+            )
+
+    def lookup(self, source: str, dedupe_id: str) -> ExistingKey | None:
+        """The event stored (or appended earlier in this transaction) under a key."""
+        key = (source, dedupe_id)
+        if key not in self._known:
+            found = self.tx.existing([key]).get(key)
+            if found is None:
+                return None
+            self._known[key] = found
+        return self._known[key]
+
+    def append(self, prep: PreparedEvent) -> AppendResult:
+        """Append one event (or find its key taken); returns what became of it."""
+        event = prep.item.event
+        prior = self.lookup(event.source, event.dedupe_id)
+        if prior is not None:
+            outcome = (
+                Outcome.DUPLICATE if prior.content_hash == event.content_hash else Outcome.CONFLICT
+            )
+            return AppendResult(
+                outcome,
+                prior.event_id,
+                prior.incident_id,
+                None,
+                event.dedupe_key_text(),
+                prior.recorded_by,
+                prior.visibility,
+            )
+        self._head += 1
+        position = self._head
+        ckey = chain_key(event.incident_id)
+        tip = self._changed.get(ckey)
+        if tip is None:
+            tip = self._heads.get(ckey)
+            if tip is None and ckey not in self._heads:
+                tip = self.tx.chain_heads([ckey]).get(ckey)
+                if tip is not None:
+                    self._heads[ckey] = tip
+        prev_hash = tip.last_hash if tip is not None else None
+        link = link_hash(prev_hash or GENESIS, position, prep.digest)
+        row = StoredEvent._make((position, *prep.tail, prev_hash, link))
+        self._rows.append(row)
+        self._changed[ckey] = ChainHead(position, link, (tip.event_count if tip else 0) + 1)
+        self._known[(event.source, event.dedupe_id)] = ExistingKey(
+            event.id, event.incident_id, event.content_hash, prep.item.recorded_by, event.visibility
         )
-        out.append(PreparedEvent(item, tail, row_digest(tail)))
-    return out
+        if self.projection is not None:
+            self.projection.fold(row)
+        return AppendResult(Outcome.CREATED, event.id, event.incident_id, position)
+
+    def emit(self, event: Event, recorded_by: str) -> AppendResult:
+        """Prepare and append an event a command produced."""
+        return self.append(_prepare_one(PendingEvent(event, recorded_by), self.now_us))
+
+    def finish(self) -> None:
+        """Write the transaction's rows, chain tips, log head and projections."""
+        if self._rows:
+            self.tx.insert_events(self._rows)
+            self.tx.save_chain_heads(self._changed)
+            self.tx.set_head(self._head)
+        if self.projection is not None:
+            self.projection.flush()
 
 
 def write_group(
@@ -208,72 +354,41 @@ def write_group(
     *,
     prepared: Sequence[PreparedEvent] | None = None,
     optimistic: bool = False,
+    projection: Projection | None = None,
 ) -> list[AppendResult]:
     """Append ``pending`` in order inside ``tx``; return one result per event.
 
     Duplicates inside the group are treated exactly like duplicates of stored events.
-    With ``optimistic`` the dedupe lookup runs before the log lock is taken, which
-    keeps it out of the serialised section; a key stored by another writer in between
-    then surfaces as a unique violation (:class:`DedupeRace`) and the caller retries.
     """
     now_us = now_micros() if now_us is None else now_us
     prepared = prepare(pending, now_us) if prepared is None else prepared
-    keys = list({(p.item.event.source, p.item.event.dedupe_id) for p in prepared})
-    if optimistic:
-        known = tx.existing(keys)
-        head = tx.lock_head()
-    else:
-        head = tx.lock_head()
-        known = tx.existing(keys)
-    heads = tx.chain_heads(list({chain_key(p.item.event.incident_id) for p in prepared}))
-    changed: dict[str, ChainHead] = {}
-    rows: list[StoredEvent] = []
-    results: list[AppendResult] = []
-
-    for prep in prepared:
-        event = prep.item.event
-        key = (event.source, event.dedupe_id)
-        prior = known.get(key)
-        if prior is not None:
-            outcome = (
-                Outcome.DUPLICATE if prior.content_hash == event.content_hash else Outcome.CONFLICT
-            )
-            results.append(
-                AppendResult(
-                    outcome,
-                    prior.event_id,
-                    prior.incident_id,
-                    None,
-                    event.dedupe_key_text(),
-                    prior.recorded_by,
-                    prior.visibility,
-                )
-            )
-            continue
-
-        head += 1
-        ckey = chain_key(event.incident_id)
-        tip = changed.get(ckey) or heads.get(ckey)
-        prev_hash = tip.last_hash if tip is not None else None
-        link = link_hash(prev_hash or GENESIS, head, prep.digest)
-        rows.append(StoredEvent._make((head, *prep.tail, prev_hash, link)))
-        changed[ckey] = ChainHead(head, link, (tip.event_count if tip else 0) + 1)
-        known[key] = ExistingKey(
-            event.id, event.incident_id, event.content_hash, prep.item.recorded_by, event.visibility
-        )
-        results.append(AppendResult(Outcome.CREATED, event.id, event.incident_id, head))
-
-    if rows:
-        tx.insert_events(rows)
-        tx.save_chain_heads(changed)
-        tx.set_head(head)
+    session = AppendSession(tx, now_us, projection)
+    session.begin(prepared, optimistic=optimistic)
+    results = [session.append(prep) for prep in prepared]
+    session.finish()
     return results
+
+
+class Rejected(Exception):
+    """A command refused what it was asked, before appending anything.
+
+    Fails only its own submission; the rest of the group commits.
+    """
+
+
+class Command(Protocol):
+    """A change decided under the log lock, on the state the transaction sees."""
+
+    def execute(self, session: AppendSession) -> Any:
+        """Append events through ``session.emit``; raise :class:`Rejected` to refuse."""
+        ...
 
 
 @dataclass(slots=True)
 class _Submission:
     pending: Sequence[PendingEvent]
-    future: Future[list[AppendResult]]
+    future: Future[Any]
+    command: Command | None = None
 
 
 _STOP = object()
@@ -288,9 +403,16 @@ class GroupCommitAppender:
     only after its events are durable.
     """
 
-    def __init__(self, writer: EventWriter, *, max_events: int = 20_000) -> None:
+    def __init__(
+        self,
+        writer: EventWriter,
+        *,
+        max_events: int = 20_000,
+        projection: ProjectionFactory | None = None,
+    ) -> None:
         self._writer = writer
         self._max_events = max_events
+        self._projection = projection
         self._queue: queue.SimpleQueue[_Submission | object] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -321,6 +443,21 @@ class GroupCommitAppender:
             raise RuntimeError("the appender is not running")
         self._queue.put(_Submission(pending, future))
         return future
+
+    def submit_command(self, command: Command) -> Future[Any]:
+        """Queue a command for the next group; the future resolves to what it returned
+        once its events are committed (or to the :class:`Rejected` it raised)."""
+        future: Future[Any] = Future()
+        if self._thread is None:
+            raise RuntimeError("the appender is not running")
+        self._queue.put(_Submission((), future, command))
+        return future
+
+    def run(self, commands: Sequence[Command]) -> list[Any]:
+        """Run commands in one transaction on the caller's thread (rebuilds, dry runs)."""
+        subs = [_Submission((), Future(), c) for c in commands]
+        self._commit_together(subs)
+        return [sub.future.result() for sub in subs]
 
     def _drain(self, first: _Submission) -> tuple[list[_Submission], bool]:
         group = [first]
@@ -375,20 +512,40 @@ class GroupCommitAppender:
         now_us = now_micros()
         prepared = prepare(flat, now_us)
         try:
-            with self._writer.transaction() as tx:
-                results = write_group(
-                    tx,
-                    flat,
-                    now_us,
-                    prepared=prepared,
-                    optimistic=self._writer.optimistic_dedupe,
-                )
+            outcomes = self._transaction(group, prepared, now_us, self._writer.optimistic_dedupe)
         except DedupeRace:
             # Rare: a concurrent writer stored one of these keys meanwhile.
-            with self._writer.transaction() as tx:
-                results = write_group(tx, flat, now_us, prepared=prepared)
-        offset = 0
-        for sub in group:
-            n = len(sub.pending)
-            sub.future.set_result(results[offset : offset + n])
-            offset += n
+            outcomes = self._transaction(group, prepared, now_us, False)
+        for sub, (ok, value) in zip(group, outcomes, strict=True):
+            if ok:
+                sub.future.set_result(value)
+            else:
+                sub.future.set_exception(value)
+
+    def _transaction(
+        self,
+        group: list[_Submission],
+        prepared: list[PreparedEvent],
+        now_us: int,
+        optimistic: bool,
+    ) -> list[tuple[bool, Any]]:
+        outcomes: list[tuple[bool, Any]] = []
+        with self._writer.transaction() as tx:
+            projection = self._projection(tx.projections) if self._projection else None
+            session = AppendSession(tx, now_us, projection)
+            session.begin(prepared, optimistic=optimistic)
+            offset = 0
+            for sub in group:
+                if sub.command is None:
+                    n = len(sub.pending)
+                    outcomes.append(
+                        (True, [session.append(p) for p in prepared[offset : offset + n]])
+                    )
+                    offset += n
+                    continue
+                try:
+                    outcomes.append((True, sub.command.execute(session)))
+                except Rejected as exc:
+                    outcomes.append((False, exc))
+            session.finish()
+        return outcomes

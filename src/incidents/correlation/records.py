@@ -1,0 +1,65 @@
+"""What the projections remember about alerts and correlation groups."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import orjson
+
+
+@dataclass(slots=True)
+class AlertRecord:
+    """One alert (a provider's alert series) and the incident it is attached to."""
+
+    key: str
+    provider: str
+    status: str
+    incident_id: str | None
+    first_us: int
+    last_us: int
+    last_position: int
+    severity: str | None = None
+    summary: str | None = None
+    # The rule that attached it (or opened its incident), if any.
+    rule: str | None = None
+    events: int = 0
+    # The latest alert document as the provider described it.
+    alert: dict[str, Any] = field(default_factory=dict)
+
+    def to_row(self) -> tuple[Any, ...]:
+        """The ``alerts`` row (column order of the table)."""
+        return (
+            self.key,
+            self.incident_id,
+            self.status,
+            self.provider,
+            self.severity,
+            self.summary,
+            self.first_us,
+            self.last_us,
+            self.last_position,
+            orjson.dumps(asdict(self)),
+        )
+
+    @classmethod
+    def from_row(cls, row: tuple[Any, ...]) -> AlertRecord:
+        return cls(**orjson.loads(row[9]))
+
+
+@dataclass(slots=True)
+class GroupRecord:
+    """The incident a correlation fingerprint groups into, and its window times."""
+
+    key: str
+    incident_id: str
+    rule: str
+    opened_us: int
+    last_us: int
+
+    def to_row(self) -> tuple[Any, ...]:
+        return (self.key, self.incident_id, self.rule, self.opened_us, self.last_us)
+
+    @classmethod
+    def from_row(cls, row: tuple[Any, ...]) -> GroupRecord:
+        return cls(row[0], row[1], row[2], int(row[3]), int(row[4]))

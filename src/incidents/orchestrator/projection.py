@@ -1,0 +1,334 @@
+"""The projection session: incident, alert and group state inside one append transaction.
+
+Commands read the state they decide on from here, and every event the transaction
+stores is folded in here before the next command runs, so commands gathered into one
+group commit see each other's effects. :meth:`ProjectionSession.flush` writes what
+changed in the same transaction as the events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any, Protocol
+
+import orjson
+
+from incidents.correlation.records import AlertRecord, GroupRecord
+from incidents.orchestrator.incident import (
+    INCIDENT_TYPES,
+    Fact,
+    Incident,
+    apply,
+    declared,
+    incident_number,
+)
+from incidents.store.records import StoredEvent
+
+ALERT_TYPES = frozenset({"im.alert.trigger", "im.alert.acknowledge", "im.alert.resolve"})
+PROJECTED_TYPES = INCIDENT_TYPES | ALERT_TYPES
+_COUNTER = "incident_number"
+BUILT = "built"
+
+
+class ProjectionRows(Protocol):
+    """The storage a session reads and writes (SQL in a transaction, or memory)."""
+
+    def load(self, table: str, keys: Sequence[str]) -> dict[str, tuple[Any, ...]]: ...
+
+    def save(self, table: str, rows: Sequence[Sequence[Any]]) -> None: ...
+
+    def delete(self, table: str, column: str, values: Sequence[str]) -> None: ...
+
+    def select(self, table: str, column: str, value: str) -> list[tuple[Any, ...]]: ...
+
+    def clear(self) -> None: ...
+
+
+def fact_of(row: StoredEvent) -> Fact:
+    """The fold's view of a stored event."""
+    body: dict[str, Any] = orjson.loads(row.body) if row.body else {}
+    data = body.get("data")
+    related = body.get("related_ids") or ()
+    return Fact(
+        position=row.position,
+        type=row.type,
+        incident_id=row.incident_id,
+        time_us=row.time_us,
+        actor=row.actor,
+        visibility=row.visibility,
+        data=data if isinstance(data, dict) else {},
+        related_ids=tuple(r for r in related if isinstance(r, str)),
+    )
+
+
+def alert_key_of(fact: Fact, row: StoredEvent) -> str:
+    """The alert an alert event is about: the provider's key, else the event's own ids."""
+    alert = fact.data.get("alert")
+    if isinstance(alert, dict) and isinstance(alert.get("key"), str) and alert["key"]:
+        return str(alert["key"])
+    if row.fingerprint:
+        return f"{row.source}:{row.fingerprint}"
+    return f"{row.source}:{row.origin_id or row.event_id}"
+
+
+class ProjectionSession:
+    """Cached projection state for one transaction, written back by :meth:`flush`."""
+
+    def __init__(self, rows: ProjectionRows) -> None:
+        self._rows = rows
+        self._incidents: dict[str, Incident | None] = {}
+        self._alerts: dict[str, AlertRecord | None] = {}
+        self._groups: dict[str, GroupRecord | None] = {}
+        self._dirty_incidents: set[str] = set()
+        self._dirty_alerts: set[str] = set()
+        self._dirty_groups: set[str] = set()
+        self._counter: int | None = None
+        self._dirty_counter = False
+        self._reserved = 0
+
+    # --- reads ---------------------------------------------------------------
+
+    def prefetch(self, incident_ids: Iterable[str]) -> None:
+        """Load several incidents in one query (for a batch about to be folded)."""
+        missing = [i for i in set(incident_ids) if i not in self._incidents]
+        found = self._rows.load("incidents", missing)
+        for incident_id in missing:
+            row = found.get(incident_id)
+            self._incidents[incident_id] = Incident.from_json(row[-1]) if row else None
+
+    def incident(self, incident_id: str) -> Incident | None:
+        if incident_id not in self._incidents:
+            self.prefetch([incident_id])
+        return self._incidents[incident_id]
+
+    def prefetch_alerts(self, keys: Iterable[str]) -> None:
+        missing = [k for k in set(keys) if k not in self._alerts]
+        found = self._rows.load("alerts", missing)
+        for key in missing:
+            row = found.get(key)
+            self._alerts[key] = AlertRecord.from_row(row) if row else None
+
+    def alert(self, key: str) -> AlertRecord | None:
+        if key not in self._alerts:
+            self.prefetch_alerts([key])
+        return self._alerts[key]
+
+    def prefetch_groups(self, keys: Iterable[str]) -> None:
+        missing = [k for k in set(keys) if k not in self._groups]
+        found = self._rows.load("correlation_groups", missing)
+        for key in missing:
+            row = found.get(key)
+            self._groups[key] = GroupRecord.from_row(row) if row else None
+
+    def group(self, key: str) -> GroupRecord | None:
+        if key not in self._groups:
+            self.prefetch_groups([key])
+        return self._groups[key]
+
+    def _highest_number(self) -> int:
+        if self._counter is None:
+            row = self._rows.load("projection_meta", [_COUNTER]).get(_COUNTER)
+            self._counter = int(row[1]) if row else 0
+        return self._counter
+
+    def allocate_incident_id(self) -> str:
+        """The next free ``INC-n``: gap-free, since only the log's writer allocates."""
+        self._reserved = max(self._reserved, self._highest_number()) + 1
+        return f"INC-{self._reserved}"
+
+    # --- the fold ------------------------------------------------------------
+
+    def fold(self, row: StoredEvent) -> None:
+        """Apply one stored event to whatever it projects into."""
+        if row.type not in PROJECTED_TYPES:
+            if row.incident_id is not None and b'"related_ids"' in row.body:
+                self._fold_incident(fact_of(row))
+            return
+        fact = fact_of(row)
+        if row.type in ALERT_TYPES:
+            self._fold_alert(fact, row)
+        if row.type == "im.incident.merge" and row.incident_id is not None:
+            into = fact.data.get("into")
+            if isinstance(into, str) and into and into != row.incident_id:
+                self._move_alerts(row.incident_id, into)
+        self._fold_incident(fact)
+
+    def _fold_incident(self, fact: Fact) -> None:
+        incident_id = fact.incident_id
+        if incident_id is None:
+            return
+        current = self.incident(incident_id)
+        if fact.type == "im.incident.declare":
+            if current is not None:
+                return
+            self._incidents[incident_id] = declared(fact)
+            self._dirty_incidents.add(incident_id)
+            number = incident_number(incident_id)
+            if number is not None and number > self._highest_number():
+                self._counter = number
+                self._dirty_counter = True
+            return
+        if current is not None and apply(current, fact):
+            self._dirty_incidents.add(incident_id)
+
+    def _fold_alert(self, fact: Fact, row: StoredEvent) -> None:
+        key = alert_key_of(fact, row)
+        record = self.alert(key)
+        doc = fact.data.get("alert")
+        doc = doc if isinstance(doc, dict) else {}
+        correlation = fact.data.get("correlation")
+        correlation = correlation if isinstance(correlation, dict) else {}
+        previous_incident = record.incident_id if record else None
+        was_firing = record is not None and record.status == "firing"
+        if record is None:
+            record = AlertRecord(
+                key=key,
+                provider=str(doc.get("provider") or row.source),
+                status="firing",
+                incident_id=row.incident_id,
+                first_us=fact.time_us,
+                last_us=fact.time_us,
+                last_position=fact.position,
+            )
+            self._alerts[key] = record
+        record.events += 1
+        record.last_us = max(record.last_us, fact.time_us)
+        record.last_position = fact.position
+        if doc:
+            record.alert = doc
+            severity = doc.get("severity")
+            summary = doc.get("summary") or doc.get("name")
+            record.severity = str(severity) if severity is not None else record.severity
+            record.summary = str(summary) if summary is not None else record.summary
+        rule = correlation.get("rule")
+        if isinstance(rule, str):
+            record.rule = rule
+        if row.incident_id is not None:
+            record.incident_id = row.incident_id
+        if fact.type == "im.alert.trigger":
+            record.status = "firing"
+        elif fact.type == "im.alert.resolve":
+            record.status = "resolved"
+        self._dirty_alerts.add(key)
+
+        # The incident's alert counters follow the alert.
+        now_firing = record.status == "firing"
+        if previous_incident is not None and previous_incident != record.incident_id:
+            self._count(previous_incident, -1, -1 if was_firing else 0)
+            was_firing = False
+            previous_incident = None
+        if record.incident_id is not None:
+            new = previous_incident is None
+            delta_firing = int(now_firing) - int(was_firing)
+            if new or delta_firing:
+                self._count(record.incident_id, 1 if new else 0, delta_firing)
+
+        groups = correlation.get("groups")
+        for group in groups if isinstance(groups, list) else []:
+            if not isinstance(group, dict) or not isinstance(group.get("key"), str):
+                continue
+            incident_id = group.get("incident_id") or row.incident_id
+            if not isinstance(incident_id, str):
+                continue
+            self._groups[group["key"]] = GroupRecord(
+                group["key"],
+                incident_id,
+                str(group.get("rule", "")),
+                int(group.get("opened_us", fact.time_us)),
+                int(group.get("last_us", fact.time_us)),
+            )
+            self._dirty_groups.add(group["key"])
+
+    def _count(self, incident_id: str, alerts: int, firing: int) -> None:
+        incident = self.incident(incident_id)
+        if incident is None:
+            return
+        incident.alert_count = max(0, incident.alert_count + alerts)
+        incident.firing_alerts = max(0, incident.firing_alerts + firing)
+        self._dirty_incidents.add(incident_id)
+
+    def firing_alerts(self, incident_id: str) -> list[AlertRecord]:
+        """The alerts still firing on an incident (after pending changes)."""
+        self._flush_alerts()
+        rows = self._rows.select("alerts", "incident_id", incident_id)
+        for row in rows:
+            if row[0] not in self._alerts:
+                self._alerts[row[0]] = AlertRecord.from_row(row)
+        return [
+            a
+            for a in self._alerts.values()
+            if a is not None and a.incident_id == incident_id and a.status == "firing"
+        ]
+
+    def alerts_of(self, incident_id: str) -> list[AlertRecord]:
+        self.firing_alerts(incident_id)
+        return [a for a in self._alerts.values() if a is not None and a.incident_id == incident_id]
+
+    def _move_alerts(self, source: str, target: str) -> None:
+        """A merge: the duplicate's alerts and groups now belong to the target."""
+        for alert in self.alerts_of(source):
+            alert.incident_id = target
+            self._dirty_alerts.add(alert.key)
+        self._flush_groups()
+        for row in self._rows.select("correlation_groups", "incident_id", source):
+            self._groups.setdefault(row[0], GroupRecord.from_row(row))
+        for group in self._groups.values():
+            if group is not None and group.incident_id == source:
+                group.incident_id = target
+                self._dirty_groups.add(group.key)
+
+    # --- writing back --------------------------------------------------------
+
+    def _flush_alerts(self) -> None:
+        alerts = [self._alerts[k] for k in sorted(self._dirty_alerts)]
+        self._rows.save("alerts", [a.to_row() for a in alerts if a is not None])
+        self._dirty_alerts.clear()
+
+    def _flush_groups(self) -> None:
+        groups = [self._groups[k] for k in sorted(self._dirty_groups)]
+        self._rows.save("correlation_groups", [g.to_row() for g in groups if g is not None])
+        self._dirty_groups.clear()
+
+    def flush(self) -> None:
+        """Write every changed row (inside the caller's transaction)."""
+        if self._dirty_incidents:
+            changed = [self._incidents[i] for i in sorted(self._dirty_incidents)]
+            present = [i for i in changed if i is not None]
+            self._rows.save("incidents", [incident_row(i) for i in present])
+            ids = [i.id for i in present]
+            self._rows.delete("incident_labels", "incident_id", ids)
+            self._rows.save(
+                "incident_labels",
+                [(i.id, label) for i in present for label in label_keys(i.labels)],
+            )
+            self._dirty_incidents.clear()
+        self._flush_alerts()
+        self._flush_groups()
+        if self._dirty_counter and self._counter is not None:
+            self._rows.save("projection_meta", [(_COUNTER, self._counter)])
+            self._dirty_counter = False
+
+
+def label_keys(labels: dict[str, str]) -> list[str]:
+    """How labels are indexed: ``key=value``, or ``key`` alone for a bare label."""
+    return sorted({f"{k}={v}" if v else k for k, v in labels.items()})
+
+
+def incident_row(incident: Incident) -> tuple[Any, ...]:
+    """The ``incidents`` row (column order of the table)."""
+    return (
+        incident.id,
+        incident.number,
+        incident.title,
+        incident.title.lower(),
+        incident.status,
+        incident.severity,
+        incident.service,
+        incident.commander,
+        incident.classification,
+        incident.parent_id,
+        incident.declared_us,
+        incident.updated_us,
+        incident.last_position,
+        incident.to_json(),
+    )

@@ -1,0 +1,93 @@
+"""Reading and writing projection rows inside an append transaction.
+
+Projections are updated in the same transaction as the events they fold, on the
+writer's own connection; this adapter is the little SQL that needs, written once for
+both backends (only the placeholder style differs).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from sqlalchemy import Table
+
+from incidents.store.schema import (
+    alerts,
+    correlation_groups,
+    incident_labels,
+    incidents,
+    projection_meta,
+)
+
+PROJECTION_TABLES: dict[str, Table] = {
+    t.name: t for t in (incidents, incident_labels, alerts, correlation_groups, projection_meta)
+}
+
+
+class ProjectionStore:
+    """Key-addressed loads and upserts of projection rows on a DB-API connection."""
+
+    def __init__(self, cursor: Callable[[], Any], placeholder: str) -> None:
+        self._cursor = cursor
+        self._ph = placeholder
+
+    def load(self, table: str, keys: Sequence[str]) -> dict[str, tuple[Any, ...]]:
+        """Rows of ``table`` (single-column key) by key, all columns in table order."""
+        if not keys:
+            return {}
+        spec = PROJECTION_TABLES[table]
+        key = spec.primary_key.columns.values()[0].name
+        columns = ", ".join(c.name for c in spec.columns)
+        out: dict[str, tuple[Any, ...]] = {}
+        cur = self._cursor()
+        # Chunked IN lists: portable, and bounded for SQLite's parameter limit.
+        for start in range(0, len(keys), 500):
+            chunk = list(keys[start : start + 500])
+            marks = ", ".join(self._ph for _ in chunk)
+            cur.execute(f"SELECT {columns} FROM {table} WHERE {key} IN ({marks})", chunk)
+            for row in cur.fetchall():
+                out[row[0]] = tuple(row)
+        return out
+
+    def save(self, table: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Insert or replace whole rows (all columns, in table order)."""
+        if not rows:
+            return
+        spec = PROJECTION_TABLES[table]
+        names = [c.name for c in spec.columns]
+        keys = [c.name for c in spec.primary_key.columns]
+        others = [n for n in names if n not in keys]
+        update = (
+            "DO UPDATE SET " + ", ".join(f"{n} = excluded.{n}" for n in others)
+            if others
+            else "DO NOTHING"
+        )
+        sql = (
+            f"INSERT INTO {table} ({', '.join(names)}) "
+            f"VALUES ({', '.join(self._ph for _ in names)}) "
+            f"ON CONFLICT ({', '.join(keys)}) {update}"
+        )
+        self._cursor().executemany(sql, [tuple(r) for r in rows])
+
+    def delete(self, table: str, column: str, values: Sequence[str]) -> None:
+        """Delete the rows whose ``column`` is one of ``values``."""
+        cur = self._cursor()
+        for start in range(0, len(values), 500):
+            chunk = list(values[start : start + 500])
+            marks = ", ".join(self._ph for _ in chunk)
+            cur.execute(f"DELETE FROM {table} WHERE {column} IN ({marks})", chunk)
+
+    def select(self, table: str, column: str, value: str) -> list[tuple[Any, ...]]:
+        """Every row whose ``column`` equals ``value``."""
+        spec = PROJECTION_TABLES[table]
+        columns = ", ".join(c.name for c in spec.columns)
+        cur = self._cursor()
+        cur.execute(f"SELECT {columns} FROM {table} WHERE {column} = {self._ph}", (value,))
+        return [tuple(row) for row in cur.fetchall()]
+
+    def clear(self) -> None:
+        """Empty every projection table (before a rebuild)."""
+        cur = self._cursor()
+        for table in PROJECTION_TABLES:
+            cur.execute(f"DELETE FROM {table}")
