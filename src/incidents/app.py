@@ -19,11 +19,14 @@ from sqlalchemy import Engine
 
 from incidents.api.factory import build_api
 from incidents.config import Settings, load_settings, oidc_enabled
+from incidents.correlation.rules import parse_rules
 from incidents.identity.directory import Directory
 from incidents.identity.oidc import OidcVerifier
 from incidents.identity.tokens import TokenService
 from incidents.observability.metrics import TimelineMetrics
 from incidents.observability.tracing import make_tracer
+from incidents.orchestrator.projection import ProjectionSession
+from incidents.orchestrator.service import IncidentService
 from incidents.policy.decision_point import (
     DecisionPoint,
     EmbeddedDecisionPoint,
@@ -32,6 +35,7 @@ from incidents.policy.decision_point import (
 from incidents.policy.service import PolicyService
 from incidents.store.engine import Backend, backend_of, make_engine
 from incidents.store.event_reader import EventReader
+from incidents.store.incident_reader import IncidentReader
 from incidents.store.migrate import migrate
 from incidents.store.postgres_writer import PostgresWriter
 from incidents.store.sqlite_writer import SqliteWriter
@@ -57,12 +61,14 @@ class Container:
     metrics: TimelineMetrics
     tracer: Tracer
     tracer_provider: TracerProvider
+    incidents: IncidentService
     # Verifies OIDC bearer JWTs; None when OIDC is not configured (API tokens only).
     oidc: OidcVerifier | None = None
 
     def start(self) -> None:
-        """Start background work (the group-commit writer)."""
+        """Start background work (the group-commit writer); build projections if new."""
         self.appender.start()
+        self.incidents.ensure_built()
 
     def close(self) -> None:
         """Finish queued appends, then release the database."""
@@ -89,7 +95,12 @@ def build_container(
         SqliteWriter(engine) if backend is Backend.SQLITE else PostgresWriter(engine)
     )
     reader = EventReader(engine)
-    appender = GroupCommitAppender(writer, max_events=settings.group_commit_max_events)
+    appender = GroupCommitAppender(
+        writer, max_events=settings.group_commit_max_events, projection=ProjectionSession
+    )
+    incidents = IncidentService(
+        appender, IncidentReader(engine), reader, parse_rules(settings.correlation)
+    )
     metrics = TimelineMetrics()
     tracer_provider, tracer = make_tracer(settings.otel_exporter, span_exporter)
     cursors = CursorCodec(reader.instance_secret("cursor-hmac"))
@@ -123,6 +134,7 @@ def build_container(
         metrics=metrics,
         tracer=tracer,
         tracer_provider=tracer_provider,
+        incidents=incidents,
         oidc=oidc,
     )
 

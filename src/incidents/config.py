@@ -68,6 +68,11 @@ class Settings:
     oidc_leeway_seconds: float = 30.0
     # Refuse tokens whose email_verified claim is not true (the directory is keyed by email).
     oidc_require_verified_email: bool = True
+    # Structured sections, from the YAML file only (IM_CONFIG): correlation rules in
+    # the overview's shape, and the inbound integrations (alert sources) with their
+    # tokens and signing secrets. See docs/configuration.md.
+    correlation: dict[str, Any] | None = None
+    integrations: dict[str, Any] | None = None
 
     def masked(self) -> dict[str, Any]:
         """The settings as a dict, with credentials in URLs masked."""
@@ -76,6 +81,8 @@ class Settings:
             value = getattr(self, f.name)
             if f.name == "database_url":
                 value = mask_url_password(value)
+            elif f.name == "integrations" and value:
+                value = mask_secrets(value)
             out[f.name] = value
         return out
 
@@ -96,7 +103,29 @@ def mask_url_password(url: str) -> str:
     return f"{scheme}://{user}:***@{hostpart}"
 
 
+_SECRET_KEYS = {"token", "tokens", "secret", "secrets", "password"}
+
+
+def mask_secrets(value: Any) -> Any:
+    """A copy of a config section with every token and secret replaced by ``***``."""
+    if isinstance(value, dict):
+        return {
+            k: ("***" if str(k).lower() in _SECRET_KEYS else mask_secrets(v))
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [mask_secrets(v) for v in value]
+    return value
+
+
+STRUCTURED = frozenset({"correlation", "integrations"})
+
+
 def _coerce(name: str, current: Any, raw: Any) -> Any:
+    if name.removeprefix("IM_").lower() in STRUCTURED:
+        if raw is not None and not isinstance(raw, dict):
+            raise ConfigError(f"{name}: must be a mapping (set it in the IM_CONFIG YAML file)")
+        return raw
     if isinstance(current, bool):
         if isinstance(raw, bool):
             return raw
@@ -148,6 +177,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             updates[name] = _coerce(name, getattr(settings, name), value)
 
     for name in known:
+        if name in STRUCTURED:
+            continue
         raw = env.get(f"IM_{name.upper()}")
         if raw is not None:
             updates[name] = _coerce(f"IM_{name.upper()}", getattr(settings, name), raw)
@@ -182,6 +213,13 @@ def _validate(settings: Settings) -> None:
     if settings.max_batch_events < 1:
         raise ConfigError("IM_MAX_BATCH_EVENTS: must be at least 1")
     validate_oidc(settings)
+    # Imported here: the rules module belongs to the correlation layer, above config.
+    from incidents.correlation.rules import RulesError, parse_rules
+
+    try:
+        parse_rules(settings.correlation)
+    except RulesError as exc:
+        raise ConfigError(f"IM_CONFIG: {exc}") from None
 
 
 _LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}

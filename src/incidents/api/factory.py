@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from fastapi import FastAPI
 
 from incidents import __version__
-from incidents.api import health, scim, session, timeline
+from incidents.api import alerts, health, incidents, ingest, scim, session, timeline
 from incidents.api.problems import install_problem_handlers
 
 if TYPE_CHECKING:
@@ -47,4 +47,7 @@ def build_api(container: Container) -> FastAPI:
     app.include_router(session.router)
     app.include_router(timeline.router)
     app.include_router(scim.router)
+    app.include_router(incidents.router)
+    app.include_router(alerts.router)
+    app.include_router(ingest.router)
     return app

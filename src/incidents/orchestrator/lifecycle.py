@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from incidents.timeline.append import Rejected
+
 
 class Status(StrEnum):
     DRAFT = "draft"
@@ -52,7 +54,7 @@ STATUS_EVENT_TARGETS: dict[str, Status | None] = {
 SEVERITIES = ("SEV-1", "SEV-2", "SEV-3", "SEV-4")
 
 
-class InvalidTransition(ValueError):
+class InvalidTransition(Rejected):
     """A move the state machine does not allow; names the moves that are allowed."""
 
     def __init__(self, incident_id: str, current: Status, target: Status) -> None:

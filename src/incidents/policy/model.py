@@ -18,6 +18,11 @@ class Action(StrEnum):
     EXPORT = "timeline.export"
     VERIFY = "timeline.verify"
     ADMIN = "identity.admin"
+    INCIDENT_READ = "incident.read"
+    # Declare, update, acknowledge, escalate, assign, note, and every status move but close.
+    INCIDENT_WRITE = "incident.write"
+    # Close an incident, and merge one into another.
+    INCIDENT_CLOSE = "incident.close"
 
 
 # The role that grants each action, named in a 403 so a person knows what to ask for.
@@ -27,9 +32,13 @@ REQUIRED_ROLE = {
     Action.EXPORT: "timeline.exporter",
     Action.VERIFY: "timeline.exporter",
     Action.ADMIN: "admin",
+    Action.INCIDENT_READ: "incident.reader",
+    Action.INCIDENT_WRITE: "incident.responder",
+    Action.INCIDENT_CLOSE: "incident.commander",
 }
 
 ROLES = (
+    "incident.reader",
     "timeline.reader",
     "timeline.writer",
     "timeline.exporter",

@@ -108,6 +108,23 @@ class EventReader:
         with self._engine.connect() as conn:
             return [StoredEvent(*row) for row in conn.execute(stmt)]
 
+    def in_position_order(self, up_to: int, chunk: int = 2000) -> Iterator[StoredEvent]:
+        """Every event up to position ``up_to``, in position order (for rebuilds)."""
+        last = 0
+        while last < up_to:
+            stmt = (
+                select(*_COLUMNS)
+                .where(_t.position > last, _t.position <= up_to)
+                .order_by(_t.position)
+                .limit(chunk)
+            )
+            with self._engine.connect() as conn:
+                rows = [StoredEvent(*row) for row in conn.execute(stmt)]
+            yield from rows
+            if len(rows) < chunk:
+                return
+            last = rows[-1].position
+
     def chain(self, incident_id: str | None, chunk: int = 1000) -> Iterator[StoredEvent]:
         """The events of one chain in position order."""
         cond = _t.incident_id.is_(None) if incident_id is None else _t.incident_id == incident_id

@@ -284,6 +284,11 @@ class AppendSession:
                 }
             )
 
+    @property
+    def head_position(self) -> int:
+        """The highest position handed out so far (including this transaction's)."""
+        return self._head
+
     def lookup(self, source: str, dedupe_id: str) -> ExistingKey | None:
         """The event stored (or appended earlier in this transaction) under a key."""
         key = (source, dedupe_id)
@@ -452,12 +457,6 @@ class GroupCommitAppender:
             raise RuntimeError("the appender is not running")
         self._queue.put(_Submission((), future, command))
         return future
-
-    def run(self, commands: Sequence[Command]) -> list[Any]:
-        """Run commands in one transaction on the caller's thread (rebuilds, dry runs)."""
-        subs = [_Submission((), Future(), c) for c in commands]
-        self._commit_together(subs)
-        return [sub.future.result() for sub in subs]
 
     def _drain(self, first: _Submission) -> tuple[list[_Submission], bool]:
         group = [first]

@@ -15,11 +15,15 @@ package incidents.authz
 import rego.v1
 
 role_actions := {
-	"timeline.reader": ["timeline.read"],
+	"timeline.reader": ["timeline.read", "incident.read"],
 	"timeline.writer": ["timeline.append"],
 	"timeline.exporter": ["timeline.export", "timeline.verify"],
-	"incident.responder": ["timeline.read", "timeline.append"],
-	"incident.commander": ["timeline.read", "timeline.append", "timeline.export", "timeline.verify"],
+	"incident.reader": ["timeline.read", "incident.read"],
+	"incident.responder": ["timeline.read", "timeline.append", "incident.read", "incident.write"],
+	"incident.commander": [
+		"timeline.read", "timeline.append", "timeline.export", "timeline.verify",
+		"incident.read", "incident.write", "incident.close",
+	],
 	"admin": ["identity.admin", "timeline.verify"],
 }
 

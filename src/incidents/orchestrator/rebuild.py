@@ -1,0 +1,55 @@
+"""Rebuilding every projection from the log, with the same fold the live path uses."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from incidents.orchestrator.projection import BUILT, ProjectionSession
+from incidents.store.records import StoredEvent
+from incidents.timeline.append import AppendSession
+
+# Events folded between two flushes: bounds the session cache on a large log.
+_FLUSH_EVERY = 5_000
+
+
+@dataclass(frozen=True, slots=True)
+class RebuildReport:
+    events: int
+    head_position: int
+
+
+@dataclass(frozen=True, slots=True)
+class RebuildProjections:
+    """Empty the projection tables and fold the whole log again, in position order.
+
+    Runs as a command, so it holds the log's write lock: no event can commit between
+    the last one folded and the end of the rebuild.
+    """
+
+    # Every stored event up to a position, in position order (a reader's iterator).
+    events_up_to: Callable[[int], Iterator[StoredEvent]]
+    progress: Callable[[int], None] | None = None
+
+    def execute(self, session: AppendSession) -> RebuildReport:
+        rows = session.tx.projections
+        head = session.head_position
+        rows.clear()
+        state = ProjectionSession(rows)
+        count = 0
+        for row in self.events_up_to(head):
+            state.fold(row)
+            count += 1
+            if count % _FLUSH_EVERY == 0:
+                state.flush()
+                state = ProjectionSession(rows)
+                if self.progress is not None:
+                    self.progress(count)
+        state.flush()
+        rows.save("projection_meta", [(BUILT, head)])
+        return RebuildReport(count, head)
+
+
+def is_built(rows_loader: Callable[[str], int | None]) -> bool:
+    """Whether projections were ever built on this database (a marker row exists)."""
+    return rows_loader(BUILT) is not None
