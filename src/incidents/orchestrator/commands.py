@@ -211,11 +211,13 @@ class Declare:
         )
         results = [session.emit(event, self.actor)]
         if self.parent_id is not None:
+            parent = state.incident(self.parent_id)
             link = build_event(
                 "im.incident.link",
                 self.parent_id,
                 {"child": incident_id, "relation": "child"},
                 self.actor,
+                visibility=parent.classification if parent is not None else None,
             )
             results.append(session.emit(link, self.actor))
         incident = state.incident(incident_id)
@@ -496,6 +498,7 @@ class Link(IncidentCommand):
             data["related"] = list(self.related)
         results = [self.emit(session, "im.incident.link", data)]
         for other in self.related:
+            sibling = state.incident(other)
             results.append(
                 session.emit(
                     build_event(
@@ -503,6 +506,7 @@ class Link(IncidentCommand):
                         other,
                         {"incident_id": other, "related": [self.incident_id]},
                         self.actor,
+                        visibility=sibling.classification if sibling is not None else None,
                     ),
                     self.actor,
                 )

@@ -30,9 +30,14 @@ class RebuildProjections:
     # Every stored event up to a position, in position order (a reader's iterator).
     events_up_to: Callable[[int], Iterator[StoredEvent]]
     progress: Callable[[int], None] | None = None
+    # Only build when projections were never built (server start): decided under the
+    # lock, so several workers starting together build once.
+    only_if_missing: bool = False
 
-    def execute(self, session: AppendSession) -> RebuildReport:
+    def execute(self, session: AppendSession) -> RebuildReport | None:
         rows = session.tx.projections
+        if self.only_if_missing and rows.load("projection_meta", [BUILT]):
+            return None
         head = session.head_position
         rows.clear()
         state = ProjectionSession(rows)
@@ -48,8 +53,3 @@ class RebuildProjections:
         state.flush()
         rows.save("projection_meta", [(BUILT, head)])
         return RebuildReport(count, head)
-
-
-def is_built(rows_loader: Callable[[str], int | None]) -> bool:
-    """Whether projections were ever built on this database (a marker row exists)."""
-    return rows_loader(BUILT) is not None

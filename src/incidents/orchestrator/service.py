@@ -65,4 +65,6 @@ class IncidentService:
         """Build the projections once on a database that has never had them."""
         if self.reader.meta(BUILT) is not None:
             return None
-        return self.rebuild()
+        command = RebuildProjections(self._events.in_position_order, only_if_missing=True)
+        report: RebuildReport | None = self.submit(command).result()
+        return report
