@@ -122,42 +122,66 @@ class CursorCodec:
     def _mac(self, payload: bytes) -> bytes:
         return hmac.new(self._key, payload, hashlib.sha256).digest()[:_MAC_BYTES]
 
-    def encode(self, filt: TimelineFilter, after: Cursor) -> str:
-        """The opaque cursor for the page after ``after`` of the query ``filt``."""
-        payload = orjson.dumps([_CURSOR_VERSION, after.time_us, after.position])
-        digest = filt.digest()
+    def seal(self, key: list[int | str], digest: bytes) -> str:
+        """An opaque token carrying ``key``, bound to the query whose digest is given.
+
+        ``digest`` is 8 bytes (see :meth:`TimelineFilter.digest`); any listing with a
+        keyset order can use this for its cursors.
+        """
+        payload = orjson.dumps([_CURSOR_VERSION, *key])
         blob = payload + digest + self._mac(payload + digest)
         return base64.urlsafe_b64encode(blob).decode("ascii").rstrip("=")
 
-    def decode(self, filt: TimelineFilter, token: str) -> Cursor:
-        """Return the cursor's key, or raise :class:`InvalidQuery` for a bad token."""
+    def unseal(self, token: str, digest: bytes, filters_hint: str) -> list[int | str]:
+        """The key a token carries, or :class:`InvalidQuery` naming what is wrong.
+
+        ``filters_hint`` names the parameters a cursor is bound to, for the message
+        shown when the cursor is reused with other filters.
+        """
         try:
             blob = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         except (binascii.Error, ValueError):
             raise InvalidQuery("cursor", "is not a cursor returned by this API") from None
         if len(blob) < _MAC_BYTES + 8 + 2:
             raise InvalidQuery("cursor", "is not a cursor returned by this API")
-        payload, digest, mac = (
+        payload, digest_in, mac = (
             blob[: -_MAC_BYTES - 8],
             blob[-_MAC_BYTES - 8 : -_MAC_BYTES],
             blob[-_MAC_BYTES:],
         )
-        if not hmac.compare_digest(mac, self._mac(payload + digest)):
+        if not hmac.compare_digest(mac, self._mac(payload + digest_in)):
             raise InvalidQuery("cursor", "is damaged or was not issued by this server")
-        if digest != filt.digest():
+        if digest_in != digest:
             raise InvalidQuery(
                 "cursor",
-                "was issued for different filters; repeat the query with the same "
-                "type, from, to, actor, correlation_key, fingerprint and order",
+                f"was issued for different filters; repeat the query with the same {filters_hint}",
             )
         try:
-            version, time_us, position = orjson.loads(payload)
+            decoded = orjson.loads(payload)
         except (orjson.JSONDecodeError, ValueError, TypeError):
             raise InvalidQuery("cursor", "is not a cursor returned by this API") from None
         if (
-            version != _CURSOR_VERSION
-            or not isinstance(time_us, int)
-            or not isinstance(position, int)
+            not isinstance(decoded, list)
+            or not decoded
+            or decoded[0] != _CURSOR_VERSION
+            or not all(isinstance(part, int | str) for part in decoded[1:])
         ):
             raise InvalidQuery("cursor", "comes from an incompatible version of the API")
+        return list(decoded[1:])
+
+    def encode(self, filt: TimelineFilter, after: Cursor) -> str:
+        """The opaque cursor for the page after ``after`` of the query ``filt``."""
+        return self.seal([after.time_us, after.position], filt.digest())
+
+    def decode(self, filt: TimelineFilter, token: str) -> Cursor:
+        """Return the cursor's key, or raise :class:`InvalidQuery` for a bad token."""
+        key = self.unseal(
+            token,
+            filt.digest(),
+            "type, from, to, actor, correlation_key, fingerprint and order",
+        )
+        if len(key) != 2 or not all(isinstance(part, int) for part in key):
+            raise InvalidQuery("cursor", "comes from an incompatible version of the API")
+        time_us, position = key
+        assert isinstance(time_us, int) and isinstance(position, int)
         return Cursor(time_us, position)
