@@ -21,13 +21,21 @@ def fuzz_target(database_url: str) -> Iterator[tuple[Any, dict[str, str]]]:
     grant_access(
         container,
         "fuzz@example.com",
-        roles=("timeline.reader", "timeline.writer", "timeline.exporter", "admin"),
+        roles=(
+            "timeline.reader",
+            "timeline.writer",
+            "timeline.exporter",
+            "incident.commander",
+            "admin",
+        ),
     )
     _, token = container.tokens.create("fuzz@example.com")
     auth = {"Authorization": f"Bearer {token}"}
     app = create_app(container)
     with TestClient(app) as client:
-        # Something to find: an incident and an event the fuzzer's ids may hit.
+        # Something to find: incidents and events the fuzzer's ids may hit.
+        for title in ("Checkout errors", "Search slow"):
+            client.post("/api/v1/incidents", json={"title": title}, headers=auth)
         client.post(
             "/api/v1/timeline/events",
             json=[event(i, incident="INC-1") for i in range(3)],

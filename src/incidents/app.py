@@ -98,12 +98,12 @@ def build_container(
     appender = GroupCommitAppender(
         writer, max_events=settings.group_commit_max_events, projection=ProjectionSession
     )
-    incidents = IncidentService(
-        appender, IncidentReader(engine), reader, parse_rules(settings.correlation)
-    )
     metrics = TimelineMetrics()
     tracer_provider, tracer = make_tracer(settings.otel_exporter, span_exporter)
     cursors = CursorCodec(reader.instance_secret("cursor-hmac"))
+    incidents = IncidentService(
+        appender, IncidentReader(engine), reader, parse_rules(settings.correlation), cursors
+    )
     timeline = TimelineService(reader, appender, cursors, metrics, tracer)
     tokens = TokenService(engine, settings.token_cache_seconds)
     directory = Directory(engine, settings.policy_cache_seconds)

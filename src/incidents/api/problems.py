@@ -104,10 +104,11 @@ def _from_validation(request: Request, exc: Exception) -> Response:
         loc = [str(p) for p in err.get("loc", ()) if p not in ("query", "path", "body", "header")]
         errors.append({"field": ".".join(loc) or "request", "detail": err.get("msg", "invalid")})
     detail = "; ".join(f"{e['field']}: {e['detail']}" for e in errors) or "invalid request"
+    in_body = any(err.get("loc", ("",))[0] == "body" for err in exc.errors())
     return problem_response(
-        422 if any(err.get("loc", ("",))[0] == "body" for err in exc.errors()) else 400,
-        "invalid-parameter",
-        "Invalid query parameter",
+        422 if in_body else 400,
+        "invalid-request-body" if in_body else "invalid-parameter",
+        "Invalid request body" if in_body else "Invalid query parameter",
         detail,
         instance=request.url.path,
         errors=errors,

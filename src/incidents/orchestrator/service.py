@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future
+from dataclasses import dataclass
 from typing import Any
 
 from incidents.correlation.alert import Alert
@@ -11,11 +12,32 @@ from incidents.correlation.engine import AlertOutcome, IngestAlerts
 from incidents.correlation.rules import CorrelationRules
 from incidents.orchestrator.commands import CommandResult
 from incidents.orchestrator.incident import Incident
+from incidents.orchestrator.listing import IncidentQuery, decode_after, encode_after
 from incidents.orchestrator.projection import BUILT
 from incidents.orchestrator.rebuild import RebuildProjections, RebuildReport
 from incidents.store.event_reader import EventReader
 from incidents.store.incident_reader import IncidentReader
 from incidents.timeline.append import Command, GroupCommitAppender
+from incidents.timeline.query import CursorCodec
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentPage:
+    """One page of an incident list and the cursor of the next (None on the last)."""
+
+    incidents: list[Incident]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Family:
+    """An incident's relatives that the reader may see."""
+
+    parent: Incident | None
+    children: list[Incident]
+    related: list[Incident]
+    merged_into: Incident | None
+    merged_from: list[Incident]
 
 
 class IncidentService:
@@ -27,8 +49,10 @@ class IncidentService:
         reader: IncidentReader,
         events: EventReader,
         rules: CorrelationRules,
+        cursors: CursorCodec,
     ) -> None:
         self._appender = appender
+        self._cursors = cursors
         self._events = events
         self.reader = reader
         self.rules = rules
@@ -54,6 +78,47 @@ class IncidentService:
         if visibilities is not None and incident.classification not in visibilities:
             return None
         return incident
+
+    def page(
+        self,
+        query: IncidentQuery,
+        visibilities: frozenset[str] | None,
+        cursor: str | None,
+        limit: int,
+    ) -> IncidentPage:
+        """A page of matching incidents, newest first (raises ``InvalidQuery`` on a bad cursor)."""
+        after = decode_after(self._cursors, query, cursor) if cursor else None
+        rows = self.reader.page(query, visibilities, after, limit + 1)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        next_cursor = (
+            encode_after(self._cursors, query, rows[-1].declared_us, rows[-1].id)
+            if more and rows
+            else None
+        )
+        return IncidentPage(rows, next_cursor)
+
+    def family(self, incident: Incident, visibilities: frozenset[str] | None) -> Family:
+        """Parent, children, related incidents and merges of ``incident`` the reader may see."""
+
+        def visible(ids: Iterable[str | None]) -> list[Incident]:
+            found = (self.get(i, visibilities) for i in dict.fromkeys(ids) if i is not None)
+            return [other for other in found if other is not None]
+
+        children = [
+            child
+            for child in self.reader.children(incident.id)
+            if visibilities is None or child.classification in visibilities
+        ]
+        parents = visible([incident.parent_id])
+        merged_into = visible([incident.merged_into])
+        return Family(
+            parent=parents[0] if parents else None,
+            children=children,
+            related=visible(incident.related),
+            merged_into=merged_into[0] if merged_into else None,
+            merged_from=visible(incident.merged_from),
+        )
 
     def rebuild(self, progress: Callable[[int], None] | None = None) -> RebuildReport:
         """Rebuild every projection from the log (holds the write lock while it runs)."""

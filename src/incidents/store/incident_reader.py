@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, and_, exists, or_, select
 
 from incidents.correlation.records import AlertRecord
 from incidents.orchestrator.incident import Incident
-from incidents.store.schema import alerts, incidents, projection_meta
+from incidents.orchestrator.listing import IncidentQuery
+from incidents.store.schema import alerts, incident_labels, incidents, projection_meta
 
 
 class IncidentReader:
@@ -20,6 +21,49 @@ class IncidentReader:
         with self._engine.connect() as conn:
             raw = conn.execute(stmt).scalar_one_or_none()
         return Incident.from_json(raw) if raw is not None else None
+
+    def page(
+        self,
+        query: IncidentQuery,
+        visibilities: frozenset[str] | None,
+        after: tuple[int, str] | None,
+        limit: int,
+    ) -> list[Incident]:
+        """Up to ``limit`` matching incidents, newest first, after the key ``after``."""
+        c = incidents.c
+        stmt = select(c.state).order_by(c.declared_us.desc(), c.incident_id.desc()).limit(limit)
+        if visibilities is not None:
+            stmt = stmt.where(c.classification.in_(sorted(visibilities)))
+        if query.statuses:
+            stmt = stmt.where(c.status.in_(query.statuses))
+        if query.severities:
+            stmt = stmt.where(c.severity.in_(query.severities))
+        if query.service is not None:
+            stmt = stmt.where(c.service == query.service)
+        if query.commander is not None:
+            stmt = stmt.where(c.commander == query.commander)
+        for label in query.labels:
+            stmt = stmt.where(
+                exists().where(
+                    and_(
+                        incident_labels.c.incident_id == c.incident_id,
+                        incident_labels.c.label == label,
+                    )
+                )
+            )
+        if query.text is not None:
+            escaped = query.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            stmt = stmt.where(c.title_lower.like(f"%{escaped}%", escape="\\"))
+        if after is not None:
+            declared_us, incident_id = after
+            stmt = stmt.where(
+                or_(
+                    c.declared_us < declared_us,
+                    and_(c.declared_us == declared_us, c.incident_id < incident_id),
+                )
+            )
+        with self._engine.connect() as conn:
+            return [Incident.from_json(raw) for raw in conn.execute(stmt).scalars()]
 
     def children(self, incident_id: str) -> list[Incident]:
         stmt = (
