@@ -11,7 +11,7 @@ import typer
 from sqlalchemy.exc import SQLAlchemyError
 
 from incidents import __version__
-from incidents.cli import admin, identity, timeline
+from incidents.cli import admin, identity, incident, timeline
 from incidents.cli.client import ApiClient, CliError
 from incidents.cli.credentials import Credentials, save_credentials
 from incidents.config import (
@@ -26,6 +26,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+app.add_typer(incident.app, name="incident")
 app.add_typer(timeline.app, name="timeline")
 app.add_typer(admin.app, name="admin")
 app.add_typer(identity.user_app, name="user")
