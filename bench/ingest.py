@@ -117,8 +117,9 @@ async def post_all(
     bodies: list[bytes],
     content_type: str,
     concurrency: int,
+    path: str = "/api/v1/timeline/events",
 ) -> tuple[float, list[float], list[tuple[int, bytes]]]:
-    """POST every body over ``concurrency`` keep-alive connections.
+    """POST every body to ``path`` over ``concurrency`` keep-alive connections.
 
     Returns the wall time, each request's latency, and (status, response body) pairs.
     """
@@ -140,9 +141,7 @@ async def post_all(
                 body = bodies[index]
                 head = heads.get(len(body))
                 if head is None:
-                    head = conn.request_head(
-                        "POST", "/api/v1/timeline/events", content_type, len(body)
-                    )
+                    head = conn.request_head("POST", path, content_type, len(body))
                     heads[len(body)] = head
                 started = time.perf_counter()
                 response = await conn.send(head, body)
@@ -185,12 +184,13 @@ def measure(
     events: int,
     content_type: str,
     concurrency: int,
+    path: str = "/api/v1/timeline/events",
 ) -> tuple[dict[str, Any], list[tuple[int, bytes]]]:
     """Run one HTTP phase and summarise rate, latency and CPU share."""
     log(f"{label}: {events} events in {len(bodies)} requests over {concurrency} connections")
     before = cpu_snapshot(server.pid)
     wall, latencies, responses = asyncio.run(
-        post_all(server, token, bodies, content_type, concurrency)
+        post_all(server, token, bodies, content_type, concurrency, path)
     )
     cores = cpu_delta(before, cpu_snapshot(server.pid), wall)
     result = {

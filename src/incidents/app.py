@@ -8,7 +8,7 @@ CLI's local admin commands, tests, benchmarks) get what they need from a
 from __future__ import annotations
 
 import gc
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -18,7 +18,13 @@ from opentelemetry.trace import Tracer
 from sqlalchemy import Engine
 
 from incidents.api.factory import build_api
-from incidents.config import Settings, load_settings, oidc_enabled
+from incidents.bus.memory import InProcessBus
+from incidents.bus.message import Bus
+from incidents.bus.relay import OutboxRelay
+from incidents.bus.wiring import build_bus, build_relay
+from incidents.config import Settings, load_settings, oidc_enabled, outbox_destinations
+from incidents.connectors.cloudevents import correlation_route
+from incidents.connectors.integrations import Integrations, parse_integrations
 from incidents.correlation.rules import parse_rules
 from incidents.identity.directory import Directory
 from incidents.identity.oidc import OidcVerifier
@@ -33,6 +39,7 @@ from incidents.policy.decision_point import (
     RemoteDecisionPoint,
 )
 from incidents.policy.service import PolicyService
+from incidents.store.alert_reader import AlertReader
 from incidents.store.engine import Backend, backend_of, make_engine
 from incidents.store.event_reader import EventReader
 from incidents.store.incident_reader import IncidentReader
@@ -40,6 +47,7 @@ from incidents.store.migrate import migrate
 from incidents.store.postgres_writer import PostgresWriter
 from incidents.store.sqlite_writer import SqliteWriter
 from incidents.timeline.append import EventWriter, GroupCommitAppender
+from incidents.timeline.feed import LiveFeed
 from incidents.timeline.query import CursorCodec
 from incidents.timeline.service import TimelineService
 
@@ -62,17 +70,34 @@ class Container:
     tracer: Tracer
     tracer_provider: TracerProvider
     incidents: IncidentService
+    # Fans newly committed events out to live streams (SSE, WebSocket).
+    feed: LiveFeed
     # Verifies OIDC bearer JWTs; None when OIDC is not configured (API tokens only).
     oidc: OidcVerifier | None = None
+    # The alert sources allowed to post to /api/v1/ingest/*, with their credentials.
+    integrations: Integrations = field(default_factory=Integrations)
+    # Lists alerts (GET /api/v1/alerts); built with the container.
+    alerts: AlertReader | None = None
+    # The event bus (in-process, or NATS JetStream with IM_NATS_URL): every committed
+    # event reaches it through the outbox; subscribe to receive them.
+    bus: Bus = field(default_factory=InProcessBus)
+    # Delivers outbox rows; None when IM_OUTBOX_RELAY is off (`incidents worker` does it).
+    relay: OutboxRelay | None = None
 
     def start(self) -> None:
         """Start background work (the group-commit writer); build projections if new."""
         self.appender.start()
+        self.bus.start()
+        if self.relay is not None:
+            self.relay.start()
         self.incidents.ensure_built()
 
     def close(self) -> None:
         """Finish queued appends, then release the database."""
         self.appender.stop()
+        if self.relay is not None:
+            self.relay.stop()
+        self.bus.close()
         self.writer.close()
         self.engine.dispose()
         # Flush spans still queued for the exporter.
@@ -96,8 +121,20 @@ def build_container(
     )
     reader = EventReader(engine)
     appender = GroupCommitAppender(
-        writer, max_events=settings.group_commit_max_events, projection=ProjectionSession
+        writer,
+        max_events=settings.group_commit_max_events,
+        projection=ProjectionSession,
+        outbox_destinations=outbox_destinations(settings),
     )
+    bus = build_bus(settings)
+    # Streams wake on this process's commits, and on events other servers published.
+    feed = LiveFeed(reader, settings.stream_poll_seconds)
+    appender.on_commit(feed.wake)
+    bus.subscribe(lambda _message: feed.wake())
+    relay = None
+    if settings.outbox_relay and outbox_destinations(settings):
+        relay = build_relay(settings, engine, backend, bus)
+        appender.on_commit(relay.notify)
     metrics = TimelineMetrics()
     tracer_provider, tracer = make_tracer(settings.otel_exporter, span_exporter)
     cursors = CursorCodec(reader.instance_secret("cursor-hmac"))
@@ -105,6 +142,7 @@ def build_container(
         appender, IncidentReader(engine), reader, parse_rules(settings.correlation), cursors
     )
     timeline = TimelineService(reader, appender, cursors, metrics, tracer)
+    timeline.route = correlation_route(incidents.rules)
     tokens = TokenService(engine, settings.token_cache_seconds)
     directory = Directory(engine, settings.policy_cache_seconds)
     pdp: DecisionPoint = (
@@ -135,7 +173,12 @@ def build_container(
         tracer=tracer,
         tracer_provider=tracer_provider,
         incidents=incidents,
+        feed=feed,
         oidc=oidc,
+        integrations=parse_integrations(settings.integrations),
+        alerts=AlertReader(engine, cursors),
+        bus=bus,
+        relay=relay,
     )
 
 

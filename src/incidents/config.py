@@ -55,6 +55,11 @@ class Settings:
     opa_url: str = ""
     # How long a user's roles and attributes, and an in-process decision, are reused.
     policy_cache_seconds: float = 5.0
+    # Live streams (SSE, WebSocket): a heartbeat after this long idle keeps proxies
+    # from closing the connection; events committed by other processes are picked up
+    # within stream_poll_seconds even without a bus notification.
+    stream_heartbeat_seconds: float = 15.0
+    stream_poll_seconds: float = 1.0
     # OIDC: bearer JWTs from this issuer, for this audience, authenticate users beside
     # API tokens. Both empty (the default) turns OIDC off; one without the other is
     # refused, since a token checked against only one of them proves too little.
@@ -68,6 +73,27 @@ class Settings:
     oidc_leeway_seconds: float = 30.0
     # Refuse tokens whose email_verified claim is not true (the directory is keyed by email).
     oidc_require_verified_email: bool = True
+    # The transactional outbox: destinations every created event is queued for
+    # (comma-separated; empty turns the outbox off), and the relay that delivers them.
+    outbox_destinations: str = "bus"
+    # Run the relay inside `incidents serve` (off when `incidents worker` does it).
+    outbox_relay: bool = True
+    outbox_max_attempts: int = 10
+    outbox_backoff_base_seconds: float = 1.0
+    outbox_backoff_cap_seconds: float = 300.0
+    outbox_batch_size: int = 500
+    outbox_poll_seconds: float = 1.0
+    # SQLite: how long a claimed row stays claimed if its relay dies mid-delivery.
+    outbox_lease_seconds: float = 60.0
+    # How long delivered rows are kept before the relay deletes them.
+    outbox_retention_seconds: float = 86_400.0
+    # The bus: in-process unless a NATS server (with JetStream) is named.
+    nats_url: str = ""
+    nats_stream: str = "INCIDENTS"
+    nats_subject_prefix: str = "incidents.events"
+    # This instance's durable consumer; empty means <hostname>-<port>.
+    nats_consumer: str = ""
+    nats_duplicate_window_seconds: float = 120.0
     # Structured sections, from the YAML file only (IM_CONFIG): correlation rules in
     # the overview's shape, and the inbound integrations (alert sources) with their
     # tokens and signing secrets. See docs/configuration.md.
@@ -79,7 +105,7 @@ class Settings:
         out: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name == "database_url":
+            if f.name in ("database_url", "nats_url"):
                 value = mask_url_password(value)
             elif f.name == "integrations" and value:
                 value = mask_secrets(value)
@@ -212,6 +238,11 @@ def _validate(settings: Settings) -> None:
         raise ConfigError("IM_WORKERS: must be at least 1")
     if settings.max_batch_events < 1:
         raise ConfigError("IM_MAX_BATCH_EVENTS: must be at least 1")
+    if not 0.5 <= settings.stream_heartbeat_seconds <= 300:
+        raise ConfigError("IM_STREAM_HEARTBEAT_SECONDS: must be between 0.5 and 300")
+    if not 0.05 <= settings.stream_poll_seconds <= 60:
+        raise ConfigError("IM_STREAM_POLL_SECONDS: must be between 0.05 and 60")
+    validate_outbox(settings)
     validate_oidc(settings)
     # Imported here: the rules module belongs to the correlation layer, above config.
     from incidents.correlation.rules import RulesError, parse_rules
@@ -220,6 +251,56 @@ def _validate(settings: Settings) -> None:
         parse_rules(settings.correlation)
     except RulesError as exc:
         raise ConfigError(f"IM_CONFIG: {exc}") from None
+    from incidents.connectors.integrations import IntegrationsError, parse_integrations
+
+    try:
+        parse_integrations(settings.integrations)
+    except IntegrationsError as exc:
+        raise ConfigError(f"IM_CONFIG: {exc}") from None
+
+
+# The outbox destinations this build can deliver to.
+OUTBOX_DESTINATIONS = ("bus",)
+_SUBJECT_PREFIX = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*")
+_CONSUMER_NAME = re.compile(r"[A-Za-z0-9_-]*")
+
+
+def validate_outbox(settings: Settings) -> None:
+    """Check the outbox and bus settings; raise :class:`ConfigError` naming the variable."""
+    unknown = set(outbox_destinations(settings)) - set(OUTBOX_DESTINATIONS)
+    if unknown:
+        raise ConfigError(
+            f"IM_OUTBOX_DESTINATIONS: unknown destination {', '.join(sorted(unknown))}; "
+            f"known: {', '.join(OUTBOX_DESTINATIONS)}"
+        )
+    if settings.outbox_max_attempts < 1:
+        raise ConfigError("IM_OUTBOX_MAX_ATTEMPTS: must be at least 1")
+    if settings.outbox_batch_size < 1:
+        raise ConfigError("IM_OUTBOX_BATCH_SIZE: must be at least 1")
+    for name in ("backoff_base_seconds", "backoff_cap_seconds", "poll_seconds", "lease_seconds"):
+        if getattr(settings, f"outbox_{name}") <= 0:
+            raise ConfigError(f"IM_OUTBOX_{name.upper()}: must be greater than 0")
+    if settings.outbox_backoff_cap_seconds < settings.outbox_backoff_base_seconds:
+        raise ConfigError("IM_OUTBOX_BACKOFF_CAP_SECONDS: must be at least the base")
+    if settings.nats_url and not settings.nats_url.startswith(("nats://", "tls://")):
+        raise ConfigError(
+            f"IM_NATS_URL: expected nats://HOST:PORT or tls://HOST:PORT, "
+            f"got {mask_url_password(settings.nats_url)!r}"
+        )
+    if not _SUBJECT_PREFIX.fullmatch(settings.nats_subject_prefix):
+        raise ConfigError(
+            "IM_NATS_SUBJECT_PREFIX: dot-separated tokens of letters, digits, - and _"
+        )
+    if not settings.nats_stream or not _CONSUMER_NAME.fullmatch(settings.nats_stream):
+        raise ConfigError("IM_NATS_STREAM: letters, digits, - and _ only")
+    if not _CONSUMER_NAME.fullmatch(settings.nats_consumer):
+        raise ConfigError("IM_NATS_CONSUMER: letters, digits, - and _ only")
+
+
+def outbox_destinations(settings: Settings) -> list[str]:
+    """The configured outbox destinations, in order, without blanks or repeats."""
+    names = [name.strip() for name in settings.outbox_destinations.split(",")]
+    return list(dict.fromkeys(name for name in names if name))
 
 
 _LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}

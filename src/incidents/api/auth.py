@@ -9,8 +9,9 @@ from __future__ import annotations
 import logging
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import HTTPConnection
 
 from incidents.api.problems import Problem
 from incidents.identity.directory import DirectoryError
@@ -29,7 +30,7 @@ def _unauthorized(detail: str) -> Problem:
     return Problem(401, "unauthorized", detail, headers=_CHALLENGE)
 
 
-async def authenticate(request: Request) -> str:
+async def authenticate(request: HTTPConnection) -> str:
     """The subject (user) calling, from the bearer token; 401 problem if there is none."""
     header = request.headers.get("authorization")
     if not header:
@@ -54,7 +55,7 @@ async def authenticate(request: Request) -> str:
     return subject
 
 
-async def _authenticate_oidc(request: Request, token: str) -> str:
+async def _authenticate_oidc(request: HTTPConnection, token: str) -> str:
     """The email an OIDC token names; its groups go to ``request.state.claimed_groups``."""
     container = request.app.state.container
     oidc: OidcVerifier = container.oidc
@@ -86,7 +87,9 @@ async def _authenticate_oidc(request: Request, token: str) -> str:
     return identity.email
 
 
-async def decide(request: Request, subject: Annotated[str, Depends(authenticate)]) -> Decision:
+async def decide(
+    request: HTTPConnection, subject: Annotated[str, Depends(authenticate)]
+) -> Decision:
     """The caller's policy decision, taken once per request (503 if it cannot be taken)."""
     policy: PolicyService = request.app.state.container.policy
     groups: tuple[str, ...] = getattr(request.state, "claimed_groups", ())
@@ -107,7 +110,7 @@ async def decide(request: Request, subject: Annotated[str, Depends(authenticate)
     return decision
 
 
-def require(request: Request, decision: Decision, action: Action, resource: str) -> None:
+def require(request: HTTPConnection, decision: Decision, action: Action, resource: str) -> None:
     """Enforce ``action`` on ``resource``: 403 naming the missing role when refused."""
     policy: PolicyService = request.app.state.container.policy
     try:

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 from fastapi import FastAPI
 
 from incidents import __version__
-from incidents.api import alerts, health, incidents, ingest, scim, session, timeline
+from incidents.api import alerts, health, incidents, ingest, scim, session, streams, timeline
+from incidents.api.graphql import graphql_router
 from incidents.api.problems import install_problem_handlers
 
 if TYPE_CHECKING:
@@ -25,6 +26,7 @@ def build_api(container: Container) -> FastAPI:
         try:
             yield
         finally:
+            await container.feed.close()
             container.close()
 
     app = FastAPI(
@@ -50,4 +52,6 @@ def build_api(container: Container) -> FastAPI:
     app.include_router(incidents.router)
     app.include_router(alerts.router)
     app.include_router(ingest.router)
+    app.include_router(streams.router)
+    app.include_router(graphql_router())
     return app

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 from rich.table import Table
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
+from incidents.cli import outbox
 from incidents.cli.client import CliError
 from incidents.config import load_settings, mask_url_password
 from incidents.events.timeformat import format_micros
@@ -21,6 +25,7 @@ from incidents.store.migrate import current_revision, head_revision, migrate
 app = typer.Typer(help="Local administration (runs against IM_DATABASE_URL).", no_args_is_help=True)
 token_app = typer.Typer(help="Create, list and revoke API tokens.", no_args_is_help=True)
 app.add_typer(token_app, name="token")
+app.add_typer(outbox.app, name="outbox")
 
 
 def _engine() -> Engine:
@@ -61,6 +66,48 @@ def status_command() -> None:
         engine.dispose()
     typer.echo(f"database: {mask_url_password(settings.database_url)}")
     typer.echo(f"revision: {current or 'empty'} (newest known: {head_revision()})")
+
+
+@app.command("rebuild-projections")
+def rebuild_projections_command() -> None:
+    """Rebuild every projection (incidents, alerts, correlation groups) from the log.
+
+    Holds the log's write lock while it runs: servers on the same database keep
+    answering reads, and their appends wait until the rebuild commits.
+    """
+    # The container brings in the web stack; only this admin command needs it.
+    from incidents.app import build_container
+
+    container = build_container(load_settings())
+    try:
+        # Not container.start(): that would build never-built projections first.
+        container.appender.start()
+        total = container.reader.head_position()
+        with Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+            disable=not sys.stderr.isatty(),
+        ) as progress:
+            task = progress.add_task("folding events", total=total)
+            try:
+                report = container.incidents.rebuild(
+                    progress=lambda done: progress.update(task, completed=done)
+                )
+            except SQLAlchemyError:
+                raise
+            except Exception as exc:
+                # One transaction: a failed rebuild leaves the old projections in place.
+                reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                raise CliError(f"rebuild failed, projections unchanged: {reason}") from None
+            progress.update(task, completed=report.events)
+    finally:
+        container.close()
+    typer.echo(
+        f"rebuilt projections: {report.events} events folded, head position {report.head_position}"
+    )
 
 
 @token_app.command("create")

@@ -11,7 +11,7 @@ import typer
 from sqlalchemy.exc import SQLAlchemyError
 
 from incidents import __version__
-from incidents.cli import admin, identity, incident, timeline
+from incidents.cli import admin, correlation, identity, incident, timeline, worker
 from incidents.cli.client import ApiClient, CliError
 from incidents.cli.credentials import Credentials, save_credentials
 from incidents.config import (
@@ -29,8 +29,10 @@ app = typer.Typer(
 app.add_typer(incident.app, name="incident")
 app.add_typer(timeline.app, name="timeline")
 app.add_typer(admin.app, name="admin")
+app.add_typer(correlation.app, name="correlation")
 app.add_typer(identity.user_app, name="user")
 app.add_typer(identity.group_app, name="group")
+app.command("worker")(worker.worker)
 config_app = typer.Typer(help="Inspect the configuration.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 
@@ -68,6 +70,9 @@ def serve(
         "port": bind_port,
         "log_level": settings.log_level,
         "access_log": False,
+        # Live streams never end on their own: give them this long to finish, then close
+        # them, so a shutdown does not wait forever on open SSE or WebSocket clients.
+        "timeout_graceful_shutdown": 5,
     }
     if processes == 1:
         app = create_app(build_container(settings))

@@ -307,7 +307,18 @@ def normalize(raw: Any) -> Event:
 
     if errors:
         raise EventValidationError(errors)
-    event.body_json = orjson.dumps(event.body(), option=orjson.OPT_SORT_KEYS)
+    try:
+        event.body_json = orjson.dumps(event.body(), option=orjson.OPT_SORT_KEYS)
+    except TypeError as exc:
+        # A lone surrogate ("\ud800") is valid in JSON text but is not Unicode text.
+        raise EventValidationError(
+            [
+                FieldError(
+                    "data",
+                    f"holds text that is not valid Unicode, such as a lone surrogate ({exc})",
+                )
+            ]
+        ) from None
     event.content_hash = content_digest(event)
     return event
 

@@ -33,6 +33,7 @@ from sqlalchemy.exc import IntegrityError
 
 from incidents.events.timeformat import now_micros
 from incidents.policy.model import ATTRIBUTES, CLEARANCE_LEVELS, ROLES, Subject
+from incidents.store.engine import writes
 from incidents.store.schema import api_tokens, grants, group_members, groups, users
 
 
@@ -126,6 +127,8 @@ class Directory:
 
     def __init__(self, engine: Engine, cache_seconds: float = 5.0) -> None:
         self._engine = engine
+        # Its write transactions read first: they take the write lock at once.
+        self._writes = writes(engine)
         self._cache_seconds = cache_seconds
         self._cache: dict[str, tuple[Subject | None, float]] = {}
         self._lock = threading.Lock()
@@ -272,7 +275,7 @@ class Directory:
         now = now_micros()
         user_id = "usr_" + secrets.token_hex(8)
         try:
-            with self._engine.begin() as conn:
+            with self._writes.begin() as conn:
                 conn.execute(
                     insert(users).values(
                         user_id=user_id,
@@ -322,7 +325,7 @@ class Directory:
         """Update a user's row. A changed email revokes the tokens issued to the old one:
         tokens name their user by email, and must not pass to whoever gets it next."""
         try:
-            with self._engine.begin() as conn:
+            with self._writes.begin() as conn:
                 before = conn.execute(
                     select(users.c.email).where(users.c.user_id == user_id)
                 ).scalar_one_or_none()
@@ -369,7 +372,7 @@ class Directory:
             if ptype is PrincipalType.USER
             else (groups, groups.c.group_id, group_members.c.group_id)
         )
-        with self._engine.begin() as conn:
+        with self._writes.begin() as conn:
             if ptype is PrincipalType.USER:
                 email = conn.execute(
                     select(users.c.email).where(users.c.user_id == pid)
@@ -397,7 +400,7 @@ class Directory:
     def grant(self, ptype: PrincipalType, pid: str, kind: GrantKind, value: str) -> None:
         """Add a grant (idempotent). A clearance replaces the previous one."""
         validate_grant(kind, value)
-        with self._engine.begin() as conn:
+        with self._writes.begin() as conn:
             self._exists(conn, ptype, pid)
             if kind is GrantKind.CLEARANCE:
                 conn.execute(
@@ -425,7 +428,7 @@ class Directory:
 
     def revoke(self, ptype: PrincipalType, pid: str, kind: GrantKind, value: str) -> bool:
         """Remove a grant; return whether it existed."""
-        with self._engine.begin() as conn:
+        with self._writes.begin() as conn:
             self._exists(conn, ptype, pid)
             done = conn.execute(
                 delete(grants).where(
@@ -446,7 +449,7 @@ class Directory:
             validate_grant(kind, value)
         if kind is GrantKind.CLEARANCE and len(values) > 1:
             raise DirectoryError("a principal has at most one clearance")
-        with self._engine.begin() as conn:
+        with self._writes.begin() as conn:
             self._exists(conn, ptype, pid)
             conn.execute(
                 delete(grants).where(
@@ -491,7 +494,7 @@ class Directory:
         group_id = "grp_" + secrets.token_hex(8)
         now = now_micros()
         try:
-            with self._engine.begin() as conn:
+            with self._writes.begin() as conn:
                 conn.execute(
                     insert(groups).values(
                         group_id=group_id,
@@ -540,7 +543,7 @@ class Directory:
         if not name:
             raise DirectoryError("a group needs a name")
         try:
-            with self._engine.begin() as conn:
+            with self._writes.begin() as conn:
                 done = conn.execute(
                     update(groups)
                     .where(groups.c.group_id == group_id)
@@ -559,7 +562,7 @@ class Directory:
 
     def set_members(self, group_id: str, user_ids: list[str], *, replace: bool) -> None:
         """Add members, or replace the member list when ``replace``."""
-        with self._engine.begin() as conn:
+        with self._writes.begin() as conn:
             self._exists(conn, PrincipalType.GROUP, group_id)
             for uid in user_ids:
                 self._exists(conn, PrincipalType.USER, uid)

@@ -84,7 +84,6 @@ class ProjectionSession:
         self._dirty_groups: set[str] = set()
         self._counter: int | None = None
         self._dirty_counter = False
-        self._reserved = 0
 
     # --- reads ---------------------------------------------------------------
 
@@ -133,8 +132,9 @@ class ProjectionSession:
 
     def allocate_incident_id(self) -> str:
         """The next free ``INC-n``: gap-free, since only the log's writer allocates."""
-        self._reserved = max(self._reserved, self._highest_number()) + 1
-        return f"INC-{self._reserved}"
+        # Folding the declare event moves the counter; a declaration refused after
+        # asking leaves it where it was, so the next one takes the same number.
+        return f"INC-{self._highest_number() + 1}"
 
     # --- the fold ------------------------------------------------------------
 

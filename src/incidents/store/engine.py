@@ -70,4 +70,20 @@ def _configure_sqlite(engine: Engine, synchronous: str) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN")
+        # A transaction that reads before it writes must take the write lock first:
+        # otherwise a commit by any other connection in between (the appender, the
+        # outbox relay) makes its write fail at once with "database is locked".
+        if conn.get_execution_options().get(WRITE_OPTION):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            conn.exec_driver_sql("BEGIN")
+
+
+# Execution option for read-then-write transactions (``BEGIN IMMEDIATE`` on SQLite;
+# ignored on PostgreSQL): ``writes(engine).begin()``.
+WRITE_OPTION = "incidents_write"
+
+
+def writes(engine: Engine) -> Engine:
+    """``engine`` for transactions that read and then write (see :data:`WRITE_OPTION`)."""
+    return engine.execution_options(**{WRITE_OPTION: True})

@@ -125,6 +125,18 @@ class EventReader:
                 return
             last = rows[-1].position
 
+    def after_position(
+        self, position: int, filt: TimelineFilter, limit: int, up_to: int | None = None
+    ) -> list[StoredEvent]:
+        """Up to ``limit`` events matching ``filt`` after ``position`` (and at most
+        ``up_to``), in position order: what a live stream sends next."""
+        conds = [*_conditions(filt), _t.position > position]
+        if up_to is not None:
+            conds.append(_t.position <= up_to)
+        stmt = select(*_COLUMNS).where(and_(*conds)).order_by(_t.position).limit(limit)
+        with self._engine.connect() as conn:
+            return [StoredEvent(*row) for row in conn.execute(stmt)]
+
     def chain(self, incident_id: str | None, chunk: int = 1000) -> Iterator[StoredEvent]:
         """The events of one chain in position order."""
         cond = _t.incident_id.is_(None) if incident_id is None else _t.incident_id == incident_id

@@ -16,7 +16,14 @@ from sqlalchemy import Engine
 
 from incidents.store.errors import DedupeRace
 from incidents.store.projection_store import ProjectionStore
-from incidents.store.records import EVENT_COLUMNS, ChainHead, ExistingKey, StoredEvent
+from incidents.store.records import (
+    EVENT_COLUMNS,
+    OUTBOX_COLUMNS,
+    ChainHead,
+    ExistingKey,
+    OutboxEntry,
+    StoredEvent,
+)
 
 _COPY = f"COPY timeline_events ({', '.join(EVENT_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
 _COPY_TYPES = [
@@ -38,6 +45,17 @@ _COPY_TYPES = [
     "bytea",  # content_hash
     "bytea",  # prev_hash
     "bytea",  # hash
+]
+_COPY_OUTBOX = f"COPY outbox ({', '.join(OUTBOX_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
+_COPY_OUTBOX_TYPES = [
+    "int8",  # position
+    "text",  # aggregate_id
+    "text",  # event_type
+    "bytea",  # payload
+    "text",  # destination
+    "int8",  # created_us
+    "int8",  # next_attempt_us
+    "int4",  # attempts
 ]
 
 
@@ -83,6 +101,12 @@ class PostgresTransaction:
     def insert_events(self, rows: Sequence[StoredEvent]) -> None:
         with self._cur.copy(_COPY) as copy:
             copy.set_types(_COPY_TYPES)
+            for row in rows:
+                copy.write_row(row)
+
+    def insert_outbox(self, rows: Sequence[OutboxEntry]) -> None:
+        with self._cur.copy(_COPY_OUTBOX) as copy:
+            copy.set_types(_COPY_OUTBOX_TYPES)
             for row in rows:
                 copy.write_row(row)
 

@@ -25,6 +25,12 @@ PROJECTION_TABLES: dict[str, Table] = {
 }
 
 
+def _clean(value: Any) -> Any:
+    # PostgreSQL text cannot hold NUL; JSON (and so an event) can. The event keeps it,
+    # the projection shows U+FFFD, on both backends alike.
+    return value.replace("\x00", "\ufffd") if isinstance(value, str) else value
+
+
 class ProjectionStore:
     """Key-addressed loads and upserts of projection rows on a DB-API connection."""
 
@@ -43,11 +49,12 @@ class ProjectionStore:
         cur = self._cursor()
         # Chunked IN lists: portable, and bounded for SQLite's parameter limit.
         for start in range(0, len(keys), 500):
-            chunk = list(keys[start : start + 500])
+            asked = {_clean(k): k for k in keys[start : start + 500]}
+            chunk = list(asked)
             marks = ", ".join(self._ph for _ in chunk)
             cur.execute(f"SELECT {columns} FROM {table} WHERE {key} IN ({marks})", chunk)
             for row in cur.fetchall():
-                out[row[0]] = tuple(row)
+                out[asked.get(row[0], row[0])] = tuple(row)
         return out
 
     def save(self, table: str, rows: Sequence[Sequence[Any]]) -> None:
@@ -68,13 +75,13 @@ class ProjectionStore:
             f"VALUES ({', '.join(self._ph for _ in names)}) "
             f"ON CONFLICT ({', '.join(keys)}) {update}"
         )
-        self._cursor().executemany(sql, [tuple(r) for r in rows])
+        self._cursor().executemany(sql, [tuple(_clean(v) for v in r) for r in rows])
 
     def delete(self, table: str, column: str, values: Sequence[str]) -> None:
         """Delete the rows whose ``column`` is one of ``values``."""
         cur = self._cursor()
         for start in range(0, len(values), 500):
-            chunk = list(values[start : start + 500])
+            chunk = [_clean(v) for v in values[start : start + 500]]
             marks = ", ".join(self._ph for _ in chunk)
             cur.execute(f"DELETE FROM {table} WHERE {column} IN ({marks})", chunk)
 
@@ -83,7 +90,7 @@ class ProjectionStore:
         spec = PROJECTION_TABLES[table]
         columns = ", ".join(c.name for c in spec.columns)
         cur = self._cursor()
-        cur.execute(f"SELECT {columns} FROM {table} WHERE {column} = {self._ph}", (value,))
+        cur.execute(f"SELECT {columns} FROM {table} WHERE {column} = {self._ph}", (_clean(value),))
         return [tuple(row) for row in cur.fetchall()]
 
     def clear(self) -> None:

@@ -67,3 +67,29 @@ class ChainHead(NamedTuple):
     last_position: int
     last_hash: bytes
     event_count: int
+
+
+# Columns an append writes to ``outbox`` (the id is numbered by the database).
+OUTBOX_COLUMNS: tuple[str, ...] = (
+    "position",
+    "aggregate_id",
+    "event_type",
+    "payload",
+    "destination",
+    "created_us",
+    "next_attempt_us",
+    "attempts",
+)
+
+
+class OutboxEntry(NamedTuple):
+    """A new row of ``outbox``: one created event for one destination."""
+
+    position: int
+    aggregate_id: str | None
+    event_type: str
+    payload: bytes
+    destination: str
+    created_us: int
+    next_attempt_us: int
+    attempts: int = 0

@@ -11,6 +11,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     Index,
+    Integer,
     LargeBinary,
     MetaData,
     SmallInteger,
@@ -214,3 +215,38 @@ projection_meta = Table(
     Column("name", String, primary_key=True),
     Column("value", BigInteger, nullable=False),
 )
+
+# --- The transactional outbox: written with the events, drained by the relay. ---
+
+# One row per created event and destination. SQLite only auto-numbers an INTEGER
+# PRIMARY KEY (the rowid), hence the variant.
+outbox = Table(
+    "outbox",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("position", BigInteger, nullable=False),
+    Column("aggregate_id", String, nullable=True),
+    Column("event_type", String, nullable=False),
+    # The structured-mode CloudEvent (JSON) as the store renders it.
+    Column("payload", LargeBinary, nullable=False),
+    Column("destination", String, nullable=False),
+    Column("created_us", BigInteger, nullable=False),
+    Column("next_attempt_us", BigInteger, nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("last_error", String, nullable=True),
+    Column("processed_us", BigInteger, nullable=True),
+    # Dead-lettered: attempts ran out; only `incidents admin outbox retry` revives it.
+    Column("dead_us", BigInteger, nullable=True),
+)
+# The relay's claim: pending rows, earliest due first. Partial, so it stays as small
+# as the backlog however long processed rows are kept.
+Index(
+    "ix_outbox_pending",
+    outbox.c.next_attempt_us,
+    outbox.c.id,
+    postgresql_where=outbox.c.processed_us.is_(None) & outbox.c.dead_us.is_(None),
+    sqlite_where=outbox.c.processed_us.is_(None) & outbox.c.dead_us.is_(None),
+)
+Index("ix_outbox_processed", outbox.c.processed_us)

@@ -10,11 +10,22 @@ from typing import Any
 from sqlalchemy import Engine
 
 from incidents.store.projection_store import ProjectionStore
-from incidents.store.records import EVENT_COLUMNS, ChainHead, ExistingKey, StoredEvent
+from incidents.store.records import (
+    EVENT_COLUMNS,
+    OUTBOX_COLUMNS,
+    ChainHead,
+    ExistingKey,
+    OutboxEntry,
+    StoredEvent,
+)
 
 _INSERT = (
     f"INSERT INTO timeline_events ({', '.join(EVENT_COLUMNS)}) "
     f"VALUES ({', '.join('?' for _ in EVENT_COLUMNS)})"
+)
+_INSERT_OUTBOX = (
+    f"INSERT INTO outbox ({', '.join(OUTBOX_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in OUTBOX_COLUMNS)})"
 )
 
 
@@ -56,6 +67,9 @@ class SqliteTransaction:
 
     def insert_events(self, rows: Sequence[StoredEvent]) -> None:
         self._conn.executemany(_INSERT, rows)
+
+    def insert_outbox(self, rows: Sequence[OutboxEntry]) -> None:
+        self._conn.executemany(_INSERT_OUTBOX, rows)
 
     def save_chain_heads(self, heads: dict[str, ChainHead]) -> None:
         self._conn.executemany(

@@ -25,8 +25,9 @@ from incidents.events.timeformat import now_micros
 from incidents.policy.model import Decision
 from incidents.policy.redaction import needs_redaction
 from incidents.store.errors import DedupeRace
-from incidents.store.records import ChainHead, ExistingKey, StoredEvent
+from incidents.store.records import ChainHead, ExistingKey, OutboxEntry, StoredEvent
 from incidents.timeline.chain import GENESIS, chain_key, link_hash, row_digest
+from incidents.timeline.render import cloudevent_json
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +149,10 @@ class WriteTransaction(Protocol):
         """Store new rows (positions already assigned, in order)."""
         ...
 
+    def insert_outbox(self, rows: Sequence[OutboxEntry]) -> None:
+        """Store outbox rows for the events of this transaction."""
+        ...
+
     def save_chain_heads(self, heads: dict[str, ChainHead]) -> None:
         """Record the new tips of the chains the group extended."""
         ...
@@ -207,6 +212,29 @@ class PreparedEvent:
     digest: bytes
 
 
+def outbox_entries(
+    rows: Sequence[StoredEvent],
+    destinations: Sequence[str],
+    now_us: int,
+    bodies: Sequence[dict[str, Any]] | None = None,
+) -> list[OutboxEntry]:
+    """One outbox row per stored event and destination, due at once.
+
+    ``bodies`` (the events' bodies, as their body columns were made from) spares
+    decoding each body column again on the writer thread.
+    """
+    entries: list[OutboxEntry] = []
+    for index, row in enumerate(rows):
+        payload = cloudevent_json(row, bodies[index] if bodies is not None else None)
+        for destination in destinations:
+            entries.append(
+                OutboxEntry(
+                    row.position, row.incident_id, row.type, payload, destination, now_us, now_us
+                )
+            )
+    return entries
+
+
 def prepare(pending: Sequence[PendingEvent], now_us: int) -> list[PreparedEvent]:
     """Build rows and digests before taking the lock, so the lock is held briefly."""
     return [_prepare_one(item, now_us) for item in pending]
@@ -248,15 +276,19 @@ class AppendSession:
         tx: WriteTransaction,
         now_us: int,
         projection: Projection | None = None,
+        destinations: Sequence[str] = (),
     ) -> None:
         self.tx = tx
         self.now_us = now_us
         self.projection = projection
+        # Outbox destinations: each created event is queued for each, in this transaction.
+        self.destinations = tuple(destinations)
         self._head = 0
         self._known: dict[tuple[str, str], ExistingKey] = {}
         self._heads: dict[str, ChainHead] = {}
         self._changed: dict[str, ChainHead] = {}
         self._rows: list[StoredEvent] = []
+        self._bodies: list[dict[str, Any]] = []
 
     def begin(self, prepared: Sequence[PreparedEvent], *, optimistic: bool = False) -> None:
         """Take the log lock, loading what ``prepared`` needs in as few queries as possible.
@@ -330,6 +362,8 @@ class AppendSession:
         link = link_hash(prev_hash or GENESIS, position, prep.digest)
         row = StoredEvent._make((position, *prep.tail, prev_hash, link))
         self._rows.append(row)
+        if self.destinations:
+            self._bodies.append(event.body())
         self._changed[ckey] = ChainHead(position, link, (tip.event_count if tip else 0) + 1)
         self._known[(event.source, event.dedupe_id)] = ExistingKey(
             event.id, event.incident_id, event.content_hash, prep.item.recorded_by, event.visibility
@@ -343,9 +377,13 @@ class AppendSession:
         return self.append(_prepare_one(PendingEvent(event, recorded_by), self.now_us))
 
     def finish(self) -> None:
-        """Write the transaction's rows, chain tips, log head and projections."""
+        """Write the transaction's rows, outbox rows, chain tips, log head and projections."""
         if self._rows:
             self.tx.insert_events(self._rows)
+            if self.destinations:
+                self.tx.insert_outbox(
+                    outbox_entries(self._rows, self.destinations, self.now_us, self._bodies)
+                )
             self.tx.save_chain_heads(self._changed)
             self.tx.set_head(self._head)
         if self.projection is not None:
@@ -414,10 +452,13 @@ class GroupCommitAppender:
         *,
         max_events: int = 20_000,
         projection: ProjectionFactory | None = None,
+        outbox_destinations: Sequence[str] = (),
     ) -> None:
         self._writer = writer
         self._max_events = max_events
         self._projection = projection
+        self._destinations = tuple(outbox_destinations)
+        self._commit_listeners: list[Callable[[], None]] = []
         self._queue: queue.SimpleQueue[_Submission | object] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -429,6 +470,13 @@ class GroupCommitAppender:
                     target=self._run, name="timeline-writer", daemon=True
                 )
                 self._thread.start()
+
+    def on_commit(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` (cheap, non-blocking) after each transaction that commits.
+
+        The outbox relay uses it to wake up at once instead of at its next poll.
+        """
+        self._commit_listeners.append(listener)
 
     def stop(self) -> None:
         """Finish the queued work, then stop the writer thread."""
@@ -515,6 +563,8 @@ class GroupCommitAppender:
         except DedupeRace:
             # Rare: a concurrent writer stored one of these keys meanwhile.
             outcomes = self._transaction(group, prepared, now_us, False)
+        for listener in self._commit_listeners:
+            listener()
         for sub, (ok, value) in zip(group, outcomes, strict=True):
             if ok:
                 sub.future.set_result(value)
@@ -531,7 +581,7 @@ class GroupCommitAppender:
         outcomes: list[tuple[bool, Any]] = []
         with self._writer.transaction() as tx:
             projection = self._projection(tx.projections) if self._projection else None
-            session = AppendSession(tx, now_us, projection)
+            session = AppendSession(tx, now_us, projection, self._destinations)
             session.begin(prepared, optimistic=optimistic)
             offset = 0
             for sub in group:

@@ -35,14 +35,22 @@ def visible_body(row: StoredEvent, decision: Decision | None) -> tuple[dict[str,
 
 
 def to_cloudevent(
-    row: StoredEvent, dialect: str = "spec", decision: Decision | None = None
+    row: StoredEvent,
+    dialect: str = "spec",
+    decision: Decision | None = None,
+    *,
+    body: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The stored event as a structured-mode CloudEvent v1.0.
 
     ``dialect="spec"`` writes spec-conformant extension names (``imactor``) and lists
     as comma-separated strings; ``"dotted"`` writes the guide's ``im.actor`` spelling.
     """
-    body, redacted = visible_body(row, decision)
+    if body is None or decision is not None:
+        body, redacted = visible_body(row, decision)
+    else:
+        # The caller decoded the body column already (or holds what it was made from).
+        redacted = False
     dotted = dialect == "dotted"
     event: dict[str, Any] = {
         "specversion": SPEC_VERSION,
@@ -92,6 +100,49 @@ def to_cloudevent(
     elif "data_base64" in body:
         event["data_base64"] = body["data_base64"]
     return event
+
+
+def cloudevent_json(row: StoredEvent, body: dict[str, Any] | None = None) -> bytes:
+    """The stored event as structured-mode CloudEvent JSON (spec dialect, unredacted):
+    exactly ``orjson.dumps(to_cloudevent(row))``, made faster.
+
+    What the outbox carries to its destinations, built on the writer thread for every
+    appended event; readers apply policy on their side. ``body`` is the decoded body
+    column, when the caller has it (saves decoding it again).
+    """
+    if body is None:
+        body = body_of(row)
+    event: dict[str, Any] = {
+        "specversion": SPEC_VERSION,
+        "id": row.event_id,
+        "source": row.source,
+        "type": row.type,
+    }
+    if row.subject is not None:
+        event["subject"] = row.subject
+    event["time"] = format_micros(row.time_us)
+    if "datacontenttype" in body:
+        event["datacontenttype"] = body["datacontenttype"]
+    elif "data" in body:
+        event["datacontenttype"] = "application/json"
+    if "dataschema" in body:
+        event["dataschema"] = body["dataschema"]
+    event["imactor"] = row.actor
+    for name, value in (
+        ("imoriginid", row.origin_id),
+        ("imincidentid", row.incident_id),
+        ("imvisibility", row.visibility),
+        ("imcorrelationkey", row.correlation_key),
+        ("imfingerprint", row.fingerprint),
+    ):
+        if value is not None:
+            event[name] = value
+    event["imrecordedby"] = row.recorded_by
+    if len(body) > 1 or "data" not in body:
+        # The rarer attributes: leave them to the general renderer.
+        return orjson.dumps(to_cloudevent(row, body=body))
+    event["data"] = body["data"]
+    return orjson.dumps(event)
 
 
 def title_and_content(row: StoredEvent, body: dict[str, Any]) -> tuple[str, str | None, bool]:

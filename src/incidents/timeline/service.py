@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 
@@ -18,6 +18,7 @@ from incidents.store.event_reader import EventReader
 from incidents.store.records import StoredEvent
 from incidents.timeline.append import (
     AppendResult,
+    Command,
     GroupCommitAppender,
     Outcome,
     PendingEvent,
@@ -74,6 +75,9 @@ class TimelineService:
         self._cursors = cursors
         self._metrics = metrics
         self._tracer = tracer
+        # Set by the composition root: returns a command for requests that must not be
+        # appended as they are (alert events naming no incident go through correlation).
+        self.route: Callable[[Sequence[PendingEvent]], Command | None] | None = None
 
     def submit(self, events: Sequence[Event], recorded_by: str) -> Future[list[AppendResult]]:
         """Queue valid events for appending; the future resolves after commit."""
@@ -82,7 +86,12 @@ class TimelineService:
         span = self._tracer.start_span("timeline.append")
         span.set_attribute("timeline.events", len(events))
         pending = [PendingEvent(e, recorded_by) for e in events]
-        future = self._appender.submit(pending)
+        command = self.route(pending) if self.route is not None else None
+        future: Future[list[AppendResult]] = (
+            self._appender.submit(pending)
+            if command is None
+            else self._appender.submit_command(command)
+        )
         types = [e.type for e in events]
         future.add_done_callback(lambda done: self._finish(types, span, done))
         return future
@@ -118,16 +127,19 @@ class TimelineService:
     def incident_exists(self, incident_id: str) -> bool:
         return self._reader.chain_head(chain_key(incident_id)) is not None
 
-    def _require_incident(
-        self, incident_id: str, visibilities: frozenset[str] | None = None
-    ) -> None:
-        """404 unless the incident has an event the reader may see: an incident whose
-        events are all hidden must look exactly like one that does not exist."""
+    def incident_visible(self, incident_id: str, visibilities: frozenset[str] | None) -> bool:
+        """Whether the incident has an event the reader may see: an incident whose events
+        are all hidden must look exactly like one that does not exist."""
         exists = self.incident_exists(incident_id)
         if exists and visibilities is not None:
             visible = TimelineFilter(incident_id=incident_id, visibilities=visibilities)
             exists = bool(self._reader.page(visible, None, 1))
-        if not exists:
+        return exists
+
+    def _require_incident(
+        self, incident_id: str, visibilities: frozenset[str] | None = None
+    ) -> None:
+        if not self.incident_visible(incident_id, visibilities):
             raise NotFound(f"incident {incident_id!r} has no timeline events")
 
     def page(self, filt: TimelineFilter, cursor: str | None, limit: int) -> Page:

@@ -1,0 +1,326 @@
+"""GraphQL at ``/graphql`` (Strawberry): incidents, timelines and live subscriptions.
+
+The overview's schema: ``Incident`` with ``timeline(limit, offset)``,
+``statusBoard(persona)`` and ``connectedTickets``, and the subscriptions
+``incidentUpdated(id)`` and ``timelineEventAdded(incidentId)`` over
+graphql-transport-ws. Queries take the same filters as REST. Every value passes the
+caller's policy decision and redaction, exactly as the REST reads do: the context
+holds the one decision taken for the request (or the WebSocket connection).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Any
+
+import strawberry
+from fastapi import Depends
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import HTTPConnection
+from strawberry.fastapi import BaseContext, GraphQLRouter
+from strawberry.scalars import JSON
+
+from incidents.api.auth import decide, require
+from incidents.api.incidents import shown
+from incidents.orchestrator.listing import incident_query
+from incidents.policy.model import Action, Decision
+from incidents.store.records import StoredEvent
+from incidents.timeline.feed import StreamFilter
+from incidents.timeline.query import MAX_LIMIT, InvalidQuery, TimelineFilter
+from incidents.timeline.render import to_entry
+
+if TYPE_CHECKING:
+    from incidents.app import Container
+
+MAX_OFFSET = 10_000
+# A subscription wakes at least this often to notice a closed connection.
+_IDLE_SECONDS = 15.0
+
+
+class GraphQLContext(BaseContext):
+    """The caller's decision and the container, for every resolver of one operation."""
+
+    def __init__(self, decision: Decision, container: Container) -> None:
+        super().__init__()
+        self.decision = decision
+        self.container = container
+
+
+async def context(
+    connection: HTTPConnection, decision: Annotated[Decision, Depends(decide)]
+) -> GraphQLContext:
+    """Authenticate once per request (or WebSocket); 401 problem without a token."""
+    require(connection, decision, Action.INCIDENT_READ, "incident")
+    return GraphQLContext(decision, connection.app.state.container)
+
+
+@strawberry.enum
+class Severity(enum.Enum):
+    SEV_1 = "SEV-1"
+    SEV_2 = "SEV-2"
+    SEV_3 = "SEV-3"
+    SEV_4 = "SEV-4"
+
+
+@strawberry.enum
+class IncidentStatus(enum.Enum):
+    DRAFT = "draft"
+    OPEN = "open"
+    MITIGATED = "mitigated"
+    RESOLVED = "resolved"
+    CLOSED = "closed"
+    CANCELED = "canceled"
+
+
+@strawberry.enum
+class Persona(enum.Enum):
+    COMMANDER = "commander"
+    RESPONDER = "responder"
+    EXECUTIVE = "executive"
+    CUSTOMER = "customer"
+    COMPLIANCE = "compliance"
+
+
+@strawberry.type
+class TimelineEvent:
+    """One timeline entry, as ``GET /incidents/{id}/timeline`` shows it."""
+
+    id: str
+    position: int
+    incident_id: str | None
+    event_time: str
+    event_type: str
+    actor: str
+    title: str
+    content: str | None
+    source: str
+    created_at: str
+    visibility: str
+    data: JSON | None
+
+    @classmethod
+    def of(cls, row: StoredEvent, decision: Decision) -> TimelineEvent:
+        entry = to_entry(row, decision)
+        return cls(
+            id=entry["id"],
+            position=entry["position"],
+            incident_id=entry["incident_id"],
+            event_time=entry["event_time"],
+            event_type=entry["event_type"],
+            actor=entry["actor"],
+            title=entry["title"],
+            content=entry.get("content"),
+            source=entry["source"],
+            created_at=entry["created_at"],
+            visibility=entry["visibility"],
+            data=entry.get("data"),
+        )
+
+
+@strawberry.type
+class StatusBoard:
+    """A persona's view of an incident (filled in by the status boards)."""
+
+    persona: Persona
+    sections: list[JSON]
+
+
+@strawberry.type
+class ExternalTicket:
+    """A ticket in an ITSM system kept in sync with the incident."""
+
+    system: str
+    key: str
+    url: str | None
+    status: str | None
+
+
+@strawberry.type
+class Label:
+    key: str
+    value: str
+
+
+@strawberry.type
+class Incident:
+    """An incident as the caller may see it."""
+
+    id: strawberry.ID
+    title: str
+    severity: Severity
+    status: IncidentStatus
+    description: str
+    service: str | None
+    commander: str | None
+    classification: str
+    tier: int
+    assignees: list[str]
+    labels: list[Label]
+    roles: JSON
+    declared_at: str
+    acknowledged_at: str | None
+    mitigated_at: str | None
+    resolved_at: str | None
+    closed_at: str | None
+    updated_at: str
+    allowed_transitions: list[str]
+
+    @strawberry.field(description="The incident's timeline, oldest first.")
+    async def timeline(
+        self, info: strawberry.Info[GraphQLContext, None], limit: int = 50, offset: int = 0
+    ) -> list[TimelineEvent]:
+        if not 1 <= limit <= MAX_LIMIT:
+            raise ValueError(f"limit must be between 1 and {MAX_LIMIT}")
+        if not 0 <= offset <= MAX_OFFSET:
+            raise ValueError(f"offset must be between 0 and {MAX_OFFSET}")
+        ctx = info.context
+        filt = TimelineFilter(incident_id=str(self.id), visibilities=ctx.decision.visibilities)
+        rows = await run_in_threadpool(ctx.container.reader.page, filt, None, offset + limit)
+        return [TimelineEvent.of(row, ctx.decision) for row in rows[offset:]]
+
+    @strawberry.field(description="A persona's status board (empty until boards exist).")
+    def status_board(self, persona: Persona) -> StatusBoard:
+        return StatusBoard(persona=persona, sections=[])
+
+    @strawberry.field(description="ITSM tickets linked to the incident.")
+    def connected_tickets(self) -> list[ExternalTicket]:
+        return []
+
+    @classmethod
+    def of(cls, document: dict[str, Any]) -> Incident:
+        return cls(
+            id=strawberry.ID(document["id"]),
+            title=document["title"],
+            severity=Severity(document["severity"]),
+            status=IncidentStatus(document["status"]),
+            description=document["description"],
+            service=document["service"],
+            commander=document["commander"],
+            classification=document["classification"],
+            tier=document["tier"],
+            assignees=document["assignees"],
+            labels=[Label(key=k, value=v) for k, v in document["labels"].items()],
+            roles=document["roles"],
+            declared_at=document["declared_at"],
+            acknowledged_at=document["acknowledged_at"],
+            mitigated_at=document["mitigated_at"],
+            resolved_at=document["resolved_at"],
+            closed_at=document["closed_at"],
+            updated_at=document["updated_at"],
+            allowed_transitions=document["allowed_transitions"],
+        )
+
+
+@strawberry.type
+class IncidentPage:
+    items: list[Incident]
+    next_cursor: str | None
+
+
+def _incident(ctx: GraphQLContext, incident_id: str) -> Incident | None:
+    found = ctx.container.incidents.get(incident_id, ctx.decision.visibilities)
+    return Incident.of(shown(found, ctx.decision)) if found is not None else None
+
+
+@strawberry.type
+class Query:
+    @strawberry.field(description="One incident, or null if it does not exist or is hidden.")
+    async def incident(
+        self, info: strawberry.Info[GraphQLContext, None], id: strawberry.ID
+    ) -> Incident | None:
+        return await run_in_threadpool(_incident, info.context, str(id))
+
+    @strawberry.field(description="Incidents, newest first, with the REST list's filters.")
+    async def incidents(
+        self,
+        info: strawberry.Info[GraphQLContext, None],
+        status: list[IncidentStatus] | None = None,
+        severity: list[Severity] | None = None,
+        service: str | None = None,
+        commander: str | None = None,
+        label: list[str] | None = None,
+        q: str | None = None,
+        limit: int = 50,
+        after: str | None = None,
+    ) -> IncidentPage:
+        ctx = info.context
+        if not 1 <= limit <= MAX_LIMIT:
+            raise ValueError(f"limit must be between 1 and {MAX_LIMIT}")
+        try:
+            query = incident_query(
+                [s.value for s in status or []],
+                [s.value for s in severity or []],
+                service,
+                commander,
+                label,
+                q,
+            )
+            page = await run_in_threadpool(
+                ctx.container.incidents.page, query, ctx.decision.visibilities, after, limit
+            )
+        except InvalidQuery as exc:
+            raise ValueError(str(exc)) from None
+        return IncidentPage(
+            items=[Incident.of(shown(i, ctx.decision)) for i in page.incidents],
+            next_cursor=page.next_cursor,
+        )
+
+
+@dataclass
+class _Follow:
+    """Events of one incident as they are appended, through the live feed."""
+
+    ctx: GraphQLContext
+    incident_id: str
+
+    async def __call__(self) -> AsyncGenerator[list[StoredEvent], None]:
+        filt = StreamFilter(
+            incident_id=self.incident_id, visibilities=self.ctx.decision.visibilities
+        )
+        sub = await self.ctx.container.feed.subscribe(filt, None)
+        try:
+            while True:
+                rows = await sub.next(_IDLE_SECONDS)
+                if rows:
+                    yield rows
+        finally:
+            sub.close()
+
+
+@strawberry.type
+class Subscription:
+    @strawberry.subscription(description="The incident each time one of its events is appended.")
+    async def incident_updated(
+        self, info: strawberry.Info[GraphQLContext, None], id: strawberry.ID
+    ) -> AsyncGenerator[Incident, None]:
+        ctx = info.context
+        async for _rows in _Follow(ctx, str(id))():
+            incident = await run_in_threadpool(_incident, ctx, str(id))
+            if incident is not None:
+                yield incident
+
+    @strawberry.subscription(description="Each event appended to the incident's timeline.")
+    async def timeline_event_added(
+        self, info: strawberry.Info[GraphQLContext, None], incident_id: strawberry.ID
+    ) -> AsyncGenerator[TimelineEvent, None]:
+        ctx = info.context
+        async for rows in _Follow(ctx, str(incident_id))():
+            for row in rows:
+                yield TimelineEvent.of(row, ctx.decision)
+
+
+schema = strawberry.Schema(query=Query, subscription=Subscription)
+
+
+def graphql_router() -> GraphQLRouter[GraphQLContext, None]:
+    """The ``/graphql`` endpoint: HTTP queries and graphql-transport-ws subscriptions."""
+    return GraphQLRouter(
+        schema,
+        path="/graphql",
+        context_getter=context,
+        # The IDE page would load scripts from a CDN; the schema is introspectable instead.
+        graphql_ide=None,
+        include_in_schema=False,
+    )

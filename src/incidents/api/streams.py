@@ -1,0 +1,207 @@
+"""Live streams of timeline events: Server-Sent Events and WebSocket.
+
+Each frame carries the event's log position as its id; reconnecting with
+``Last-Event-ID`` (SSE) or ``last_event_id`` (both) resumes exactly after it, from the
+log, however long the client was away. Every frame passes the reader's policy
+decision and redaction, exactly as ``GET`` would.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Annotated
+
+import orjson
+from fastapi import APIRouter, Depends, Header, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi.responses import StreamingResponse
+
+from incidents.api.auth import authenticate, decide, require
+from incidents.api.problems import Problem
+from incidents.policy.model import Action, Decision
+from incidents.store.records import StoredEvent
+from incidents.timeline.feed import StreamFilter, Subscription
+from incidents.timeline.query import InvalidQuery, validate_type_patterns
+from incidents.timeline.render import to_entry
+
+if TYPE_CHECKING:
+    from incidents.app import Container
+
+router = APIRouter(prefix="/api/v1", tags=["streams"])
+Decided = Annotated[Decision, Depends(decide)]
+SSE_MEDIA_TYPE = "text/event-stream"
+
+
+def _container(conn: Request | WebSocket) -> Container:
+    container: Container = conn.app.state.container
+    return container
+
+
+def _resume_point(*candidates: str | None) -> int | None:
+    """The position to resume after: the first id given, which must be a position."""
+    for value in candidates:
+        if value is None or value == "":
+            continue
+        if not value.isdigit() or len(value) > 18:
+            raise InvalidQuery(
+                "last_event_id", f"must be the id of a frame (a log position), got {value!r}"
+            )
+        return int(value)
+    return None
+
+
+def _filter(decision: Decision, types: list[str] | None, incident: str | None) -> StreamFilter:
+    return StreamFilter(
+        types=validate_type_patterns(types or []),
+        incident_id=incident,
+        visibilities=decision.visibilities,
+    )
+
+
+def sse_frame(row: StoredEvent, decision: Decision) -> bytes:
+    """One event as an SSE frame: ``id`` is its position, ``event`` its type."""
+    data = orjson.dumps(to_entry(row, decision))
+    return b"id: %d\nevent: %s\ndata: %s\n\n" % (row.position, row.type.encode(), data)
+
+
+async def _sse(sub: Subscription, decision: Decision, heartbeat: float) -> AsyncIterator[bytes]:
+    try:
+        # Tells EventSource clients how long to wait before reconnecting.
+        yield b"retry: 2000\n: connected\n\n"
+        while True:
+            rows = await sub.next(heartbeat)
+            if rows is None:
+                yield b": heartbeat\n\n"
+                continue
+            yield b"".join(sse_frame(row, decision) for row in rows)
+    finally:
+        sub.close()
+
+
+async def _open_stream(
+    request: Request,
+    decision: Decision,
+    incident: str | None,
+    types: list[str] | None,
+    last_event_id: str | None,
+    after: str | None,
+) -> StreamingResponse:
+    container = _container(request)
+    try:
+        filt = _filter(decision, types, incident)
+        resume = _resume_point(last_event_id, after)
+    except InvalidQuery as exc:
+        raise Problem(
+            400,
+            "invalid-parameter",
+            str(exc),
+            title="Invalid query parameter",
+            errors=[{"field": exc.parameter, "detail": str(exc).split(": ", 1)[-1]}],
+        ) from None
+    if (
+        incident is not None
+        and container.incidents.get(incident, decision.visibilities) is None
+        and not container.timeline.incident_visible(incident, decision.visibilities)
+    ):
+        # Raw events make an incident without a projection; either way, one the reader
+        # cannot see answers like one that does not exist.
+        raise Problem(404, "incident-not-found", f"no incident {incident!r}")
+    sub = await container.feed.subscribe(filt, resume)
+    return StreamingResponse(
+        _sse(sub, decision, container.settings.stream_heartbeat_seconds),
+        media_type=SSE_MEDIA_TYPE,
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+@router.get(
+    "/events/stream",
+    summary="Stream timeline events (Server-Sent Events)",
+    response_class=StreamingResponse,
+    responses={200: {"content": {SSE_MEDIA_TYPE: {}}}},
+)
+async def stream_events(
+    request: Request,
+    decision: Decided,
+    type_: Annotated[
+        list[str] | None, Query(alias="type", description="Type globs, e.g. im.incident.*")
+    ] = None,
+    incident: Annotated[str | None, Query(description="Only this incident's events")] = None,
+    last_event_id: Annotated[str | None, Header(description="Resume after this frame id")] = None,
+    after: Annotated[
+        str | None, Query(alias="last_event_id", description="Resume after this frame id")
+    ] = None,
+) -> StreamingResponse:
+    """Every new event the caller may see, as SSE frames, with heartbeats while idle."""
+    require(request, decision, Action.READ, "timeline")
+    return await _open_stream(request, decision, incident, type_, last_event_id, after)
+
+
+@router.get(
+    "/incidents/{incident_id}/stream",
+    summary="Stream one incident's timeline (Server-Sent Events)",
+    response_class=StreamingResponse,
+    responses={200: {"content": {SSE_MEDIA_TYPE: {}}}},
+)
+async def stream_incident(
+    request: Request,
+    decision: Decided,
+    incident_id: str,
+    type_: Annotated[list[str] | None, Query(alias="type", description="Type globs")] = None,
+    last_event_id: Annotated[str | None, Header(description="Resume after this frame id")] = None,
+    after: Annotated[
+        str | None, Query(alias="last_event_id", description="Resume after this frame id")
+    ] = None,
+) -> StreamingResponse:
+    """New events of one incident, as SSE frames."""
+    require(request, decision, Action.READ, f"incident/{incident_id}")
+    return await _open_stream(request, decision, incident_id, type_, last_event_id, after)
+
+
+@router.websocket("/events/ws")
+async def events_websocket(
+    websocket: WebSocket,
+    type_: Annotated[list[str] | None, Query(alias="type")] = None,
+    incident: str | None = None,
+    last_event_id: str | None = None,
+) -> None:
+    """The SSE stream's events over a WebSocket: one JSON message per event.
+
+    Messages are ``{"kind": "event", "id": POSITION, "event": {...}}`` and, while idle,
+    ``{"kind": "heartbeat"}``. Authentication is the same bearer token, in the
+    ``Authorization`` header of the upgrade request.
+    """
+    container = _container(websocket)
+    try:
+        subject = await authenticate(websocket)
+        decision = await decide(websocket, subject)
+        require(websocket, decision, Action.READ, "timeline")
+        filt = _filter(decision, type_, incident)
+        resume = _resume_point(last_event_id)
+    except Problem as exc:
+        # 1008: policy violation (no or bad credentials, refused); the reason says why.
+        await websocket.close(code=1008, reason=exc.detail[:120])
+        return
+    except InvalidQuery as exc:
+        await websocket.close(code=1003, reason=str(exc)[:120])
+        return
+    # Subscribed before the client sees the connection open: nothing it appends after
+    # that can be missed.
+    sub = await container.feed.subscribe(filt, resume)
+    heartbeat = container.settings.stream_heartbeat_seconds
+    try:
+        await websocket.accept()
+        while True:
+            rows = await sub.next(heartbeat)
+            if rows is None:
+                await websocket.send_text('{"kind":"heartbeat"}')
+                continue
+            for row in rows:
+                message = {"kind": "event", "id": row.position, "event": to_entry(row, decision)}
+                await websocket.send_text(orjson.dumps(message).decode())
+    except (WebSocketDisconnect, RuntimeError):
+        pass
+    finally:
+        sub.close()
+        with contextlib.suppress(RuntimeError):
+            await websocket.close()

@@ -1,0 +1,1 @@
+"""The event bus and the transactional outbox that feeds it."""

@@ -1,0 +1,57 @@
+"""``incidents worker``: run only the outbox relay, for separate deployment."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from types import FrameType
+
+import typer
+
+from incidents import __version__
+from incidents.config import load_settings, mask_url_password, outbox_destinations
+from incidents.store.engine import backend_of, make_engine
+from incidents.store.migrate import migrate
+
+
+def worker() -> None:
+    """Deliver the outbox (IM_OUTBOX_*) to its destinations until interrupted.
+
+    Runs beside or instead of the relays inside `incidents serve` (set
+    IM_OUTBOX_RELAY=false there to leave delivery to workers). Several workers on one
+    PostgreSQL database share the work without delivering a row twice.
+    """
+    # Imported here: the bus adapters are only needed by this command.
+    from incidents.bus.wiring import build_bus, build_relay
+
+    settings = load_settings()
+    destinations = outbox_destinations(settings)
+    if not destinations:
+        typer.echo("error: IM_OUTBOX_DESTINATIONS is empty: nothing to deliver", err=True)
+        raise typer.Exit(1)
+    engine = make_engine(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
+    migrate(engine)
+    bus = build_bus(settings, consume=False)
+    bus.start()
+    relay = build_relay(settings, engine, backend_of(settings.database_url), bus)
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    where = mask_url_password(settings.nats_url) if settings.nats_url else "the in-process bus"
+    typer.echo(
+        f"incidents {__version__} worker: {mask_url_password(settings.database_url)} -> "
+        f"{', '.join(destinations)} ({where})",
+        err=True,
+    )
+    relay.start()
+    try:
+        stop.wait()
+    finally:
+        relay.stop()
+        bus.close()
+        engine.dispose()
+    typer.echo("worker stopped", err=True)

@@ -1,0 +1,273 @@
+"""Claiming, settling and administering outbox rows on both backends.
+
+PostgreSQL: a claim is ``SELECT ... FOR UPDATE SKIP LOCKED`` in a transaction that
+stays open while the rows are delivered and settled; relays running side by side
+skip each other's rows, and a relay that dies mid-delivery releases its rows with its
+connection (they are due again at once).
+
+SQLite has one writer at a time and a transaction held across a delivery would stall
+every append, so a claim is a short write that leases the rows (moves their
+``next_attempt_us`` past the lease); settling is a second short write. A relay that
+dies mid-delivery leaves its rows to come due again when the lease ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+from sqlalchemy import Connection, Engine, bindparam, delete, select, text, update
+
+from incidents.store.engine import Backend, writes
+from incidents.store.schema import outbox
+
+_o = outbox.c
+_PENDING = (_o.processed_us.is_(None), _o.dead_us.is_(None))
+
+
+class OutboxRecord(NamedTuple):
+    """A claimed row: what a destination needs to deliver it."""
+
+    id: int
+    position: int
+    aggregate_id: str | None
+    event_type: str
+    payload: bytes
+    destination: str
+    attempts: int
+
+
+_CLAIM_COLUMNS = (
+    _o.id,
+    _o.position,
+    _o.aggregate_id,
+    _o.event_type,
+    _o.payload,
+    _o.destination,
+    _o.attempts,
+)
+
+
+class OutboxItem(NamedTuple):
+    """A row as ``incidents admin outbox list`` shows it."""
+
+    id: int
+    position: int
+    aggregate_id: str | None
+    event_type: str
+    destination: str
+    created_us: int
+    next_attempt_us: int
+    attempts: int
+    last_error: str | None
+    processed_us: int | None
+    dead_us: int | None
+
+    @property
+    def state(self) -> str:
+        """delivered, dead, retrying (failed at least once) or pending."""
+        if self.processed_us is not None:
+            return "delivered"
+        if self.dead_us is not None:
+            return "dead"
+        return "retrying" if self.last_error is not None else "pending"
+
+
+_ITEM_COLUMNS = (
+    _o.id,
+    _o.position,
+    _o.aggregate_id,
+    _o.event_type,
+    _o.destination,
+    _o.created_us,
+    _o.next_attempt_us,
+    _o.attempts,
+    _o.last_error,
+    _o.processed_us,
+    _o.dead_us,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """A failed delivery: what to record on its row."""
+
+    id: int
+    attempts: int
+    last_error: str
+    next_attempt_us: int
+    # Set when the attempts ran out: the row is dead-lettered.
+    dead_us: int | None
+
+
+class OutboxRowNotFound(LookupError):
+    """No outbox row has the given id."""
+
+
+class OutboxStateError(ValueError):
+    """The row is not in a state the operation applies to."""
+
+
+class Claim:
+    """Rows claimed by one relay; :meth:`settle` records how their delivery went."""
+
+    def __init__(self, rows: list[OutboxRecord], settle_on: Connection | None, engine: Engine):
+        self.rows = rows
+        self._conn = settle_on
+        self._engine = engine
+
+    def settle(self, delivered: Sequence[int], failed: Sequence[Failure], now_us: int) -> None:
+        """Mark ``delivered`` processed and record each failure."""
+        if self._conn is not None:
+            _settle(self._conn, delivered, failed, now_us)
+            return
+        with self._engine.begin() as conn:
+            _settle(conn, delivered, failed, now_us)
+
+
+def _settle(
+    conn: Connection, delivered: Sequence[int], failed: Sequence[Failure], now: int
+) -> None:
+    if delivered:
+        conn.execute(
+            update(outbox)
+            .where(_o.id.in_(bindparam("ids", expanding=True)))
+            .values(processed_us=now, attempts=_o.attempts + 1, last_error=None),
+            {"ids": list(delivered)},
+        )
+    if failed:
+        conn.execute(
+            update(outbox)
+            .where(_o.id == bindparam("row_id"))
+            .values(
+                attempts=bindparam("n"),
+                last_error=bindparam("error"),
+                next_attempt_us=bindparam("due"),
+                dead_us=bindparam("dead"),
+            ),
+            [
+                {
+                    "row_id": f.id,
+                    "n": f.attempts,
+                    "error": f.last_error,
+                    "due": f.next_attempt_us,
+                    "dead": f.dead_us,
+                }
+                for f in failed
+            ],
+        )
+
+
+class OutboxStore:
+    """The outbox table, for the relay and for ``incidents admin outbox``."""
+
+    def __init__(self, engine: Engine, backend: Backend, lease_seconds: float = 60.0) -> None:
+        self._engine = engine
+        self._backend = backend
+        self._lease_us = int(lease_seconds * 1_000_000)
+
+    @contextlib.contextmanager
+    def claim(self, destinations: Sequence[str], now_us: int, limit: int) -> Iterator[Claim]:
+        """Claim up to ``limit`` due rows for ``destinations``, earliest due first.
+
+        Settle them inside the block. On PostgreSQL the claim ends with the block (an
+        exception rolls back, releasing the rows unsettled).
+        """
+        due = select(*_CLAIM_COLUMNS).where(
+            *_PENDING,
+            _o.next_attempt_us <= now_us,
+            _o.destination.in_(list(destinations)),
+        )
+        if self._backend is Backend.POSTGRESQL:
+            with self._engine.begin() as conn:
+                query = (
+                    due.order_by(_o.next_attempt_us, _o.id)
+                    .limit(limit)
+                    .with_for_update(skip_locked=True)
+                )
+                rows = [OutboxRecord(*row) for row in conn.execute(query)]
+                yield Claim(rows, conn, self._engine)
+            return
+        ids = due.with_only_columns(_o.id).order_by(_o.next_attempt_us, _o.id).limit(limit)
+        # Look before taking the write lock: the appender needs it far more often.
+        with self._engine.connect() as conn:
+            if conn.execute(ids.limit(1)).first() is None:
+                yield Claim([], None, self._engine)
+                return
+        with self._engine.begin() as conn:
+            # One statement, so the write lock is taken at once (no read-to-write upgrade).
+            leased = conn.execute(
+                update(outbox)
+                .where(_o.id.in_(ids.scalar_subquery()))
+                .values(next_attempt_us=now_us + self._lease_us)
+                .returning(*_CLAIM_COLUMNS)
+            )
+            rows = sorted((OutboxRecord(*row) for row in leased), key=lambda r: r.id)
+        yield Claim(rows, None, self._engine)
+
+    def next_due(self, destinations: Sequence[str]) -> int | None:
+        """When the earliest pending row for ``destinations`` is due (None: none pending)."""
+        query = select(_o.next_attempt_us).where(*_PENDING, _o.destination.in_(list(destinations)))
+        with self._engine.connect() as conn:
+            value = conn.execute(query.order_by(_o.next_attempt_us).limit(1)).scalar()
+        return None if value is None else int(value)
+
+    def list(self, *, failed: bool = False, limit: int = 50) -> list[OutboxItem]:
+        """Undelivered rows (pending, retrying, dead), oldest first; ``failed``: only
+        rows whose last delivery failed (retrying or dead)."""
+        query = select(*_ITEM_COLUMNS).where(_o.processed_us.is_(None))
+        if failed:
+            query = query.where(_o.last_error.is_not(None))
+        with self._engine.connect() as conn:
+            rows = conn.execute(query.order_by(_o.id).limit(limit))
+            return [OutboxItem(*row) for row in rows]
+
+    def get(self, row_id: int) -> OutboxItem:
+        """One row; raises :class:`OutboxRowNotFound`."""
+        with self._engine.connect() as conn:
+            return _get(conn, row_id)
+
+    def retry(self, row_id: int, now_us: int) -> OutboxItem:
+        """Put a dead or failing row back to pending, due now, with a fresh attempt budget."""
+        with writes(self._engine).begin() as conn:
+            item = _get(conn, row_id)
+            if item.processed_us is not None:
+                raise OutboxStateError(f"outbox row {row_id} was delivered; nothing to retry")
+            conn.execute(
+                update(outbox)
+                .where(_o.id == row_id)
+                .values(dead_us=None, attempts=0, next_attempt_us=now_us)
+            )
+            return _get(conn, row_id)
+
+    def discard(self, row_id: int) -> OutboxItem:
+        """Delete a row that should never be delivered; returns what it was."""
+        with writes(self._engine).begin() as conn:
+            item = _get(conn, row_id)
+            conn.execute(delete(outbox).where(_o.id == row_id))
+            return item
+
+    def purge(self, processed_before_us: int) -> int:
+        """Delete rows delivered before the given time; returns how many."""
+        with self._engine.begin() as conn:
+            result = conn.execute(delete(outbox).where(_o.processed_us < processed_before_us))
+            return int(result.rowcount or 0)
+
+    def counts(self) -> dict[str, int]:
+        """How many rows are pending and how many dead (for health and metrics)."""
+        query = text(
+            "SELECT count(*) FILTER (WHERE dead_us IS NULL), count(*) FILTER (WHERE dead_us IS "
+            "NOT NULL) FROM outbox WHERE processed_us IS NULL"
+        )
+        with self._engine.connect() as conn:
+            row: Any = conn.execute(query).one()
+        return {"pending": int(row[0]), "dead": int(row[1])}
+
+
+def _get(conn: Connection, row_id: int) -> OutboxItem:
+    row = conn.execute(select(*_ITEM_COLUMNS).where(_o.id == row_id)).one_or_none()
+    if row is None:
+        raise OutboxRowNotFound(f"no outbox row with id {row_id}")
+    return OutboxItem(*row)
