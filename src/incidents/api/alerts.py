@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from incidents.api.auth import decide, require
-from incidents.api.problems import Problem
+from incidents.api.problems import invalid_parameter
 from incidents.events.timeformat import format_micros
 from incidents.policy.model import Action, Decision
 from incidents.policy.redaction import redact_body
@@ -44,16 +44,6 @@ def _entry(item: ListedAlert, decision: Decision) -> dict[str, Any]:
     }
 
 
-def _bad_query(exc: InvalidQuery) -> Problem:
-    return Problem(
-        400,
-        "invalid-parameter",
-        str(exc),
-        title="Invalid query parameter",
-        errors=[{"field": exc.parameter, "detail": str(exc).split(": ", 1)[-1]}],
-    )
-
-
 @router.get("/alerts", summary="List alerts")
 async def list_alerts(
     request: Request,
@@ -79,7 +69,7 @@ async def list_alerts(
         filt = AlertFilter(status, incident_id, unattached, provider, decision.visibilities)
         page: AlertPage = await run_in_threadpool(reader.page, filt, cursor, size)
     except InvalidQuery as exc:
-        raise _bad_query(exc) from None
+        raise invalid_parameter(exc) from None
     body: dict[str, Any] = {"alerts": [_entry(item, decision) for item in page.alerts]}
     if page.next_cursor is not None:
         body["next_cursor"] = page.next_cursor

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
 from incidents.api.auth import decide, require
-from incidents.api.problems import Problem
+from incidents.api.problems import Problem, invalid_parameter
 from incidents.orchestrator.commands import (
     Acknowledge,
     AddNote,
@@ -208,16 +208,6 @@ def _classification(value: str | None) -> str | None:
     return value
 
 
-def _bad_query(exc: InvalidQuery) -> Problem:
-    return Problem(
-        400,
-        "invalid-parameter",
-        str(exc),
-        title="Invalid query parameter",
-        errors=[{"field": exc.parameter, "detail": str(exc).split(": ", 1)[-1]}],
-    )
-
-
 @router.post(
     "/incidents",
     summary="Declare an incident",
@@ -281,7 +271,7 @@ def list_incidents(
             query, decision.visibilities, cursor, validate_limit(limit)
         )
     except InvalidQuery as exc:
-        raise _bad_query(exc) from None
+        raise invalid_parameter(exc) from None
     body: dict[str, Any] = {"incidents": [shown(i, decision) for i in page.incidents]}
     if page.next_cursor is not None:
         body["next_cursor"] = page.next_cursor

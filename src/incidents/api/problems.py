@@ -15,6 +15,8 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from incidents.timeline.query import InvalidQuery
+
 log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
@@ -55,6 +57,17 @@ class Problem(Exception):
         self.errors = errors
         self.headers = headers
         self.extra = extra
+
+
+def invalid_parameter(exc: InvalidQuery) -> Problem:
+    """A 400 naming the query parameter that cannot be used."""
+    return Problem(
+        400,
+        "invalid-parameter",
+        str(exc),
+        title="Invalid query parameter",
+        errors=[{"field": exc.parameter, "detail": str(exc).split(": ", 1)[-1]}],
+    )
 
 
 def problem_response(

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request, WebSocket, WebSo
 from fastapi.responses import StreamingResponse
 
 from incidents.api.auth import authenticate, decide, require
-from incidents.api.problems import Problem
+from incidents.api.problems import Problem, invalid_parameter
 from incidents.policy.model import Action, Decision
 from incidents.store.records import StoredEvent
 from incidents.timeline.feed import StreamFilter, Subscription
@@ -91,13 +91,7 @@ async def _open_stream(
         filt = _filter(decision, types, incident)
         resume = _resume_point(last_event_id, after)
     except InvalidQuery as exc:
-        raise Problem(
-            400,
-            "invalid-parameter",
-            str(exc),
-            title="Invalid query parameter",
-            errors=[{"field": exc.parameter, "detail": str(exc).split(": ", 1)[-1]}],
-        ) from None
+        raise invalid_parameter(exc) from None
     if (
         incident is not None
         and container.incidents.get(incident, decision.visibilities) is None

@@ -13,7 +13,7 @@ from starlette.responses import Response
 
 from incidents.api.auth import decide, require
 from incidents.api.body import BodyTooLarge, read_body
-from incidents.api.problems import Problem
+from incidents.api.problems import Problem, invalid_parameter
 from incidents.events.envelope import Event, EventValidationError
 from incidents.events.parsing import (
     BATCH,
@@ -202,7 +202,7 @@ def get_event(
 def _dialect(container: Container, requested: str | None) -> str:
     chosen = requested or container.settings.export_dialect
     if chosen not in ("spec", "dotted"):
-        raise _bad_query(InvalidQuery("dialect", f"must be spec or dotted, got {chosen!r}"))
+        raise invalid_parameter(InvalidQuery("dialect", f"must be spec or dotted, got {chosen!r}"))
     return chosen
 
 
@@ -244,16 +244,6 @@ def timeline_filter(
     )
 
 
-def _bad_query(exc: InvalidQuery) -> Problem:
-    return Problem(
-        400,
-        "invalid-parameter",
-        str(exc),
-        title="Invalid query parameter",
-        errors=[{"field": exc.parameter, "detail": str(exc).split(": ", 1)[-1]}],
-    )
-
-
 @router.get("/incidents/{incident_id}/timeline", summary="Query an incident's timeline")
 def list_timeline(
     request: Request,
@@ -281,7 +271,7 @@ def list_timeline(
         filt = replace(filt, visibilities=decision.visibilities)
         page = container.timeline.page(filt, cursor, validate_limit(limit))
     except InvalidQuery as exc:
-        raise _bad_query(exc) from None
+        raise invalid_parameter(exc) from None
     except NotFound as exc:
         raise Problem(404, "incident-not-found", str(exc)) from None
     body: dict[str, Any] = {"events": [to_entry(row, decision) for row in page.events]}
@@ -326,7 +316,9 @@ def export_timeline(
     try:
         fmt = ExportFormat(format)
     except ValueError:
-        raise _bad_query(InvalidQuery("format", f"must be json or md, got {format!r}")) from None
+        raise invalid_parameter(
+            InvalidQuery("format", f"must be json or md, got {format!r}")
+        ) from None
     chosen = _dialect(container, dialect)
     try:
         export = container.timeline.export(incident_id, fmt, chosen, decision=decision)

@@ -89,6 +89,7 @@ class AppendWithCorrelation:
     rules: CorrelationRules
 
     def execute(self, session: AppendSession) -> list[AppendResult]:
+        session.prefetch_keys([(i.event.source, i.event.dedupe_id) for i in self.pending])
         return [self._one(session, item) for item in self.pending]
 
     def _one(self, session: AppendSession, item: PendingEvent) -> AppendResult:

@@ -103,6 +103,16 @@ class IngestAlerts:
     recorded_by: str
 
     def execute(self, session: AppendSession) -> list[AlertOutcome]:
+        # One query per table for the whole delivery, not one (or two) per alert.
+        session.prefetch_keys([(alert.source, alert.origin_id) for alert in self.alerts])
+        state = state_of(session)
+        state.prefetch_alerts(alert.key for alert in self.alerts)
+        state.prefetch_groups(
+            match.group_key
+            for alert in self.alerts
+            if alert.event_type == TRIGGER
+            for match in _applicable(self.rules, alert)[0]
+        )
         return [self._one(session, alert) for alert in self.alerts]
 
     def _one(self, session: AppendSession, alert: Alert) -> AlertOutcome:

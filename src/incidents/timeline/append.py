@@ -15,7 +15,7 @@ import logging
 import queue
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Protocol
@@ -285,6 +285,8 @@ class AppendSession:
         self.destinations = tuple(destinations)
         self._head = 0
         self._known: dict[tuple[str, str], ExistingKey] = {}
+        # Every key looked up so far, found or not: a miss is not asked again.
+        self._checked: set[tuple[str, str]] = set()
         self._heads: dict[str, ChainHead] = {}
         self._changed: dict[str, ChainHead] = {}
         self._rows: list[StoredEvent] = []
@@ -304,6 +306,7 @@ class AppendSession:
         else:
             self._head = self.tx.lock_head()
             self._known = self.tx.existing(keys)
+        self._checked.update(keys)
         chains = list({chain_key(p.item.event.incident_id) for p in prepared})
         self._heads = self.tx.chain_heads(chains)
         if self.projection is not None:
@@ -321,15 +324,19 @@ class AppendSession:
         """The highest position handed out so far (including this transaction's)."""
         return self._head
 
+    def prefetch_keys(self, keys: Sequence[tuple[str, str]]) -> None:
+        """Look up several dedupe keys in one query (a command about to emit many)."""
+        missing = [key for key in dict.fromkeys(keys) if key not in self._checked]
+        if missing:
+            self._known.update(self.tx.existing(missing))
+            self._checked.update(missing)
+
     def lookup(self, source: str, dedupe_id: str) -> ExistingKey | None:
         """The event stored (or appended earlier in this transaction) under a key."""
         key = (source, dedupe_id)
-        if key not in self._known:
-            found = self.tx.existing([key]).get(key)
-            if found is None:
-                return None
-            self._known[key] = found
-        return self._known[key]
+        if key not in self._checked:
+            self.prefetch_keys([key])
+        return self._known.get(key)
 
     def append(self, prep: PreparedEvent) -> AppendResult:
         """Append one event (or find its key taken); returns what became of it."""
@@ -365,6 +372,7 @@ class AppendSession:
         if self.destinations:
             self._bodies.append(event.body())
         self._changed[ckey] = ChainHead(position, link, (tip.event_count if tip else 0) + 1)
+        self._checked.add((event.source, event.dedupe_id))
         self._known[(event.source, event.dedupe_id)] = ExistingKey(
             event.id, event.incident_id, event.content_hash, prep.item.recorded_by, event.visibility
         )
@@ -435,6 +443,20 @@ class _Submission:
 
 
 _STOP = object()
+
+
+def _settle(
+    future: Future[Any], *, result: Any = None, error: BaseException | None = None
+) -> None:
+    """Answer a request, unless its caller gave up (a client that disconnected
+    cancels its future; what it asked for is committed all the same)."""
+    try:
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+    except InvalidStateError:
+        pass
 
 
 class GroupCommitAppender:
@@ -537,7 +559,7 @@ class GroupCommitAppender:
             except queue.Empty:
                 break
             if isinstance(item, _Submission):
-                item.future.set_exception(RuntimeError("the appender stopped"))
+                _settle(item.future, error=RuntimeError("the appender stopped"))
 
     def _commit(self, group: list[_Submission]) -> None:
         try:
@@ -545,7 +567,7 @@ class GroupCommitAppender:
         except Exception as exc:
             if len(group) == 1:
                 log.exception("append transaction failed for %d events", len(group[0].pending))
-                group[0].future.set_exception(exc)
+                _settle(group[0].future, error=exc)
                 return
             # One request's events must not fail the others they happened to share a
             # transaction with: try each on its own, so only the culprit fails.
@@ -567,9 +589,9 @@ class GroupCommitAppender:
             listener()
         for sub, (ok, value) in zip(group, outcomes, strict=True):
             if ok:
-                sub.future.set_result(value)
+                _settle(sub.future, result=value)
             else:
-                sub.future.set_exception(value)
+                _settle(sub.future, error=value)
 
     def _transaction(
         self,

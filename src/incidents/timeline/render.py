@@ -34,6 +34,26 @@ def visible_body(row: StoredEvent, decision: Decision | None) -> tuple[dict[str,
     return redact_body(body, decision)
 
 
+def _context_attributes(row: StoredEvent, body: dict[str, Any]) -> dict[str, Any]:
+    """The CloudEvent's required and optional context attributes, in spec order."""
+    event: dict[str, Any] = {
+        "specversion": SPEC_VERSION,
+        "id": row.event_id,
+        "source": row.source,
+        "type": row.type,
+    }
+    if row.subject is not None:
+        event["subject"] = row.subject
+    event["time"] = format_micros(row.time_us)
+    if "datacontenttype" in body:
+        event["datacontenttype"] = body["datacontenttype"]
+    elif "data" in body:
+        event["datacontenttype"] = "application/json"
+    if "dataschema" in body:
+        event["dataschema"] = body["dataschema"]
+    return event
+
+
 def to_cloudevent(
     row: StoredEvent,
     dialect: str = "spec",
@@ -52,21 +72,7 @@ def to_cloudevent(
         # The caller decoded the body column already (or holds what it was made from).
         redacted = False
     dotted = dialect == "dotted"
-    event: dict[str, Any] = {
-        "specversion": SPEC_VERSION,
-        "id": row.event_id,
-        "source": row.source,
-        "type": row.type,
-    }
-    if row.subject is not None:
-        event["subject"] = row.subject
-    event["time"] = format_micros(row.time_us)
-    if "datacontenttype" in body:
-        event["datacontenttype"] = body["datacontenttype"]
-    elif "data" in body:
-        event["datacontenttype"] = "application/json"
-    if "dataschema" in body:
-        event["dataschema"] = body["dataschema"]
+    event = _context_attributes(row, body)
 
     def put(ext: Extension, value: Any) -> None:
         if value is not None:
@@ -112,21 +118,7 @@ def cloudevent_json(row: StoredEvent, body: dict[str, Any] | None = None) -> byt
     """
     if body is None:
         body = body_of(row)
-    event: dict[str, Any] = {
-        "specversion": SPEC_VERSION,
-        "id": row.event_id,
-        "source": row.source,
-        "type": row.type,
-    }
-    if row.subject is not None:
-        event["subject"] = row.subject
-    event["time"] = format_micros(row.time_us)
-    if "datacontenttype" in body:
-        event["datacontenttype"] = body["datacontenttype"]
-    elif "data" in body:
-        event["datacontenttype"] = "application/json"
-    if "dataschema" in body:
-        event["dataschema"] = body["dataschema"]
+    event = _context_attributes(row, body)
     event["imactor"] = row.actor
     for name, value in (
         ("imoriginid", row.origin_id),
