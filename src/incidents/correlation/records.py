@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -39,7 +39,8 @@ class AlertRecord:
             self.first_us,
             self.last_us,
             self.last_position,
-            orjson.dumps(asdict(self)),
+            # orjson encodes dataclasses natively, much faster than asdict().
+            orjson.dumps(self),
         )
 
     @classmethod

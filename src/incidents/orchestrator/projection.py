@@ -14,6 +14,7 @@ from typing import Any, Protocol
 import orjson
 
 from incidents.correlation.records import AlertRecord, GroupRecord
+from incidents.events.envelope import Event
 from incidents.orchestrator.incident import (
     INCIDENT_TYPES,
     Fact,
@@ -26,6 +27,8 @@ from incidents.store.records import StoredEvent
 
 ALERT_TYPES = frozenset({"im.alert.trigger", "im.alert.acknowledge", "im.alert.resolve"})
 PROJECTED_TYPES = INCIDENT_TYPES | ALERT_TYPES
+# Types whose incident the fold may load (prefetched for a batch in one query).
+_FOLDED_PREFIXES = ("im.incident.", "im.alert.", "im.note.")
 _COUNTER = "incident_number"
 BUILT = "built"
 
@@ -61,14 +64,21 @@ def fact_of(row: StoredEvent) -> Fact:
     )
 
 
-def alert_key_of(fact: Fact, row: StoredEvent) -> str:
+def alert_key(
+    data: object, source: str, fingerprint: str | None, origin_id: str | None, event_id: str
+) -> str:
     """The alert an alert event is about: the provider's key, else the event's own ids."""
-    alert = fact.data.get("alert")
+    alert = data.get("alert") if isinstance(data, dict) else None
     if isinstance(alert, dict) and isinstance(alert.get("key"), str) and alert["key"]:
         return str(alert["key"])
-    if row.fingerprint:
-        return f"{row.source}:{row.fingerprint}"
-    return f"{row.source}:{row.origin_id or row.event_id}"
+    if fingerprint:
+        return f"{source}:{fingerprint}"
+    return f"{source}:{origin_id or event_id}"
+
+
+def alert_key_of(fact: Fact, row: StoredEvent) -> str:
+    """The alert key of a stored alert event."""
+    return alert_key(fact.data, row.source, row.fingerprint, row.origin_id, row.event_id)
 
 
 class ProjectionSession:
@@ -86,6 +96,20 @@ class ProjectionSession:
         self._dirty_counter = False
 
     # --- reads ---------------------------------------------------------------
+
+    def prepare(self, events: Sequence[Event]) -> None:
+        """Load what folding ``events`` will need, one query per table."""
+        self.prefetch(
+            e.incident_id
+            for e in events
+            if e.incident_id is not None
+            and e.type.startswith(("im.incident.", "im.alert.", "im.note."))
+        )
+        self.prefetch_alerts(
+            alert_key(e.data, e.source, e.fingerprint, e.origin_id, e.id)
+            for e in events
+            if e.type in ALERT_TYPES
+        )
 
     def prefetch(self, incident_ids: Iterable[str]) -> None:
         """Load several incidents in one query (for a batch about to be folded)."""

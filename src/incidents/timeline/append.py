@@ -14,7 +14,7 @@ import contextlib
 import logging
 import queue
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass
 from enum import Enum
@@ -191,7 +191,9 @@ class ProjectionRows(Protocol):
 class Projection(Protocol):
     """State derived from events, updated in the transaction that stores them."""
 
-    def prefetch(self, incident_ids: Iterable[str]) -> None: ...
+    def prepare(self, events: Sequence[Event]) -> None:
+        """Load what folding these events will need (before they are appended)."""
+        ...
 
     def fold(self, row: StoredEvent) -> None: ...
 
@@ -310,14 +312,7 @@ class AppendSession:
         chains = list({chain_key(p.item.event.incident_id) for p in prepared})
         self._heads = self.tx.chain_heads(chains)
         if self.projection is not None:
-            self.projection.prefetch(
-                {
-                    p.item.event.incident_id
-                    for p in prepared
-                    if p.item.event.incident_id is not None
-                    and p.item.event.type.startswith(("im.incident.", "im.alert.", "im.note."))
-                }
-            )
+            self.projection.prepare([p.item.event for p in prepared])
 
     @property
     def head_position(self) -> int:
@@ -445,9 +440,7 @@ class _Submission:
 _STOP = object()
 
 
-def _settle(
-    future: Future[Any], *, result: Any = None, error: BaseException | None = None
-) -> None:
+def _settle(future: Future[Any], *, result: Any = None, error: BaseException | None = None) -> None:
     """Answer a request, unless its caller gave up (a client that disconnected
     cancels its future; what it asked for is committed all the same)."""
     try:
