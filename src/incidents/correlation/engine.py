@@ -107,15 +107,33 @@ class IngestAlerts:
         session.prefetch_keys([(alert.source, alert.origin_id) for alert in self.alerts])
         state = state_of(session)
         state.prefetch_alerts(alert.key for alert in self.alerts)
-        state.prefetch_groups(
-            match.group_key
+        # Fingerprints are computed once per alert, here, and reused when deciding.
+        applicable = [
+            _applicable(self.rules, alert) if alert.event_type == TRIGGER else ([], [])
             for alert in self.alerts
-            if alert.event_type == TRIGGER
-            for match in _applicable(self.rules, alert)[0]
-        )
-        return [self._one(session, alert) for alert in self.alerts]
+        ]
+        group_keys = [match.group_key for matches, _ in applicable for match in matches]
+        state.prefetch_groups(group_keys)
+        # The incidents those alerts and groups point at, and their chain tips.
+        targets = {g.incident_id for g in map(state.group, group_keys) if g is not None}
+        targets |= {
+            r.incident_id
+            for r in map(state.alert, (alert.key for alert in self.alerts))
+            if r is not None and r.incident_id is not None
+        }
+        state.prefetch(targets)
+        session.prefetch_chains(targets)
+        return [
+            self._one(session, alert, found)
+            for alert, found in zip(self.alerts, applicable, strict=True)
+        ]
 
-    def _one(self, session: AppendSession, alert: Alert) -> AlertOutcome:
+    def _one(
+        self,
+        session: AppendSession,
+        alert: Alert,
+        applicable: tuple[list[_Match], list[dict[str, Any]]],
+    ) -> AlertOutcome:
         state = state_of(session)
         prior = session.lookup(alert.source, alert.origin_id)
         if prior is not None:
@@ -130,17 +148,20 @@ class IngestAlerts:
                 prior.incident_id,
             )
         if alert.event_type == TRIGGER:
-            return self._trigger(session, state, alert)
+            return self._trigger(session, state, alert, applicable)
         return self._follow(session, state, alert)
 
     # --- firing ----------------------------------------------------------------
 
     def _trigger(
-        self, session: AppendSession, state: ProjectionSession, alert: Alert
+        self,
+        session: AppendSession,
+        state: ProjectionSession,
+        alert: Alert,
+        applicable: tuple[list[_Match], list[dict[str, Any]]],
     ) -> AlertOutcome:
         at = alert.time_us
-        matches, skipped = _applicable(self.rules, alert)
-        state.prefetch_groups(m.group_key for m in matches)
+        matches, skipped = applicable
         target: str | None = None
         chosen: _Match | None = None
         reason = ""

@@ -9,7 +9,7 @@ unchanged, so replaying the log always gives the same state.
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -95,7 +95,8 @@ class Incident:
         return self.roles.get("commander")
 
     def to_json(self) -> bytes:
-        return orjson.dumps(asdict(self))
+        # orjson encodes dataclasses natively, much faster than asdict().
+        return orjson.dumps(self)
 
     @classmethod
     def from_json(cls, raw: bytes) -> Incident:

@@ -28,7 +28,9 @@ PROJECTION_TABLES: dict[str, Table] = {
 def _clean(value: Any) -> Any:
     # PostgreSQL text cannot hold NUL; JSON (and so an event) can. The event keeps it,
     # the projection shows U+FFFD, on both backends alike.
-    return value.replace("\x00", "\ufffd") if isinstance(value, str) else value
+    if isinstance(value, str) and "\x00" in value:
+        return value.replace("\x00", "\ufffd")
+    return value
 
 
 class ProjectionStore:

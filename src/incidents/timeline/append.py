@@ -14,7 +14,7 @@ import contextlib
 import logging
 import queue
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass
 from enum import Enum
@@ -290,6 +290,8 @@ class AppendSession:
         # Every key looked up so far, found or not: a miss is not asked again.
         self._checked: set[tuple[str, str]] = set()
         self._heads: dict[str, ChainHead] = {}
+        # Chains whose tip was looked up, found or not.
+        self._chains_checked: set[str] = set()
         self._changed: dict[str, ChainHead] = {}
         self._rows: list[StoredEvent] = []
         self._bodies: list[dict[str, Any]] = []
@@ -311,6 +313,7 @@ class AppendSession:
         self._checked.update(keys)
         chains = list({chain_key(p.item.event.incident_id) for p in prepared})
         self._heads = self.tx.chain_heads(chains)
+        self._chains_checked.update(chains)
         if self.projection is not None:
             self.projection.prepare([p.item.event for p in prepared])
 
@@ -325,6 +328,14 @@ class AppendSession:
         if missing:
             self._known.update(self.tx.existing(missing))
             self._checked.update(missing)
+
+    def prefetch_chains(self, incident_ids: Iterable[str | None]) -> None:
+        """Load the chain tips of several incidents in one query (a command about to
+        append to many)."""
+        keys = [k for k in {chain_key(i) for i in incident_ids} if k not in self._chains_checked]
+        if keys:
+            self._heads.update(self.tx.chain_heads(keys))
+            self._chains_checked.update(keys)
 
     def lookup(self, source: str, dedupe_id: str) -> ExistingKey | None:
         """The event stored (or appended earlier in this transaction) under a key."""
@@ -355,11 +366,9 @@ class AppendSession:
         ckey = chain_key(event.incident_id)
         tip = self._changed.get(ckey)
         if tip is None:
+            if ckey not in self._chains_checked:
+                self.prefetch_chains([event.incident_id])
             tip = self._heads.get(ckey)
-            if tip is None and ckey not in self._heads:
-                tip = self.tx.chain_heads([ckey]).get(ckey)
-                if tip is not None:
-                    self._heads[ckey] = tip
         prev_hash = tip.last_hash if tip is not None else None
         link = link_hash(prev_hash or GENESIS, position, prep.digest)
         row = StoredEvent._make((position, *prep.tail, prev_hash, link))
