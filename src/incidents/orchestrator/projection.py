@@ -9,7 +9,7 @@ changed in the same transaction as the events.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 
@@ -24,6 +24,7 @@ from incidents.orchestrator.incident import (
     incident_number,
 )
 from incidents.store.records import StoredEvent
+from incidents.timeline.append import ProjectionRows
 
 ALERT_TYPES = frozenset({"im.alert.trigger", "im.alert.acknowledge", "im.alert.resolve"})
 PROJECTED_TYPES = INCIDENT_TYPES | ALERT_TYPES
@@ -31,20 +32,6 @@ PROJECTED_TYPES = INCIDENT_TYPES | ALERT_TYPES
 _FOLDED_PREFIXES = ("im.incident.", "im.alert.", "im.note.")
 _COUNTER = "incident_number"
 BUILT = "built"
-
-
-class ProjectionRows(Protocol):
-    """The storage a session reads and writes (SQL in a transaction, or memory)."""
-
-    def load(self, table: str, keys: Sequence[str]) -> dict[str, tuple[Any, ...]]: ...
-
-    def save(self, table: str, rows: Sequence[Sequence[Any]]) -> None: ...
-
-    def delete(self, table: str, column: str, values: Sequence[str]) -> None: ...
-
-    def select(self, table: str, column: str, value: str) -> list[tuple[Any, ...]]: ...
-
-    def clear(self) -> None: ...
 
 
 def fact_of(row: StoredEvent) -> Fact:
@@ -94,6 +81,8 @@ class ProjectionSession:
         self._dirty_groups: set[str] = set()
         self._counter: int | None = None
         self._dirty_counter = False
+        # Alert keys that had no row when loaded (inserted, not upserted, on flush).
+        self._new_alerts: set[str] = set()
 
     # --- reads ---------------------------------------------------------------
 
@@ -130,6 +119,8 @@ class ProjectionSession:
         for key in missing:
             row = found.get(key)
             self._alerts[key] = AlertRecord.from_row(row) if row else None
+            if row is None:
+                self._new_alerts.add(key)
 
     def alert(self, key: str) -> AlertRecord | None:
         if key not in self._alerts:
@@ -304,8 +295,12 @@ class ProjectionSession:
     # --- writing back --------------------------------------------------------
 
     def _flush_alerts(self) -> None:
-        alerts = [self._alerts[k] for k in sorted(self._dirty_alerts)]
-        self._rows.save("alerts", [a.to_row() for a in alerts if a is not None])
+        # Alerts with no row when loaded are inserted; the rest replace their rows.
+        new = sorted(self._dirty_alerts & self._new_alerts)
+        changed = sorted(self._dirty_alerts - self._new_alerts)
+        self._rows.insert("alerts", [a.to_row() for k in new if (a := self._alerts[k])])
+        self._rows.save("alerts", [a.to_row() for k in changed if (a := self._alerts[k])])
+        self._new_alerts.difference_update(new)
         self._dirty_alerts.clear()
 
     def _flush_groups(self) -> None:

@@ -79,6 +79,9 @@ class MemoryProjectionRows:
             values = tuple(row)
             self._put(table, self._store.key_of(table, values), values)
 
+    def insert(self, table: str, rows: Sequence[Sequence[Any]]) -> None:
+        self.save(table, rows)
+
     def delete(self, table: str, column: str, values: Sequence[str]) -> None:
         index = self._store.column(table, column)
         wanted = set(values)

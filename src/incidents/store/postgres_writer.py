@@ -63,7 +63,7 @@ class PostgresTransaction:
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
         self._conn = conn
         self._cur = conn.cursor()
-        self.projections = ProjectionStore(lambda: self._cur, "%s")
+        self.projections = ProjectionStore(lambda: self._cur, "%s", copy=True)
 
     def lock_head(self) -> int:
         self._cur.execute("SELECT position FROM log_head WHERE id = 1 FOR UPDATE")
