@@ -81,6 +81,18 @@ def test_incident_query_with_timeline(site: Site) -> None:
         'query { incident(id: "INC-1") { timeline(limit: 1, offset: 1) { eventType } } }'
     )
     assert offset["data"]["incident"]["timeline"] == [{"eventType": "im.note.add"}]
+    filtered = site.gql(
+        'query { incident(id: "INC-1") { a: timeline(type: ["im.note.*"]) { eventType } '
+        'b: timeline(order: "desc", limit: 1) { eventType } '
+        'c: timeline(from: "2999-01-01T00:00:00Z") { eventType } } }'
+    )["data"]["incident"]
+    assert filtered == {
+        "a": [{"eventType": "im.note.add"}],
+        "b": [{"eventType": "im.note.add"}],
+        "c": [],
+    }
+    bad = site.gql('query { incident(id: "INC-1") { timeline(from: "yesterday") { id } } }')
+    assert "from" in bad["errors"][0]["message"]
 
 
 def test_incidents_query_filters_and_pages(site: Site) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import AsyncGenerator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
@@ -24,11 +24,12 @@ from strawberry.scalars import JSON
 
 from incidents.api.auth import decide, require
 from incidents.api.incidents import shown
+from incidents.api.timeline import timeline_filter
 from incidents.orchestrator.listing import incident_query
 from incidents.policy.model import Action, Decision
 from incidents.store.records import StoredEvent
 from incidents.timeline.feed import StreamFilter
-from incidents.timeline.query import MAX_LIMIT, InvalidQuery, TimelineFilter
+from incidents.timeline.query import MAX_LIMIT, InvalidQuery
 from incidents.timeline.render import to_entry
 
 if TYPE_CHECKING:
@@ -167,16 +168,36 @@ class Incident:
     updated_at: str
     allowed_transitions: list[str]
 
-    @strawberry.field(description="The incident's timeline, oldest first.")
+    @strawberry.field(
+        description="The incident's timeline (oldest first; order: desc for newest), with "
+        "the filters of GET /api/v1/incidents/{id}/timeline."
+    )
     async def timeline(
-        self, info: strawberry.Info[GraphQLContext, None], limit: int = 50, offset: int = 0
+        self,
+        info: strawberry.Info[GraphQLContext, None],
+        limit: int = 50,
+        offset: int = 0,
+        type: list[str] | None = None,
+        from_: Annotated[str | None, strawberry.argument(name="from")] = None,
+        to: str | None = None,
+        actor: str | None = None,
+        correlation_key: str | None = None,
+        fingerprint: str | None = None,
+        order: str = "asc",
     ) -> list[TimelineEvent]:
         if not 1 <= limit <= MAX_LIMIT:
             raise ValueError(f"limit must be between 1 and {MAX_LIMIT}")
         if not 0 <= offset <= MAX_OFFSET:
             raise ValueError(f"offset must be between 0 and {MAX_OFFSET}")
         ctx = info.context
-        filt = TimelineFilter(incident_id=str(self.id), visibilities=ctx.decision.visibilities)
+        try:
+            # The same filters, checked the same way, as GET /incidents/{id}/timeline.
+            filt = timeline_filter(
+                str(self.id), type, from_, to, actor, correlation_key, fingerprint, order
+            )
+        except InvalidQuery as exc:
+            raise ValueError(str(exc)) from None
+        filt = replace(filt, visibilities=ctx.decision.visibilities)
         rows = await run_in_threadpool(ctx.container.reader.page, filt, None, offset + limit)
         return [TimelineEvent.of(row, ctx.decision) for row in rows[offset:]]
 
