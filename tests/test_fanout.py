@@ -38,7 +38,7 @@ def _start(
             "IM_NATS_URL": NATS_URL,
             "IM_NATS_STREAM": bus.name,
             "IM_NATS_SUBJECT_PREFIX": bus.prefix,
-            "IM_NATS_CONSUMER": name,
+            # No consumer name: each server derives its own from where it listens.
             # Far above how long the test waits: only the bus can wake the stream.
             "IM_STREAM_POLL_SECONDS": "30",
             "IM_LOG_LEVEL": "warning",

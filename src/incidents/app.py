@@ -8,7 +8,8 @@ CLI's local admin commands, tests, benchmarks) get what they need from a
 from __future__ import annotations
 
 import gc
-from dataclasses import dataclass, field
+import os
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -21,7 +22,7 @@ from incidents.api.factory import build_api
 from incidents.bus.memory import InProcessBus
 from incidents.bus.message import Bus
 from incidents.bus.relay import OutboxRelay
-from incidents.bus.wiring import build_bus, build_relay
+from incidents.bus.wiring import build_bus, build_relay, default_consumer_name
 from incidents.config import Settings, load_settings, oidc_enabled, outbox_destinations
 from incidents.connectors.cloudevents import correlation_route
 from incidents.connectors.integrations import Integrations, parse_integrations
@@ -200,7 +201,12 @@ def create_worker_app() -> FastAPI:
     The parent process has applied the migrations already.
     """
     tune_runtime()
-    return build_api(build_container(apply_migrations=False))
+    settings = load_settings()
+    if settings.nats_url and not settings.nats_consumer:
+        # Workers share a port: each needs a bus consumer of its own to see every event.
+        name = f"{default_consumer_name(settings.port)}-{os.getpid()}"
+        settings = replace(settings, nats_consumer=name)
+    return build_api(build_container(settings, apply_migrations=False))
 
 
 def create_app(container: Container | None = None) -> FastAPI:

@@ -39,6 +39,8 @@ from incidents.bus.message import (
 log = logging.getLogger(__name__)
 
 MSG_ID = "Nats-Msg-Id"
+CONSUMER_INACTIVE_SECONDS = 3600.0
+
 # The event's log position and type travel as headers, so a consumer can route and
 # resume without parsing the payload.
 POSITION_HEADER = "Im-Position"
@@ -131,6 +133,9 @@ class NatsBus:
                 # A new instance follows from now on; one that restarts resumes.
                 deliver_policy=DeliverPolicy.NEW,
                 filter_subject=subjects[0],
+                # A consumer nobody has read for an hour (an instance gone for good, a
+                # worker process replaced) is removed by the server.
+                inactive_threshold=CONSUMER_INACTIVE_SECONDS,
             )
             subscription = await self._js.pull_subscribe(
                 subjects[0], durable=self._consumer, stream=self._stream, config=config

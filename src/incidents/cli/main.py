@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from dataclasses import replace
 from typing import Annotated
 
 import typer
@@ -60,6 +61,10 @@ def serve(
     settings = load_settings()
     processes = workers or settings.workers
     bind_host, bind_port = host or settings.host, port or settings.port
+    # The instance is known by where it listens (its bus consumer is named after it);
+    # worker processes read their settings from the environment.
+    settings = replace(settings, host=bind_host, port=bind_port)
+    os.environ["IM_HOST"], os.environ["IM_PORT"] = bind_host, str(bind_port)
     typer.echo(
         f"incidents {__version__}: {mask_url_password(settings.database_url)} "
         f"on http://{bind_host}:{bind_port} ({processes} worker{'s' if processes > 1 else ''})",
