@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 
 from incidents.app import Container, build_container, create_app
 from incidents.cli.main import app
-from incidents.store.engine import make_engine
+from incidents.store.engine import make_engine, writes
 from tests.conftest import event, grant_access, make_settings
 
 CONSOLE_SCRIPT = Path(sys.executable).with_name("incidents")
@@ -839,7 +839,7 @@ def test_export_into_a_missing_directory(cli: Cli, incident: str, tmp_path: Path
 def test_verify_tampered_chain_exits_3(cli: Cli, incident: str) -> None:
     engine = make_engine(cli.server.database_url)
     try:
-        with engine.begin() as conn:
+        with writes(engine).begin() as conn:
             # Go around the append-only triggers, as someone with direct database access could.
             if engine.dialect.name == "sqlite":
                 conn.exec_driver_sql("DROP TRIGGER timeline_events_no_update")

@@ -44,6 +44,7 @@ from incidents.orchestrator.commands import (
 )
 from incidents.orchestrator.lifecycle import Status
 from incidents.orchestrator.projection import BUILT
+from incidents.store.engine import writes
 from incidents.store.projection_store import PROJECTION_TABLES
 from incidents.store.schema import incidents
 from incidents.timeline.append import AppendSession, Command, Rejected
@@ -405,7 +406,7 @@ def test_admin_rebuild_projections_end_to_end(sqlite_url: str) -> None:
         live = snapshot(container.engine)
         head = container.reader.head_position()
         # Lose the projections (as after restoring the log alone from a backup).
-        with container.engine.begin() as conn:
+        with writes(container.engine).begin() as conn:
             for table in PROJECTION_TABLES.values():
                 conn.execute(table.delete())
     finally:

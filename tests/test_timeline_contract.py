@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
+from incidents.store.engine import writes
 from tests.conftest import Api, event, grant_access
 
 
@@ -491,7 +492,7 @@ def test_verify_reports_an_intact_chain(api: Api) -> None:
 
 
 def _disable_append_only(api: Api) -> None:
-    with api.container.engine.begin() as conn:
+    with writes(api.container.engine).begin() as conn:
         if conn.dialect.name == "postgresql":
             conn.execute(text("ALTER TABLE timeline_events DISABLE TRIGGER USER"))
         else:
@@ -505,7 +506,8 @@ def test_the_database_refuses_updates_and_deletes(api: Api) -> None:
         "UPDATE timeline_events SET actor = 'mallory'",
         "DELETE FROM timeline_events",
     ):
-        with pytest.raises(Exception, match="append-only"), api.container.engine.begin() as conn:
+        engine = writes(api.container.engine)
+        with pytest.raises(Exception, match="append-only"), engine.begin() as conn:
             conn.execute(text(statement))
     assert _count(api) == 1
 
@@ -513,7 +515,7 @@ def test_the_database_refuses_updates_and_deletes(api: Api) -> None:
 def test_verify_finds_a_changed_event(api: Api) -> None:
     _seed(api)
     _disable_append_only(api)
-    with api.container.engine.begin() as conn:
+    with writes(api.container.engine).begin() as conn:
         position = conn.execute(
             text("SELECT position FROM timeline_events WHERE event_id = 'evt-3'")
         ).scalar_one()
@@ -529,7 +531,7 @@ def test_verify_finds_a_changed_event(api: Api) -> None:
 def test_verify_finds_a_removed_event_and_a_truncated_tail(api: Api) -> None:
     _seed(api)
     _disable_append_only(api)
-    with api.container.engine.begin() as conn:
+    with writes(api.container.engine).begin() as conn:
         positions = [
             row[0]
             for row in conn.execute(
@@ -542,7 +544,7 @@ def test_verify_finds_a_removed_event_and_a_truncated_tail(api: Api) -> None:
         conn.execute(text("DELETE FROM timeline_events WHERE position = :p"), {"p": positions[-1]})
     body = api.get("/api/v1/incidents/INC-1/timeline/verify").json()
     assert body["intact"] is False
-    with api.container.engine.begin() as conn:
+    with writes(api.container.engine).begin() as conn:
         conn.execute(text("DELETE FROM timeline_events WHERE position = :p"), {"p": positions[2]})
     body = api.get("/api/v1/incidents/INC-1/timeline/verify").json()
     assert body["intact"] is False
