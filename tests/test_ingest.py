@@ -171,6 +171,18 @@ def test_second_token_of_a_rotation_works_and_a_bad_token_is_401(ingest: Ingest)
         (lambda d: d["alerts"][1].update(startsAt="yesterday"), 422, "alerts[1].startsAt"),
         (lambda d: d["alerts"][0].update(labels={"a": 1}), 422, "alerts[0].labels.a"),
         (lambda d: d.update(version="3"), 422, "version"),
+        (
+            lambda d: d["alerts"][0].update(startsAt="0001-01-01T00:00:00.000Z"),
+            422,
+            "alerts[0].startsAt",
+        ),
+        (
+            lambda d: d["alerts"][0].update(startsAt="0001-01-01T00:00:00+01:00"),
+            422,
+            "alerts[0].startsAt",
+        ),
+        (lambda d: d["alerts"][0].update(fingerprint="f" * 5000), 422, "alerts[0].fingerprint"),
+        (lambda d: d["alerts"][0].update(fingerprint="a\nb"), 422, "alerts[0].fingerprint"),
     ],
 )
 def test_malformed_alertmanager_payload_is_a_problem_naming_the_field(

@@ -117,16 +117,21 @@ _QUERY_PASSWORD = re.compile(r"([?&](?:password|sslpassword)=)[^&]*", re.IGNOREC
 
 
 def mask_url_password(url: str) -> str:
-    """Mask the password of a URL: ``user:password@`` and ``?password=`` alike."""
+    """Mask the credentials of a URL: ``user:password@``, a bare ``token@`` and
+    ``?password=`` alike; each URL of a comma-separated list (NATS servers)."""
+    if "," in url:
+        return ",".join(mask_url_password(part) for part in url.split(","))
     url = _QUERY_PASSWORD.sub(r"\1***", url)
     scheme, sep, rest = url.partition("://")
-    if not sep or "@" not in rest:
+    if not sep or "@" not in rest.split("/", 1)[0]:
         return url
-    creds, _, hostpart = rest.rpartition("@")
-    if ":" not in creds or "/" in creds:
-        return url
+    creds, _, hostpart = rest.partition("/")[0].rpartition("@")
+    path = rest[len(creds) + 1 + len(hostpart) :]
+    if ":" not in creds:
+        # A bare token (nats://TOKEN@host) is a secret in itself.
+        return f"{scheme}://***@{hostpart}{path}"
     user = creds.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{hostpart}"
+    return f"{scheme}://{user}:***@{hostpart}{path}"
 
 
 _SECRET_KEYS = {"token", "tokens", "secret", "secrets", "password"}

@@ -27,6 +27,7 @@ from incidents.api.incidents import shown
 from incidents.api.timeline import timeline_filter
 from incidents.orchestrator.listing import incident_query
 from incidents.policy.model import Action, Decision
+from incidents.policy.service import PolicyDenied
 from incidents.store.records import StoredEvent
 from incidents.timeline.feed import StreamFilter
 from incidents.timeline.query import MAX_LIMIT, InvalidQuery
@@ -190,6 +191,7 @@ class Incident:
         if not 0 <= offset <= MAX_OFFSET:
             raise ValueError(f"offset must be between 0 and {MAX_OFFSET}")
         ctx = info.context
+        _require_timeline(ctx, str(self.id))
         try:
             # The same filters, checked the same way, as GET /incidents/{id}/timeline.
             filt = timeline_filter(
@@ -238,6 +240,14 @@ class Incident:
 class IncidentPage:
     items: list[Incident]
     next_cursor: str | None
+
+
+def _require_timeline(ctx: GraphQLContext, incident_id: str) -> None:
+    """Timeline events need the same permission as GET /incidents/{id}/timeline."""
+    try:
+        ctx.container.policy.require(ctx.decision, Action.READ, f"incident/{incident_id}")
+    except PolicyDenied as exc:
+        raise PermissionError(str(exc)) from None
 
 
 def _incident(ctx: GraphQLContext, incident_id: str) -> Incident | None:
@@ -327,6 +337,7 @@ class Subscription:
         self, info: strawberry.Info[GraphQLContext, None], incident_id: strawberry.ID
     ) -> AsyncGenerator[TimelineEvent, None]:
         ctx = info.context
+        _require_timeline(ctx, str(incident_id))
         async for rows in _Follow(ctx, str(incident_id))():
             for row in rows:
                 yield TimelineEvent.of(row, ctx.decision)

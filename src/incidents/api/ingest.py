@@ -22,6 +22,7 @@ from incidents.connectors.integrations import ALERTMANAGER, PAGERDUTY, Integrati
 from incidents.connectors.payload import PayloadError
 from incidents.correlation.alert import Alert
 from incidents.correlation.engine import AlertOutcome
+from incidents.timeline.append import Rejected
 
 if TYPE_CHECKING:
     from incidents.app import Container
@@ -69,7 +70,12 @@ async def _ingest(
     if not alerts:
         return []
     # Correlation runs on the writer thread; the loop only waits for its future.
-    return await asyncio.wrap_future(container.incidents.ingest(alerts, integration.recorder))
+    try:
+        return await asyncio.wrap_future(container.incidents.ingest(alerts, integration.recorder))
+    except Rejected as exc:
+        raise Problem(
+            422, "invalid-payload", f"an alert could not be recorded: {exc}", title="Invalid alert"
+        ) from None
 
 
 def _answer(

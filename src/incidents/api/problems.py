@@ -161,6 +161,18 @@ def _from_storage(request: Request, exc: Exception) -> Response:
     )
 
 
+def _from_unstorable(request: Request, exc: Exception) -> Response:
+    # A value PostgreSQL cannot take as text (a NUL in a path or query parameter).
+    return problem_response(
+        400,
+        "invalid-value",
+        "Bad Request",
+        "the request holds a value that cannot be stored or searched for, such as a NUL "
+        "(U+0000) character; nothing was stored",
+        instance=request.url.path,
+    )
+
+
 def _from_unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return problem_response(
@@ -179,4 +191,6 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _from_http)
     for storage_error in STORAGE_ERRORS:
         app.add_exception_handler(storage_error, _from_storage)
+    app.add_exception_handler(psycopg.DataError, _from_unstorable)
+    app.add_exception_handler(sqlalchemy.exc.DataError, _from_unstorable)
     app.add_exception_handler(Exception, _from_unexpected)

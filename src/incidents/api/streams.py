@@ -42,7 +42,7 @@ def _resume_point(*candidates: str | None) -> int | None:
     for value in candidates:
         if value is None or value == "":
             continue
-        if not value.isdigit() or len(value) > 18:
+        if not (value.isascii() and value.isdigit()) or len(value) > 18:
             raise InvalidQuery(
                 "last_event_id", f"must be the id of a frame (a log position), got {value!r}"
             )
@@ -61,7 +61,9 @@ def _filter(decision: Decision, types: list[str] | None, incident: str | None) -
 def sse_frame(row: StoredEvent, decision: Decision) -> bytes:
     """One event as an SSE frame: ``id`` is its position, ``event`` its type."""
     data = orjson.dumps(to_entry(row, decision))
-    return b"id: %d\nevent: %s\ndata: %s\n\n" % (row.position, row.type.encode(), data)
+    # Types are validated without line breaks; stored ones are made safe all the same.
+    kind = row.type.replace("\r", " ").replace("\n", " ").encode()
+    return b"id: %d\nevent: %s\ndata: %s\n\n" % (row.position, kind, data)
 
 
 async def _sse(sub: Subscription, decision: Decision, heartbeat: float) -> AsyncIterator[bytes]:

@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from incidents.connectors.integrations import ALERTMANAGER, Integration
-from incidents.connectors.payload import PayloadError
+from incidents.connectors.payload import MAX_PROVIDER_ID, PayloadError
 from incidents.correlation.alert import RESOLVE, TRIGGER, Alert
 from incidents.events.timeformat import TimeFormatError, now_micros, parse_micros
 
@@ -50,7 +50,11 @@ def _time(value: object, field: str, *, required: bool) -> int | None:
     except TimeFormatError as exc:
         raise PayloadError(field, str(exc)) from None
     # Go zero times in other spellings (0001-01-01T00:00:00.000Z, with offsets).
-    return None if micros < 0 and value.startswith("0001-") else micros
+    if micros < 0 and value.startswith("0001-"):
+        if required:
+            raise PayloadError(field, "is required (an RFC 3339 time, not the zero time)")
+        return None
+    return micros
 
 
 def _labels_fingerprint(labels: dict[str, str]) -> str:
@@ -132,6 +136,13 @@ def _alert(
     raw_fingerprint = entry.get("fingerprint")
     if raw_fingerprint is not None and not (isinstance(raw_fingerprint, str) and raw_fingerprint):
         raise PayloadError(f"{where}.fingerprint", "must be a non-empty string")
+    if isinstance(raw_fingerprint, str) and (
+        len(raw_fingerprint) > MAX_PROVIDER_ID or not raw_fingerprint.isprintable()
+    ):
+        raise PayloadError(
+            f"{where}.fingerprint",
+            f"must be printable text of at most {MAX_PROVIDER_ID} characters",
+        )
     fingerprint = raw_fingerprint or _labels_fingerprint(labels)
     generator = entry.get("generatorURL")
 

@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 
 from incidents.connectors.integrations import PAGERDUTY, Integration
-from incidents.connectors.payload import PayloadError
+from incidents.connectors.payload import MAX_PROVIDER_ID, PayloadError
 from incidents.correlation.alert import ACKNOWLEDGE, RESOLVE, TRIGGER, Alert
 from incidents.events.timeformat import TimeFormatError, now_micros, parse_micros
 
@@ -126,6 +126,10 @@ def parse_delivery(
         raise PayloadError("event", 'is required: the v3 webhook payload is {"event": {...}}')
     event: dict[str, Any] = doc["event"]
     event_id = _text(event.get("id")) or _text(webhook_id)
+    if event_id is not None and (len(event_id) > MAX_PROVIDER_ID or not event_id.isprintable()):
+        raise PayloadError(
+            "event.id", f"must be printable text of at most {MAX_PROVIDER_ID} characters"
+        )
     if event_id is None:
         raise PayloadError("event.id", "is required (or an X-Webhook-Id header)")
     event_type = event.get("event_type")

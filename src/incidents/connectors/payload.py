@@ -10,3 +10,8 @@ class PayloadError(ValueError):
         self.field = field
         self.detail = detail
         super().__init__(f"{field}: {detail}")
+
+
+# Provider identifiers become dedupe keys (CloudEvent attributes of at most 1024
+# characters, with a prefix): longer ones are refused with the field named.
+MAX_PROVIDER_ID = 512

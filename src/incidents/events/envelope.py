@@ -118,6 +118,9 @@ class Event:
         return out
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def _string(raw: Any, name: str, errors: list[FieldError], *, required: bool) -> str | None:
     if raw is None:
         if required:
@@ -133,6 +136,11 @@ def _string(raw: Any, name: str, errors: list[FieldError], *, required: bool) ->
         # PostgreSQL text cannot hold NUL; refusing it here keeps one bad event from
         # failing the whole group commit it would share with other requests.
         errors.append(FieldError(name, "must not contain NUL (U+0000) characters"))
+        return None
+    if _CONTROL.search(raw):
+        # Attributes travel in headers, SSE frames and logs, where a line break would
+        # let a value forge the next field.
+        errors.append(FieldError(name, "must not contain control characters (line breaks, tabs)"))
         return None
     return raw
 

@@ -27,9 +27,10 @@ def parse_rfc3339(text: str) -> datetime:
     offset = "+00:00" if offset in ("Z", "z") else offset
     try:
         parsed = datetime.fromisoformat(f"{date}T{clock}{fraction}{offset}")
-    except ValueError as exc:
+        return parsed.astimezone(UTC)
+    except (ValueError, OverflowError) as exc:
+        # OverflowError: an offset that moves year 1 or 9999 out of range.
         raise TimeFormatError(f"{text!r} is not a valid date and time: {exc}") from None
-    return parsed.astimezone(UTC)
 
 
 def to_micros(moment: datetime) -> int:

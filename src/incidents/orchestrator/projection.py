@@ -34,6 +34,13 @@ _COUNTER = "incident_number"
 BUILT = "built"
 
 
+def _micros(value: object, default: int) -> int:
+    # Times in event data come from clients too: anything but a sane integer is ignored.
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**62:
+        return value
+    return default
+
+
 def fact_of(row: StoredEvent) -> Fact:
     """The fold's view of a stored event."""
     body: dict[str, Any] = orjson.loads(row.body) if row.body else {}
@@ -249,8 +256,8 @@ class ProjectionSession:
                 group["key"],
                 incident_id,
                 str(group.get("rule", "")),
-                int(group.get("opened_us", fact.time_us)),
-                int(group.get("last_us", fact.time_us)),
+                _micros(group.get("opened_us"), fact.time_us),
+                _micros(group.get("last_us"), fact.time_us),
             )
             self._dirty_groups.add(group["key"])
 

@@ -592,7 +592,12 @@ class GroupCommitAppender:
             # Rare: a concurrent writer stored one of these keys meanwhile.
             outcomes = self._transaction(group, prepared, now_us, False)
         for listener in self._commit_listeners:
-            listener()
+            try:
+                listener()
+            except Exception:
+                # Committed is committed: a failing listener must not make the group
+                # look failed (it would be retried, and commands run twice).
+                log.exception("commit listener failed")
         for sub, (ok, value) in zip(group, outcomes, strict=True):
             if ok:
                 _settle(sub.future, result=value)

@@ -87,14 +87,17 @@ class Subscription:
         deadline = asyncio.get_running_loop().time() + idle_seconds
         while True:
             if self.examined < self.live_from:
+                # live_from may move while the read runs (fall_behind): read up to, and
+                # mark as examined, only what this read covered.
+                up_to = self.live_from
                 rows = await run_in_threadpool(
                     self.feed.reader.after_position,
                     self.examined,
                     self.filter.as_timeline_filter(),
                     CHUNK,
-                    self.live_from,
+                    up_to,
                 )
-                self.examined = rows[-1].position if len(rows) == CHUNK else self.live_from
+                self.examined = rows[-1].position if len(rows) == CHUNK else up_to
                 if rows:
                     return rows
                 continue
