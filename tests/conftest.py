@@ -73,7 +73,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return url
 
 
-FULL_ROLES = ("timeline.reader", "timeline.writer", "timeline.exporter")
+FULL_ROLES = ("timeline.reader", "timeline.writer", "timeline.exporter", "incident.commander")
 ALL_ATTRIBUTES = ATTRIBUTES
 
 

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import pytest
 from fastapi.testclient import TestClient
 
@@ -365,3 +366,41 @@ def test_commands_arriving_as_events_in_the_alias_spelling_update_the_incident(s
     assert response.status_code == 201, response.text
     assert site.get("/incidents/INC-1").json()["assignees"] == ["sam@example.com"]
     assert _types(site, "INC-1") == ["im.incident.declare", "im.incident.assign"]
+
+
+def test_incident_events_appended_directly_need_the_same_roles(site: Site) -> None:
+    site.declare(classification="restricted")
+
+    def append(who: str, *events: dict[str, Any]) -> Any:
+        return site.client.post(
+            "/api/v1/timeline/events",
+            content=orjson.dumps(list(events)),
+            headers={**site.as_(who), "Content-Type": "application/cloudevents-batch+json"},
+        )
+
+    def raw(n: int, type_: str, data: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "specversion": "1.0",
+            "id": f"raw-{n}",
+            "source": "chat://slack",
+            "type": type_,
+            "subject": "incident/INC-1",
+            "data": data,
+        }
+
+    # A timeline writer alone may add notes, but not reclassify the incident.
+    answer = append(
+        "tim",
+        raw(1, "im.incident.update", {"changes": {"classification": "public"}}),
+        raw(2, "im.note.add", {"text": "still looking"}),
+    ).json()
+    assert [r["status"] for r in answer["results"]] == [403, 201]
+    assert answer["results"][0]["missing_role"] == "incident.responder"
+    # A responder may change it but not close it; a commander may.
+    resolved = append("rob", raw(3, "im.incident.resolve", {})).json()
+    assert resolved["results"][0]["status"] == 201
+    closing = raw(4, "com.incidents.closed.v1", {})
+    assert append("rob", closing).json()["results"][0]["missing_role"] == "incident.commander"
+    assert append("cora", closing).json()["results"][0]["status"] == 201
+    incident = site.get("/incidents/INC-1").json()
+    assert incident["classification"] == "restricted" and incident["status"] == "closed"

@@ -108,7 +108,7 @@ class Site:
     def token(
         self,
         email: str,
-        roles: tuple[str, ...] = ("timeline.reader", "timeline.writer"),
+        roles: tuple[str, ...] = ("timeline.reader", "timeline.writer", "incident.responder"),
         attributes: tuple[str, ...] | None = None,
     ) -> dict[str, str]:
         if attributes is None:

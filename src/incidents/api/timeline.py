@@ -24,6 +24,7 @@ from incidents.events.parsing import (
     parse_request,
 )
 from incidents.events.timeformat import TimeFormatError, parse_micros
+from incidents.orchestrator.authority import action_for
 from incidents.policy.model import Action, Decision
 from incidents.timeline.append import AppendResult, Outcome, conflict_detail, key_in_use
 from incidents.timeline.export import MEDIA_TYPES, ExportFormat
@@ -67,6 +68,18 @@ def _invalid_event(exc: EventValidationError) -> Problem:
         title="Invalid CloudEvent",
         errors=[e.as_dict() for e in exc.errors],
     )
+
+
+def _refusal(request: Request, decision: Decision, event: Event) -> Problem | None:
+    """A 403 when the event would change an incident in a way the caller may not."""
+    action = action_for(event.type, event.data)
+    if action is None:
+        return None
+    try:
+        require(request, decision, action, f"incident/{event.incident_id}")
+    except Problem as exc:
+        return exc
+    return None
 
 
 def _single_response(result: AppendResult, decision: Decision) -> Response:
@@ -128,6 +141,9 @@ async def append_events(request: Request, decision: Decided) -> Response:
         if isinstance(item, EventValidationError):
             timeline.record_rejected(1)
             raise _invalid_event(item)
+        refusal = _refusal(request, decision, item)
+        if refusal is not None:
+            raise refusal
         results = await asyncio.wrap_future(timeline.submit([item], subject))
         return _single_response(results[0], decision)
 
@@ -139,7 +155,16 @@ async def append_events(request: Request, decision: Decided) -> Response:
             f"{settings.max_batch_events} per request: split it",
             limit_events=settings.max_batch_events,
         )
-    valid: list[Event] = [item for item in parsed.items if isinstance(item, Event)]
+    refusals = {
+        index: refusal
+        for index, item in enumerate(parsed.items)
+        if isinstance(item, Event) and (refusal := _refusal(request, decision, item)) is not None
+    }
+    valid: list[Event] = [
+        item
+        for index, item in enumerate(parsed.items)
+        if isinstance(item, Event) and index not in refusals
+    ]
     timeline.record_rejected(len(parsed.items) - len(valid))
     batch_results: list[AppendResult] = (
         await asyncio.wrap_future(timeline.submit(valid, subject)) if valid else []
@@ -147,7 +172,20 @@ async def append_events(request: Request, decision: Decided) -> Response:
     appended = iter(batch_results)
     out: list[dict[str, Any]] = []
     counts = {"created": 0, "duplicates": 0, "conflicts": 0, "rejected": 0}
-    for item in parsed.items:
+    for index, item in enumerate(parsed.items):
+        if index in refusals:
+            counts["rejected"] += 1
+            refused = refusals[index]
+            out.append(
+                {
+                    "status": refused.status,
+                    "created": False,
+                    "title": refused.title,
+                    "detail": refused.detail,
+                    **refused.extra,
+                }
+            )
+            continue
         if isinstance(item, EventValidationError):
             counts["rejected"] += 1
             out.append(
