@@ -447,3 +447,42 @@ def test_alert_cloudevents_without_an_incident_are_correlated(ingest: Ingest) ->
     assert results[1]["incident_id"] == incident_id
     # Nothing to correlate on: at the default severity (SEV-3) it opens an incident of its own.
     assert results[2]["incident_id"] not in (None, incident_id)
+
+
+def test_a_restricted_alert_event_opens_a_restricted_incident_and_stays_hidden(
+    ingest: Ingest,
+) -> None:
+    grant_access(ingest.container, "rita@example.com", ("incident.reader",), attributes=())
+    _, rita = ingest.container.tokens.create("rita@example.com")
+    alert = {
+        "specversion": "1.0",
+        "id": "restricted-alert-1",
+        "source": "monitoring://vault",
+        "type": "im.alert.trigger",
+        "imvisibility": "restricted",
+        "data": {
+            "summary": "Vault unsealed by an unknown operator",
+            "severity": "critical",
+            "labels": {"alertname": "VaultUnseal", "service": "vault"},
+        },
+    }
+    r = ingest.client.post(
+        "/api/v1/timeline/events",
+        json=alert,
+        headers={
+            "Authorization": f"Bearer {ingest.token}",
+            "Content-Type": "application/cloudevents+json",
+        },
+    )
+    assert r.status_code == 201, r.text
+    incident_id = r.json()["incident_id"]
+    opened = ingest.client.get(
+        f"/api/v1/incidents/{incident_id}", headers={"Authorization": f"Bearer {ingest.token}"}
+    ).json()
+    assert opened["classification"] == "restricted"
+    hidden = ingest.client.get(
+        f"/api/v1/incidents/{incident_id}", headers={"Authorization": f"Bearer {rita}"}
+    )
+    assert hidden.status_code == 404
+    assert ingest.alerts(token=rita).json()["alerts"] == []
+    assert len(ingest.alerts().json()["alerts"]) == 1

@@ -128,8 +128,11 @@ def mask_url_password(url: str) -> str:
     creds, _, hostpart = rest.partition("/")[0].rpartition("@")
     path = rest[len(creds) + 1 + len(hostpart) :]
     if ":" not in creds:
-        # A bare token (nats://TOKEN@host) is a secret in itself.
-        return f"{scheme}://***@{hostpart}{path}"
+        # NATS reads a bare userinfo (nats://TOKEN@host) as a token; elsewhere it is
+        # a user name.
+        if scheme.lower() in ("nats", "tls"):
+            return f"{scheme}://***@{hostpart}{path}"
+        return url
     user = creds.split(":", 1)[0]
     return f"{scheme}://{user}:***@{hostpart}{path}"
 

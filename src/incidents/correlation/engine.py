@@ -25,7 +25,7 @@ from incidents.orchestrator.commands import (
     build_event,
     state_of,
 )
-from incidents.orchestrator.incident import Incident
+from incidents.orchestrator.incident import CLASSIFICATIONS, Incident
 from incidents.orchestrator.lifecycle import ACTIVE, Status, severity_rank
 from incidents.orchestrator.projection import ProjectionSession
 from incidents.timeline.append import AppendResult, AppendSession, Outcome
@@ -91,6 +91,14 @@ def _absorbs(group: GroupRecord, incident: Incident | None, rule: Rule, at_us: i
         and at_us - group.last_us <= windows.quiet_us
         and at_us - group.opened_us <= windows.max_lifetime_us
     )
+
+
+def _classification_of(alert: Alert) -> str:
+    visibility = alert.event.visibility if alert.event is not None else None
+    if visibility is None:
+        return "public"
+    # A level incidents do not have is kept at the strictest one they do.
+    return visibility if visibility in CLASSIFICATIONS else CLASSIFICATIONS[-1]
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +199,8 @@ class IngestAlerts:
             opened = Declare(
                 title=alert.summary or alert.name or f"Alert {alert.key}",
                 actor=self.recorded_by,
+                # As restricted as the alert that opens it: its summary is the title.
+                classification=_classification_of(alert),
                 severity=severity,
                 service=alert.field("service"),
                 labels={k: v for k, v in alert.labels.items()},

@@ -1,7 +1,7 @@
 """Listing alerts from the ``alerts`` projection, newest first, one keyset page at a time.
 
-An alert is as visible as the incident it is attached to (its classification); an
-unattached alert as its latest event. Cursors are sealed by the timeline's
+An alert is shown to a reader who may see both the incident it is attached to (its
+classification) and its latest event (that event's visibility). Cursors are sealed by the timeline's
 :class:`CursorCodec` (signed, bound to the filters they were issued for), so a
 tampered cursor or one reused with other filters is refused.
 """
@@ -115,5 +115,9 @@ class AlertReader:
         if filt.provider is not None:
             conds.append(alerts.c.provider == filt.provider)
         if filt.visibilities is not None:
-            conds.append(visibility.in_(sorted(filt.visibilities)))
+            opened = sorted(filt.visibilities)
+            conds.append(
+                or_(incidents.c.classification.is_(None), incidents.c.classification.in_(opened))
+            )
+            conds.append(func.coalesce(timeline_events.c.visibility, "public").in_(opened))
         return conds
