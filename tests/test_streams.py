@@ -145,7 +145,14 @@ class Site:
 
 @pytest.fixture
 def site(database_url: str) -> Iterator[Site]:
-    container = build_container(make_settings(database_url, stream_heartbeat_seconds=0.5))
+    container = build_container(
+        make_settings(
+            database_url,
+            stream_heartbeat_seconds=0.5,
+            token_cache_seconds=0.5,
+            policy_cache_seconds=0.5,
+        )
+    )
     handle = serve(container, "unused", database_url)
     s = Site(handle, container)
     try:
@@ -297,3 +304,22 @@ def test_websocket_stream_with_resume(database_url: str) -> None:
         ):
             ws.receive_json()
         assert refused.value.code == 1008
+
+
+def test_a_stream_ends_when_its_token_is_revoked_or_its_grants_change(site: Site) -> None:
+    writer = site.token("w@example.com")
+    grant_access(site.container, "r@example.com", ("timeline.reader",))
+    info, token = site.container.tokens.create("r@example.com")
+    reader = {"Authorization": f"Bearer {token}"}
+    stream = site.open(reader)
+    site.append(writer, [event(1)])
+    assert [f.data["id"] for f in stream.events(1)] == ["evt-1"]
+    site.container.tokens.revoke(info.token_id)
+    assert stream.thread is not None
+    stream.thread.join(timeout=10)
+    assert not stream.thread.is_alive(), "the stream outlived its revoked token"
+    site.append(writer, [event(2)])
+    assert stream.quiet(0.5) == []
+    # Reconnecting with the revoked token is refused.
+    again = httpx.get(f"{site.server.url}/api/v1/events/stream", headers=reader)
+    assert again.status_code == 401

@@ -9,18 +9,21 @@ decision and redaction, exactly as ``GET`` would.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated
 
 import orjson
 from fastapi import APIRouter, Depends, Header, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import StreamingResponse
+from starlette.requests import HTTPConnection
 
 from incidents.api.auth import authenticate, decide, require
 from incidents.api.problems import Problem, invalid_parameter
 from incidents.policy.model import Action, Decision
 from incidents.store.records import StoredEvent
-from incidents.timeline.feed import StreamFilter, Subscription
+from incidents.timeline.feed import LiveFeed, StreamFilter
 from incidents.timeline.query import InvalidQuery, validate_type_patterns
 from incidents.timeline.render import to_entry
 
@@ -35,6 +38,13 @@ SSE_MEDIA_TYPE = "text/event-stream"
 def _container(conn: Request | WebSocket) -> Container:
     container: Container = conn.app.state.container
     return container
+
+
+def _recheck_seconds(container: Container) -> float:
+    # As often as a grant may change anywhere else (the caches' lifetime), at least
+    # every heartbeat's worth of seconds.
+    settings = container.settings
+    return max(settings.policy_cache_seconds, settings.token_cache_seconds, 1.0)
 
 
 def _resume_point(*candidates: str | None) -> int | None:
@@ -66,16 +76,56 @@ def sse_frame(row: StoredEvent, decision: Decision) -> bytes:
     return b"id: %d\nevent: %s\ndata: %s\n\n" % (row.position, kind, data)
 
 
-async def _sse(sub: Subscription, decision: Decision, heartbeat: float) -> AsyncIterator[bytes]:
+@dataclass
+class Grant:
+    """The caller's right to keep a stream open, checked again as it runs.
+
+    A revoked token, a deactivated user or changed grants end the stream within
+    ``every`` seconds (plus the token and policy caches); the client reconnects,
+    resuming from its last frame, under whatever it may see now.
+    """
+
+    connection: HTTPConnection
+    decision: Decision
+    every: float
+    checked: float = field(default_factory=time.monotonic)
+
+    async def holds(self) -> bool:
+        if time.monotonic() - self.checked < self.every:
+            return True
+        try:
+            subject = await authenticate(self.connection)
+            decision = await decide(self.connection, subject)
+        except Problem:
+            return False
+        self.checked = time.monotonic()
+        same = (
+            decision.visibilities == self.decision.visibilities
+            and decision.data_classes == self.decision.data_classes
+            and decision.field_rules == self.decision.field_rules
+        )
+        return same and decision.allows(Action.READ)
+
+
+async def _sse(
+    feed: LiveFeed,
+    filt: StreamFilter,
+    resume: int | None,
+    grant: Grant,
+    heartbeat: float,
+) -> AsyncIterator[bytes]:
+    # Subscribed here, not before the response: a client gone before the first byte
+    # leaves no subscription behind.
+    sub = await feed.subscribe(filt, resume)
     try:
         # Tells EventSource clients how long to wait before reconnecting.
         yield b"retry: 2000\n: connected\n\n"
-        while True:
+        while await grant.holds():
             rows = await sub.next(heartbeat)
             if rows is None:
                 yield b": heartbeat\n\n"
                 continue
-            yield b"".join(sse_frame(row, decision) for row in rows)
+            yield b"".join(sse_frame(row, grant.decision) for row in rows)
     finally:
         sub.close()
 
@@ -102,9 +152,9 @@ async def _open_stream(
         # Raw events make an incident without a projection; either way, one the reader
         # cannot see answers like one that does not exist.
         raise Problem(404, "incident-not-found", f"no incident {incident!r}")
-    sub = await container.feed.subscribe(filt, resume)
+    grant = Grant(request, decision, _recheck_seconds(container))
     return StreamingResponse(
-        _sse(sub, decision, container.settings.stream_heartbeat_seconds),
+        _sse(container.feed, filt, resume, grant, container.settings.stream_heartbeat_seconds),
         media_type=SSE_MEDIA_TYPE,
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
@@ -185,9 +235,10 @@ async def events_websocket(
     # that can be missed.
     sub = await container.feed.subscribe(filt, resume)
     heartbeat = container.settings.stream_heartbeat_seconds
+    grant = Grant(websocket, decision, _recheck_seconds(container))
     try:
         await websocket.accept()
-        while True:
+        while await grant.holds():
             rows = await sub.next(heartbeat)
             if rows is None:
                 await websocket.send_text('{"kind":"heartbeat"}')
