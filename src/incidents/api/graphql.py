@@ -25,6 +25,7 @@ from strawberry.scalars import JSON
 from incidents.api.auth import decide, require
 from incidents.api.incidents import shown
 from incidents.api.timeline import timeline_filter
+from incidents.orchestrator.lifecycle import Status
 from incidents.orchestrator.listing import incident_query
 from incidents.policy.model import Action, Decision
 from incidents.policy.service import PolicyDenied
@@ -66,14 +67,8 @@ class Severity(enum.Enum):
     SEV_4 = "SEV-4"
 
 
-@strawberry.enum
-class IncidentStatus(enum.Enum):
-    DRAFT = "draft"
-    OPEN = "open"
-    MITIGATED = "mitigated"
-    RESOLVED = "resolved"
-    CLOSED = "closed"
-    CANCELED = "canceled"
+# The state machine's own statuses, as a GraphQL enum (DRAFT, OPEN, ...).
+strawberry.enum(Status, name="IncidentStatus")
 
 
 @strawberry.enum
@@ -152,7 +147,7 @@ class Incident:
     id: strawberry.ID
     title: str
     severity: Severity
-    status: IncidentStatus
+    status: Status
     description: str
     service: str | None
     commander: str | None
@@ -217,7 +212,7 @@ class Incident:
             id=strawberry.ID(document["id"]),
             title=document["title"],
             severity=Severity(document["severity"]),
-            status=IncidentStatus(document["status"]),
+            status=Status(document["status"]),
             description=document["description"],
             service=document["service"],
             commander=document["commander"],
@@ -267,7 +262,7 @@ class Query:
     async def incidents(
         self,
         info: strawberry.Info[GraphQLContext, None],
-        status: list[IncidentStatus] | None = None,
+        status: list[Status] | None = None,
         severity: list[Severity] | None = None,
         service: str | None = None,
         commander: str | None = None,
