@@ -52,13 +52,23 @@ class Site:
 
 @pytest.fixture
 def site(database_url: str) -> Iterator[Site]:
-    container = build_container(make_settings(database_url, stream_heartbeat_seconds=0.5))
+    container = build_container(
+        make_settings(
+            database_url,
+            stream_heartbeat_seconds=0.5,
+            token_cache_seconds=0.5,
+            policy_cache_seconds=0.5,
+        )
+    )
     grant_access(container, "cora@example.com", ("incident.commander",))
     grant_access(container, "rita@example.com", ("incident.reader",), attributes=())
     tokens = {
         "cora": container.tokens.create("cora@example.com")[1],
         "rita": container.tokens.create("rita@example.com")[1],
     }
+    grant_access(container, "sam@example.com", ("incident.reader",))
+    sam, tokens["sam"] = container.tokens.create("sam@example.com")
+    tokens["sam-id"] = sam.token_id
     with TestClient(create_app(container)) as client:
         yield Site(client, container, tokens)
 
@@ -196,3 +206,23 @@ def test_subscriptions_follow_appends_and_respect_policy(site: Site) -> None:
         )
         updated = _next(ws)["data"]["incidentUpdated"]
         assert updated == {"id": "INC-1", "status": "MITIGATED"}
+
+
+def test_a_subscription_ends_when_its_token_is_revoked(site: Site) -> None:
+    site.declare(title="Checkout errors")
+    with site.client.websocket_connect(
+        "/graphql", subprotocols=["graphql-transport-ws"], headers=site.auth("sam")
+    ) as ws:
+        _subscribe(
+            ws,
+            "subscription S($id: ID!) { timelineEventAdded(incidentId: $id) { eventType } }",
+            {"id": "INC-1"},
+        )
+        _registered(site)
+        site.container.tokens.revoke(site.tokens["sam-id"])
+        while True:
+            message = ws.receive_json()
+            if message["type"] == "complete":
+                break
+            assert message["type"] in ("ping", "pong"), message
+    assert site.container.feed.subscribers == 0

@@ -24,6 +24,7 @@ from strawberry.scalars import JSON
 
 from incidents.api.auth import decide, require
 from incidents.api.incidents import shown
+from incidents.api.streams import Grant, recheck_seconds
 from incidents.api.timeline import timeline_filter
 from incidents.orchestrator.lifecycle import Status
 from incidents.orchestrator.listing import incident_query
@@ -39,16 +40,19 @@ if TYPE_CHECKING:
 
 MAX_OFFSET = 10_000
 # A subscription wakes at least this often to notice a closed connection.
-_IDLE_SECONDS = 15.0
+_IDLE_SECONDS = 5.0
 
 
 class GraphQLContext(BaseContext):
     """The caller's decision and the container, for every resolver of one operation."""
 
-    def __init__(self, decision: Decision, container: Container) -> None:
+    def __init__(
+        self, decision: Decision, container: Container, connection: HTTPConnection
+    ) -> None:
         super().__init__()
         self.decision = decision
         self.container = container
+        self.connection = connection
 
 
 async def context(
@@ -56,7 +60,7 @@ async def context(
 ) -> GraphQLContext:
     """Authenticate once per request (or WebSocket); 401 problem without a token."""
     require(connection, decision, Action.INCIDENT_READ, "incident")
-    return GraphQLContext(decision, connection.app.state.container)
+    return GraphQLContext(decision, connection.app.state.container, connection)
 
 
 @strawberry.enum
@@ -306,8 +310,10 @@ class _Follow:
             incident_id=self.incident_id, visibilities=self.ctx.decision.visibilities
         )
         sub = await self.ctx.container.feed.subscribe(filt, None)
+        # Like SSE: a revoked token or changed grants end the subscription.
+        grant = Grant(self.ctx.connection, self.ctx.decision, recheck_seconds(self.ctx.container))
         try:
-            while True:
+            while await grant.holds():
                 rows = await sub.next(_IDLE_SECONDS)
                 if rows:
                     yield rows

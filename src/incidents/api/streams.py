@@ -40,7 +40,7 @@ def _container(conn: Request | WebSocket) -> Container:
     return container
 
 
-def _recheck_seconds(container: Container) -> float:
+def recheck_seconds(container: Container) -> float:
     # As often as a grant may change anywhere else (the caches' lifetime), at least
     # every heartbeat's worth of seconds.
     settings = container.settings
@@ -152,7 +152,7 @@ async def _open_stream(
         # Raw events make an incident without a projection; either way, one the reader
         # cannot see answers like one that does not exist.
         raise Problem(404, "incident-not-found", f"no incident {incident!r}")
-    grant = Grant(request, decision, _recheck_seconds(container))
+    grant = Grant(request, decision, recheck_seconds(container))
     return StreamingResponse(
         _sse(container.feed, filt, resume, grant, container.settings.stream_heartbeat_seconds),
         media_type=SSE_MEDIA_TYPE,
@@ -235,7 +235,7 @@ async def events_websocket(
     # that can be missed.
     sub = await container.feed.subscribe(filt, resume)
     heartbeat = container.settings.stream_heartbeat_seconds
-    grant = Grant(websocket, decision, _recheck_seconds(container))
+    grant = Grant(websocket, decision, recheck_seconds(container))
     try:
         await websocket.accept()
         while await grant.holds():
