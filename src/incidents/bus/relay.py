@@ -24,7 +24,7 @@ from incidents.store.outbox_store import Failure, OutboxRecord, OutboxStore
 log = logging.getLogger(__name__)
 
 MAX_ERROR_CHARS = 500
-_URL_CREDENTIALS = re.compile(r"(\b[a-zA-Z][\w+.-]*://)[^/\s@]*@")
+_URL_CREDENTIALS = re.compile(r"(\b[a-zA-Z][\w+.-]*://)([^/\s:@]*)(:[^@\s/]*)?@")
 _SECRET_PARAMS = re.compile(r"((?:token|password|secret|key)=)[^&\s]+", re.IGNORECASE)
 
 
@@ -36,7 +36,8 @@ def describe_error(exc: BaseException) -> str:
     """
     lines = str(exc).strip().splitlines()
     text = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
-    text = _URL_CREDENTIALS.sub(r"\1***@", text)
+    # user:password@ keeps the user; a bare token@ (NATS) is masked whole.
+    text = _URL_CREDENTIALS.sub(lambda m: f"{m[1]}{m[2]}:***@" if m[3] else f"{m[1]}***@", text)
     text = _SECRET_PARAMS.sub(r"\1***", text)
     return text[:MAX_ERROR_CHARS]
 
