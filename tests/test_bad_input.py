@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from incidents.bus.relay import describe_error
 from incidents.config import mask_url_password
 from incidents.store.schema import correlation_groups
 from tests.conftest import Api, event
@@ -67,3 +68,8 @@ def test_credentials_in_urls_are_masked() -> None:
     )
     assert mask_url_password("postgresql://u:pw@h/db") == "postgresql://u:***@h/db"
     assert mask_url_password("sqlite:///./incidents.db") == "sqlite:///./incidents.db"
+
+
+def test_outbox_errors_mask_bare_tokens_in_urls() -> None:
+    text = describe_error(RuntimeError("connect nats://S3CRETTOKEN@h:4222 failed"))
+    assert "S3CRETTOKEN" not in text and "nats://***@h:4222" in text
