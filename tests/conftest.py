@@ -98,6 +98,16 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
     return Settings(database_url=database_url, sqlite_synchronous="NORMAL", **overrides)
 
 
+def stream_settings(database_url: str) -> Settings:
+    """Settings for stream tests: heartbeats, token and policy caches renew in 0.5 s."""
+    return make_settings(
+        database_url,
+        stream_heartbeat_seconds=0.5,
+        token_cache_seconds=0.5,
+        policy_cache_seconds=0.5,
+    )
+
+
 @pytest.fixture
 def container(database_url: str) -> Iterator[Container]:
     c = build_container(make_settings(database_url))

@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from incidents.app import Container, build_container, create_app
-from tests.conftest import event, grant_access, make_settings
+from tests.conftest import event, grant_access, stream_settings
 
 INCIDENT = """
 query One($id: ID!) {
@@ -52,14 +52,7 @@ class Site:
 
 @pytest.fixture
 def site(database_url: str) -> Iterator[Site]:
-    container = build_container(
-        make_settings(
-            database_url,
-            stream_heartbeat_seconds=0.5,
-            token_cache_seconds=0.5,
-            policy_cache_seconds=0.5,
-        )
-    )
+    container = build_container(stream_settings(database_url))
     grant_access(container, "cora@example.com", ("incident.commander",))
     grant_access(container, "rita@example.com", ("incident.reader",), attributes=())
     tokens = {

@@ -20,7 +20,7 @@ from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
 from incidents.app import Container, build_container, create_app
-from tests.conftest import event, grant_access, make_settings
+from tests.conftest import event, grant_access, make_settings, stream_settings
 from tests.test_cli import Server, serve
 from tests.test_policy import _CLASS_MARKERS, _VISIBILITY_MARKERS, _sensitive_events
 
@@ -145,14 +145,7 @@ class Site:
 
 @pytest.fixture
 def site(database_url: str) -> Iterator[Site]:
-    container = build_container(
-        make_settings(
-            database_url,
-            stream_heartbeat_seconds=0.5,
-            token_cache_seconds=0.5,
-            policy_cache_seconds=0.5,
-        )
-    )
+    container = build_container(stream_settings(database_url))
     handle = serve(container, "unused", database_url)
     s = Site(handle, container)
     try:

@@ -11,6 +11,7 @@ from starlette.responses import Response
 
 from incidents.api.auth import decide, require
 from incidents.api.problems import invalid_parameter
+from incidents.api.state import container_of
 from incidents.events.timeformat import format_micros
 from incidents.policy.model import Action, Decision
 from incidents.policy.redaction import redact_body
@@ -18,7 +19,7 @@ from incidents.store.alert_reader import STATUSES, AlertFilter, AlertPage, Liste
 from incidents.timeline.query import InvalidQuery, validate_limit
 
 if TYPE_CHECKING:
-    from incidents.app import Container
+    pass
 
 router = APIRouter(prefix="/api/v1", tags=["alerts"])
 Decided = Annotated[Decision, Depends(decide)]
@@ -56,7 +57,7 @@ async def list_alerts(
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
 ) -> Response:
     """Alerts, newest first; those on an incident the caller may not see are left out."""
-    container: Container = request.app.state.container
+    container = container_of(request)
     require(request, decision, Action.INCIDENT_READ, "alerts")
     reader = container.alerts
     assert reader is not None

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from fastapi import Request
 
+from incidents.api.problems import Problem
+
 
 class BodyTooLarge(ValueError):
     """The body is over the limit; the caller answers 413 in its own error format."""
@@ -26,3 +28,11 @@ async def read_body(request: Request, limit: int) -> bytes:
             raise BodyTooLarge(limit)
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+async def read_body_or_413(request: Request, limit: int) -> bytes:
+    """The whole body, or a 413 problem naming the limit."""
+    try:
+        return await read_body(request, limit)
+    except BodyTooLarge as exc:
+        raise Problem(413, "payload-too-large", str(exc), limit_bytes=limit) from None

@@ -24,6 +24,7 @@ from strawberry.scalars import JSON
 
 from incidents.api.auth import decide, require
 from incidents.api.incidents import shown
+from incidents.api.state import container_of
 from incidents.api.streams import Grant, recheck_seconds
 from incidents.api.timeline import timeline_filter
 from incidents.orchestrator.lifecycle import Status
@@ -60,7 +61,7 @@ async def context(
 ) -> GraphQLContext:
     """Authenticate once per request (or WebSocket); 401 problem without a token."""
     require(connection, decision, Action.INCIDENT_READ, "incident")
-    return GraphQLContext(decision, connection.app.state.container, connection)
+    return GraphQLContext(decision, container_of(connection), connection)
 
 
 @strawberry.enum

@@ -11,13 +11,13 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-import orjson
 from fastapi import APIRouter, Depends, Header, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
 from incidents.api.auth import decide, require
 from incidents.api.problems import Problem, invalid_parameter
+from incidents.api.state import container_of, json_response
 from incidents.orchestrator.commands import (
     Acknowledge,
     AddNote,
@@ -44,7 +44,7 @@ from incidents.timeline.append import Command, Rejected
 from incidents.timeline.query import InvalidQuery, validate_limit
 
 if TYPE_CHECKING:
-    from incidents.app import Container
+    pass
 
 router = APIRouter(prefix="/api/v1", tags=["incidents"])
 Decided = Annotated[Decision, Depends(decide)]
@@ -119,15 +119,6 @@ class LinkBody(_Body):
     related: list[str] = Field(default_factory=list, max_length=50)
 
 
-def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(body), status, headers=headers, media_type="application/json")
-
-
-def _container(request: Request) -> Container:
-    container: Container = request.app.state.container
-    return container
-
-
 def shown(incident: Incident, decision: Decision) -> dict[str, Any]:
     """The incident's document as this reader may see it (through redaction)."""
     body, _ = redact_body({"data": incident_document(incident)}, decision)
@@ -157,7 +148,7 @@ def _problem(exc: Rejected) -> Problem:
 
 async def _run(request: Request, command: Command) -> CommandResult:
     """Run ``command`` without blocking the event loop; refusals become problems."""
-    future = _container(request).incidents.submit(command)
+    future = container_of(request).incidents.submit(command)
     try:
         result: CommandResult = await asyncio.wrap_future(future)
     except Rejected as exc:
@@ -171,11 +162,11 @@ def _acted(result: CommandResult, decision: Decision) -> Response:
         {"event_id": e.event_id, "incident_id": e.incident_id, "position": e.position}
         for e in result.events
     ]
-    return _json({"incident": shown(result.incident, decision), "events": events})
+    return json_response({"incident": shown(result.incident, decision), "events": events})
 
 
 def _visible_incident(request: Request, decision: Decision, incident_id: str) -> Incident:
-    incident = _container(request).incidents.get(incident_id, decision.visibilities)
+    incident = container_of(request).incidents.get(incident_id, decision.visibilities)
     if incident is None:
         raise Problem(404, "incident-not-found", f"no incident {incident_id!r}")
     return incident
@@ -247,7 +238,9 @@ async def declare(
     headers = {"Location": f"/api/v1/incidents/{result.incident.id}"}
     if result.replayed:
         headers["Idempotent-Replayed"] = "true"
-    return _json(shown(result.incident, decision), 200 if result.replayed else 201, headers)
+    return json_response(
+        shown(result.incident, decision), 200 if result.replayed else 201, headers=headers
+    )
 
 
 @router.get("/incidents", summary="List incidents, newest first")
@@ -267,7 +260,7 @@ def list_incidents(
     require(request, decision, Action.INCIDENT_READ, "incident")
     try:
         query = incident_query(status, severity, service, commander, label, q)
-        page = _container(request).incidents.page(
+        page = container_of(request).incidents.page(
             query, decision.visibilities, cursor, validate_limit(limit)
         )
     except InvalidQuery as exc:
@@ -275,14 +268,14 @@ def list_incidents(
     body: dict[str, Any] = {"incidents": [shown(i, decision) for i in page.incidents]}
     if page.next_cursor is not None:
         body["next_cursor"] = page.next_cursor
-    return _json(body)
+    return json_response(body)
 
 
 @router.get("/incidents/{incident_id}", summary="Read one incident")
 def get_incident(request: Request, decision: Decided, incident_id: str) -> Response:
     """The incident's current state, milestones and figures."""
     require(request, decision, Action.INCIDENT_READ, f"incident/{incident_id}")
-    return _json(shown(_visible_incident(request, decision, incident_id), decision))
+    return json_response(shown(_visible_incident(request, decision, incident_id), decision))
 
 
 @router.patch("/incidents/{incident_id}", summary="Change an incident's descriptive fields")
@@ -307,7 +300,7 @@ async def update_incident(
             )
     command = Update(incident_id, decision.subject.id, decision.visibilities, changes=changes)
     result = await _run(request, command)
-    return _json(shown(result.incident, decision))
+    return json_response(shown(result.incident, decision))
 
 
 @router.post(
@@ -415,7 +408,7 @@ async def add_note(
     )
     result = await _run(request, command)
     event = result.events[0]
-    return _json(
+    return json_response(
         {"event_id": event.event_id, "incident_id": event.incident_id, "position": event.position},
         201,
     )
@@ -453,14 +446,14 @@ async def link(request: Request, decision: Decided, incident_id: str, body: Link
 def related(request: Request, decision: Decided, incident_id: str) -> Response:
     """Parent, children, related incidents and merges that the caller may see."""
     require(request, decision, Action.INCIDENT_READ, f"incident/{incident_id}")
-    incidents = _container(request).incidents
+    incidents = container_of(request).incidents
     incident = _visible_incident(request, decision, incident_id)
     family = incidents.family(incident, decision.visibilities)
 
     def many(items: list[Incident]) -> list[dict[str, Any]]:
         return [shown(item, decision) for item in items]
 
-    return _json(
+    return json_response(
         {
             "incident_id": incident.id,
             "parent": shown(family.parent, decision) if family.parent else None,

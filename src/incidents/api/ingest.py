@@ -15,8 +15,9 @@ import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from incidents.api.body import BodyTooLarge, read_body
+from incidents.api.body import read_body_or_413
 from incidents.api.problems import Problem
+from incidents.api.state import container_of
 from incidents.connectors import alertmanager, pagerduty
 from incidents.connectors.integrations import ALERTMANAGER, PAGERDUTY, Integration
 from incidents.connectors.payload import PayloadError
@@ -30,19 +31,6 @@ if TYPE_CHECKING:
 router = APIRouter(prefix="/api/v1", tags=["ingest"])
 audit = logging.getLogger("incidents.audit")
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="incidents-ingest"'}
-
-
-def _container(request: Request) -> Container:
-    container: Container = request.app.state.container
-    return container
-
-
-async def _body(request: Request, container: Container) -> bytes:
-    limit = container.settings.max_batch_bytes
-    try:
-        return await read_body(request, limit)
-    except BodyTooLarge as exc:
-        raise Problem(413, "payload-too-large", str(exc), limit_bytes=limit) from None
 
 
 def _refused(status: int, detail: str, provider: str) -> Problem:
@@ -114,7 +102,7 @@ async def ingest_alertmanager(request: Request) -> Response:
     Authenticate with ``Authorization: Bearer <token>`` of a configured
     ``integrations.alertmanager`` entry.
     """
-    container = _container(request)
+    container = container_of(request)
     header = request.headers.get("authorization") or ""
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -129,7 +117,7 @@ async def ingest_alertmanager(request: Request) -> Response:
         raise _refused(
             401, "the token is not one of a configured Alertmanager integration", ALERTMANAGER
         )
-    body = await _body(request, container)
+    body = await read_body_or_413(request, container.settings.max_batch_bytes)
     try:
         alerts = alertmanager.alerts_from_payload(alertmanager.parse_payload(body), integration)
     except PayloadError as exc:
@@ -155,11 +143,11 @@ async def ingest_pagerduty(request: Request) -> Response:
     The raw body must be signed (``X-PagerDuty-Signature: v1=<hex HMAC-SHA256>``)
     with a secret of a configured ``integrations.pagerduty`` entry.
     """
-    container = _container(request)
+    container = container_of(request)
     configured = container.integrations.of(PAGERDUTY)
     if not configured:
         raise _refused(401, "no PagerDuty integration is configured on this server", PAGERDUTY)
-    body = await _body(request, container)
+    body = await read_body_or_413(request, container.settings.max_batch_bytes)
     try:
         integration = pagerduty.verify(
             request.headers.get(pagerduty.SIGNATURE_HEADER), body, configured

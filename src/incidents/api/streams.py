@@ -21,6 +21,7 @@ from starlette.requests import HTTPConnection
 
 from incidents.api.auth import authenticate, decide, require
 from incidents.api.problems import Problem, invalid_parameter
+from incidents.api.state import container_of
 from incidents.policy.model import Action, Decision
 from incidents.store.records import StoredEvent
 from incidents.timeline.feed import LiveFeed, StreamFilter
@@ -33,11 +34,6 @@ if TYPE_CHECKING:
 router = APIRouter(prefix="/api/v1", tags=["streams"])
 Decided = Annotated[Decision, Depends(decide)]
 SSE_MEDIA_TYPE = "text/event-stream"
-
-
-def _container(conn: Request | WebSocket) -> Container:
-    container: Container = conn.app.state.container
-    return container
 
 
 def recheck_seconds(container: Container) -> float:
@@ -138,7 +134,7 @@ async def _open_stream(
     last_event_id: str | None,
     after: str | None,
 ) -> StreamingResponse:
-    container = _container(request)
+    container = container_of(request)
     try:
         filt = _filter(decision, types, incident)
         resume = _resume_point(last_event_id, after)
@@ -217,7 +213,7 @@ async def events_websocket(
     ``{"kind": "heartbeat"}``. Authentication is the same bearer token, in the
     ``Authorization`` header of the upgrade request.
     """
-    container = _container(websocket)
+    container = container_of(websocket)
     try:
         subject = await authenticate(websocket)
         decision = await decide(websocket, subject)

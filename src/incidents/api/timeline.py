@@ -6,14 +6,14 @@ import asyncio
 from dataclasses import replace
 from typing import TYPE_CHECKING, Annotated, Any
 
-import orjson
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 from starlette.responses import Response
 
 from incidents.api.auth import decide, require
-from incidents.api.body import BodyTooLarge, read_body
+from incidents.api.body import read_body_or_413
 from incidents.api.problems import Problem, invalid_parameter
+from incidents.api.state import container_of, json_response
 from incidents.events.envelope import Event, EventValidationError
 from incidents.events.parsing import (
     BATCH,
@@ -42,22 +42,6 @@ if TYPE_CHECKING:
 
 router = APIRouter(prefix="/api/v1", tags=["timeline"])
 Decided = Annotated[Decision, Depends(decide)]
-
-
-def _json(body: Any, status: int = 200, media: str = "application/json") -> Response:
-    return Response(orjson.dumps(body), status, media_type=media)
-
-
-def _container(request: Request) -> Container:
-    container: Container = request.app.state.container
-    return container
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    try:
-        return await read_body(request, limit)
-    except BodyTooLarge as exc:
-        raise Problem(413, "payload-too-large", str(exc), limit_bytes=limit) from None
 
 
 def _invalid_event(exc: EventValidationError) -> Problem:
@@ -96,7 +80,7 @@ def _single_response(result: AppendResult, decision: Decision) -> Response:
             incident_id=result.incident_id,
         )
     body = result.as_dict()
-    return _json(body, 201 if result.outcome is Outcome.CREATED else 200)
+    return json_response(body, 201 if result.outcome is Outcome.CREATED else 200)
 
 
 @router.post(
@@ -118,13 +102,13 @@ async def append_events(request: Request, decision: Decided) -> Response:
     (source, id). A replay of a stored event answers 200 with ``created: false``;
     a different event under a stored key answers 409.
     """
-    container = _container(request)
+    container = container_of(request)
     require(request, decision, Action.APPEND, "timeline")
     subject = decision.subject.id
     settings = container.settings
     content_type = request.headers.get("content-type")
     is_batch = media_type(content_type) == BATCH
-    body = await _read_body(
+    body = await read_body_or_413(
         request, settings.max_batch_bytes if is_batch else settings.max_event_bytes
     )
     headers = {k.lower(): v for k, v in request.headers.items()}
@@ -213,7 +197,7 @@ async def append_events(request: Request, decision: Decided) -> Response:
         else:
             counts["conflicts"] += 1
         out.append(entry)
-    return _json({"results": out, **counts})
+    return json_response({"results": out, **counts})
 
 
 @router.get("/timeline/events/{event_id}", summary="Fetch one stored CloudEvent")
@@ -225,7 +209,7 @@ def get_event(
     dialect: Annotated[str | None, Query(description="spec (default) or dotted")] = None,
 ) -> Response:
     """The stored event in structured CloudEvents JSON."""
-    container = _container(request)
+    container = container_of(request)
     require(request, decision, Action.READ, f"event/{event_id}")
     chosen = _dialect(container, dialect)
     try:
@@ -234,7 +218,7 @@ def get_event(
         raise Problem(404, "event-not-found", str(exc)) from None
     except AmbiguousEventId as exc:
         raise Problem(409, "ambiguous-event-id", str(exc), sources=exc.sources) from None
-    return _json(to_cloudevent(row, chosen, decision), media="application/cloudevents+json")
+    return json_response(to_cloudevent(row, chosen, decision), media="application/cloudevents+json")
 
 
 def _dialect(container: Container, requested: str | None) -> str:
@@ -300,7 +284,7 @@ def list_timeline(
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
 ) -> Response:
     """Events of one incident, filtered, in time order, one keyset page at a time."""
-    container = _container(request)
+    container = container_of(request)
     require(request, decision, Action.READ, f"incident/{incident_id}")
     try:
         filt = timeline_filter(
@@ -315,13 +299,13 @@ def list_timeline(
     body: dict[str, Any] = {"events": [to_entry(row, decision) for row in page.events]}
     if page.next_cursor is not None:
         body["next_cursor"] = page.next_cursor
-    return _json(body)
+    return json_response(body)
 
 
 @router.get("/incidents/{incident_id}/timeline/verify", summary="Check an incident's hash chain")
 def verify_timeline(request: Request, decision: Decided, incident_id: str) -> Response:
     """Whether the incident's hash chain is intact and, if not, the first broken position."""
-    container = _container(request)
+    container = container_of(request)
     require(request, decision, Action.VERIFY, f"incident/{incident_id}")
     try:
         report = container.timeline.verify(incident_id)
@@ -337,7 +321,7 @@ def verify_timeline(request: Request, decision: Decided, incident_id: str) -> Re
         body["reason"] = report.reason
     if report.last_hash is not None:
         body["head_hash"] = report.last_hash.hex()
-    return _json(body)
+    return json_response(body)
 
 
 @router.get("/incidents/{incident_id}/timeline/export", summary="Export an incident's timeline")
@@ -349,7 +333,7 @@ def export_timeline(
     dialect: Annotated[str | None, Query(description="spec (default) or dotted")] = None,
 ) -> Response:
     """The whole timeline as a JSON array of CloudEvents or as a Markdown report, streamed."""
-    container = _container(request)
+    container = container_of(request)
     require(request, decision, Action.EXPORT, f"incident/{incident_id}")
     try:
         fmt = ExportFormat(format)

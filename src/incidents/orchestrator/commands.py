@@ -107,9 +107,7 @@ def build_event(
 
 
 def _visible(incident: Incident | None, visibilities: frozenset[str] | None) -> bool:
-    return incident is not None and (
-        visibilities is None or incident.classification in visibilities
-    )
+    return incident is not None and incident.visible_to(visibilities)
 
 
 @dataclass(frozen=True, slots=True)

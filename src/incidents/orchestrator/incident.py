@@ -90,6 +90,10 @@ class Incident:
     def number(self) -> int | None:
         return incident_number(self.id)
 
+    def visible_to(self, visibilities: frozenset[str] | None) -> bool:
+        """Whether a reader opening ``visibilities`` (None: no restriction) may see it."""
+        return visibilities is None or self.classification in visibilities
+
     @property
     def commander(self) -> str | None:
         return self.roles.get("commander")

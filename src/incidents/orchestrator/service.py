@@ -73,11 +73,7 @@ class IncidentService:
     def get(self, incident_id: str, visibilities: frozenset[str] | None) -> Incident | None:
         """The incident, if it exists and its classification is visible to the reader."""
         incident = self.reader.get(incident_id)
-        if incident is None:
-            return None
-        if visibilities is not None and incident.classification not in visibilities:
-            return None
-        return incident
+        return incident if incident is not None and incident.visible_to(visibilities) else None
 
     def page(
         self,
@@ -105,11 +101,7 @@ class IncidentService:
             found = (self.get(i, visibilities) for i in dict.fromkeys(ids) if i is not None)
             return [other for other in found if other is not None]
 
-        children = [
-            child
-            for child in self.reader.children(incident.id)
-            if visibilities is None or child.classification in visibilities
-        ]
+        children = [c for c in self.reader.children(incident.id) if c.visible_to(visibilities)]
         parents = visible([incident.parent_id])
         merged_into = visible([incident.merged_into])
         return Family(
