@@ -12,7 +12,6 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
@@ -211,16 +210,6 @@ def run_history(container: Container, history: list[list[Command]]) -> None:
             # Refused commands are part of a realistic history.
             with contextlib.suppress(Rejected):
                 future.result()
-
-
-@pytest.fixture
-def container(database_url: str) -> Iterator[Container]:
-    c = build_container(make_settings(database_url))
-    c.start()
-    try:
-        yield c
-    finally:
-        c.close()
 
 
 @settings(
