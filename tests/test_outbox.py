@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from typer.testing import CliRunner
 
 from incidents.app import Container, build_container
@@ -25,7 +25,7 @@ from incidents.cli.main import app as cli_app
 from incidents.config import ConfigError, load_settings
 from incidents.events.envelope import normalize
 from incidents.events.timeformat import now_micros
-from incidents.store.engine import Backend, backend_of, make_engine
+from incidents.store.engine import Backend, backend_of, make_engine, writes
 from incidents.store.outbox_store import OutboxRecord, OutboxStore
 from incidents.store.records import StoredEvent
 from incidents.store.schema import outbox, timeline_events
@@ -101,12 +101,20 @@ def test_append_writes_one_outbox_row_per_created_event(quiet: Container) -> Non
     ]
     assert all(r.aggregate_id == "INC-1" for r in rows)
     assert all(r.processed_us is None and r.dead_us is None and r.attempts == 0 for r in rows)
-    # The payload is the stored event as a structured-mode CloudEvent.
-    payload = orjson.loads(rows[0].payload)
+    # The row names its event by position; a claim renders the stored event as a
+    # structured-mode CloudEvent.
+    assert all(r.payload is None for r in rows)
+    with store_of(quiet).claim(["bus"], now_micros(), 10) as claim:
+        claimed = claim.rows
+    assert [r.event_id for r in claimed] == ["evt-1", "evt-2"]
+    payload = orjson.loads(claimed[0].payload)
     assert payload["specversion"] == "1.0"
     assert payload["id"] == "evt-1"
     assert payload["type"] == "im.note.add"
     assert payload["data"] == {"note": "note 1"}
+    with quiet.engine.connect() as conn:
+        stored = StoredEvent(*conn.execute(select(timeline_events).limit(1)).one())
+    assert claimed[0].payload == cloudevent_json(stored)
     # A duplicate and a conflict store nothing, and queue nothing.
     append(quiet, event(1), {**event(2, type_="im.incident.declare"), "data": {"x": 1}})
     assert len(outbox_rows(quiet)) == 2
@@ -323,6 +331,43 @@ def test_subject_follows_the_event_type() -> None:
     assert subject_for("im.incident.declare") == "incidents.events.im.incident.declare"
     assert subject_for("odd type.*.>", "p") == "p.odd_type._._"
     assert subject_for("a..b", "p") == "p.a._.b"
+
+
+def _insert_outbox_row(c: Container, position: int, payload: bytes | None) -> None:
+    now = now_micros()
+    with writes(c.engine).begin() as conn:
+        conn.execute(
+            insert(outbox).values(
+                position=position,
+                aggregate_id="INC-1",
+                event_type="im.note.add",
+                payload=payload,
+                destination="bus",
+                created_us=now,
+                next_attempt_us=now,
+            )
+        )
+
+
+def test_rows_written_with_a_payload_deliver_that_payload(quiet: Container) -> None:
+    # Rows from before revision 0005 carry their CloudEvent; it is delivered as it is.
+    legacy = orjson.dumps({"specversion": "1.0", "id": "old-1", "source": "//x", "type": "t"})
+    _insert_outbox_row(quiet, 999, legacy)
+    bus = InProcessBus()
+    seen: list[BusMessage] = []
+    bus.subscribe(seen.append)
+    assert OutboxRelay(store_of(quiet), [BusDestination(bus)]).drain() == 1
+    assert [(m.event_id, m.payload) for m in seen] == [("old-1", legacy)]
+
+
+def test_row_whose_event_is_gone_is_dead_lettered_at_once(quiet: Container) -> None:
+    _insert_outbox_row(quiet, 12345, None)
+    recorder = Recorder()
+    assert OutboxRelay(store_of(quiet), [recorder]).drain() == 1
+    assert recorder.calls == 0
+    (item,) = store_of(quiet).list(failed=True)
+    assert item.state == "dead"
+    assert item.last_error == "the event at position 12345 is no longer stored"
 
 
 def test_bus_destination_publishes_with_event_ids(quiet: Container) -> None:

@@ -9,8 +9,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-import orjson
-
 from incidents.bus.message import Bus, BusMessage
 from incidents.store.outbox_store import OutboxRecord
 
@@ -40,9 +38,6 @@ class BusDestination:
 
     def deliver(self, rows: Sequence[OutboxRecord]) -> list[Exception | None]:
         messages = [
-            BusMessage(
-                row.payload, str(orjson.loads(row.payload)["id"]), row.event_type, row.position
-            )
-            for row in rows
+            BusMessage(row.payload, row.event_id, row.event_type, row.position) for row in rows
         ]
         return self._bus.publish_many(messages)

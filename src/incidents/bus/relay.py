@@ -112,6 +112,9 @@ class OutboxRelay:
             failed: list[Failure] = []
             by_destination: dict[str, list[OutboxRecord]] = {}
             for row in claim.rows:
+                if not row.event_id:
+                    failed.append(self._gone(row))
+                    continue
                 by_destination.setdefault(row.destination, []).append(row)
             for name, rows in by_destination.items():
                 for row, error in zip(rows, self._deliver(name, rows), strict=True):
@@ -153,6 +156,13 @@ class OutboxRelay:
             )
             return Failure(row.id, attempts, text, now, now)
         return Failure(row.id, attempts, text, now + self._retry.delay_us(attempts), None)
+
+    def _gone(self, row: OutboxRecord) -> Failure:
+        # Nothing left to deliver, and retrying cannot bring it back: dead-letter now.
+        now = self._clock()
+        text = f"the event at position {row.position} is no longer stored"
+        log.warning("outbox row %d (%s) dead-lettered: %s", row.id, row.destination, text)
+        return Failure(row.id, row.attempts + 1, text, now, now)
 
     def start(self) -> None:
         """Start the background thread."""

@@ -18,12 +18,16 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+import orjson
 from sqlalchemy import Connection, Engine, bindparam, delete, select, text, update
 
 from incidents.store.engine import Backend, writes
-from incidents.store.schema import outbox
+from incidents.store.records import EVENT_COLUMNS, StoredEvent
+from incidents.store.schema import outbox, timeline_events
+from incidents.timeline.render import cloudevent_json
 
 _o = outbox.c
+_EVENT_COLUMNS = [timeline_events.c[name] for name in EVENT_COLUMNS]
 _PENDING = (_o.processed_us.is_(None), _o.dead_us.is_(None))
 
 
@@ -34,9 +38,12 @@ class OutboxRecord(NamedTuple):
     position: int
     aggregate_id: str | None
     event_type: str
+    # The structured-mode CloudEvent.
     payload: bytes
     destination: str
     attempts: int
+    # The CloudEvent's id; empty when the event is no longer stored (nothing to deliver).
+    event_id: str
 
 
 _CLAIM_COLUMNS = (
@@ -175,7 +182,7 @@ class OutboxStore:
         Settle them inside the block. On PostgreSQL the claim ends with the block (an
         exception rolls back, releasing the rows unsettled).
         """
-        due = select(*_CLAIM_COLUMNS).where(
+        pending = (
             *_PENDING,
             _o.next_attempt_us <= now_us,
             _o.destination.in_(list(destinations)),
@@ -183,14 +190,22 @@ class OutboxStore:
         if self._backend is Backend.POSTGRESQL:
             with self._engine.begin() as conn:
                 query = (
-                    due.order_by(_o.next_attempt_us, _o.id)
+                    select(*_CLAIM_COLUMNS, *_EVENT_COLUMNS)
+                    .select_from(
+                        outbox.outerjoin(timeline_events, timeline_events.c.position == _o.position)
+                    )
+                    .where(*pending)
+                    .order_by(_o.next_attempt_us, _o.id)
                     .limit(limit)
-                    .with_for_update(skip_locked=True)
+                    .with_for_update(skip_locked=True, of=outbox)
                 )
-                rows = [OutboxRecord(*row) for row in conn.execute(query)]
+                rows = [
+                    _claimed(row[: len(_CLAIM_COLUMNS)], row[len(_CLAIM_COLUMNS) :])
+                    for row in conn.execute(query)
+                ]
                 yield Claim(rows, conn, self._engine)
             return
-        ids = due.with_only_columns(_o.id).order_by(_o.next_attempt_us, _o.id).limit(limit)
+        ids = select(_o.id).where(*pending).order_by(_o.next_attempt_us, _o.id).limit(limit)
         # Look before taking the write lock: the appender needs it far more often.
         with self._engine.connect() as conn:
             if conn.execute(ids.limit(1)).first() is None:
@@ -198,13 +213,26 @@ class OutboxStore:
                 return
         with self._engine.begin() as conn:
             # One statement, so the write lock is taken at once (no read-to-write upgrade).
-            leased = conn.execute(
-                update(outbox)
-                .where(_o.id.in_(ids.scalar_subquery()))
-                .values(next_attempt_us=now_us + self._lease_us)
-                .returning(*_CLAIM_COLUMNS)
+            leased = list(
+                conn.execute(
+                    update(outbox)
+                    .where(_o.id.in_(ids.scalar_subquery()))
+                    .values(next_attempt_us=now_us + self._lease_us)
+                    .returning(*_CLAIM_COLUMNS)
+                )
             )
-            rows = sorted((OutboxRecord(*row) for row in leased), key=lambda r: r.id)
+        with self._engine.connect() as conn:
+            events = {
+                row[0]: row
+                for row in conn.execute(
+                    select(*_EVENT_COLUMNS).where(
+                        timeline_events.c.position.in_({row.position for row in leased})
+                    )
+                )
+            }
+        rows = sorted(
+            (_claimed(row, events.get(row.position)) for row in leased), key=lambda r: r.id
+        )
         yield Claim(rows, None, self._engine)
 
     def next_due(self, destinations: Sequence[str]) -> int | None:
@@ -264,6 +292,24 @@ class OutboxStore:
         with self._engine.connect() as conn:
             row: Any = conn.execute(query).one()
         return {"pending": int(row[0]), "dead": int(row[1])}
+
+
+def _claimed(row: Sequence[Any], event: Sequence[Any] | None) -> OutboxRecord:
+    """A claimed row with its payload: the stored event rendered now, or the copy a
+    row from before revision 0005 carries. ``event_id`` stays empty when neither
+    exists (the event is no longer stored)."""
+    row_id, position, aggregate_id, event_type, payload, destination, attempts = row
+    event_id = ""
+    if event is not None and event[0] is not None:
+        stored = StoredEvent(*event)
+        event_id = stored.event_id
+        if payload is None:
+            payload = cloudevent_json(stored)
+    elif payload is not None:
+        event_id = str(orjson.loads(payload)["id"])
+    return OutboxRecord(
+        row_id, position, aggregate_id, event_type, payload or b"", destination, attempts, event_id
+    )
 
 
 def _get(conn: Connection, row_id: int) -> OutboxItem:

@@ -51,7 +51,6 @@ _COPY_OUTBOX_TYPES = [
     "int8",  # position
     "text",  # aggregate_id
     "text",  # event_type
-    "bytea",  # payload
     "text",  # destination
     "int8",  # created_us
     "int8",  # next_attempt_us

@@ -74,7 +74,6 @@ OUTBOX_COLUMNS: tuple[str, ...] = (
     "position",
     "aggregate_id",
     "event_type",
-    "payload",
     "destination",
     "created_us",
     "next_attempt_us",
@@ -83,12 +82,14 @@ OUTBOX_COLUMNS: tuple[str, ...] = (
 
 
 class OutboxEntry(NamedTuple):
-    """A new row of ``outbox``: one created event for one destination."""
+    """A new row of ``outbox``: one created event for one destination.
+
+    It names the event by position; the relay renders it when it delivers.
+    """
 
     position: int
     aggregate_id: str | None
     event_type: str
-    payload: bytes
     destination: str
     created_us: int
     next_attempt_us: int

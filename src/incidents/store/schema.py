@@ -229,8 +229,10 @@ outbox = Table(
     Column("position", BigInteger, nullable=False),
     Column("aggregate_id", String, nullable=True),
     Column("event_type", String, nullable=False),
-    # The structured-mode CloudEvent (JSON) as the store renders it.
-    Column("payload", LargeBinary, nullable=False),
+    # Empty: the relay renders the event at ``position`` when it delivers (a copy
+    # here doubled what every append wrote). Rows from before revision 0005 carry
+    # the structured-mode CloudEvent.
+    Column("payload", LargeBinary, nullable=True),
     Column("destination", String, nullable=False),
     Column("created_us", BigInteger, nullable=False),
     Column("next_attempt_us", BigInteger, nullable=False),

@@ -27,7 +27,6 @@ from incidents.policy.redaction import needs_redaction
 from incidents.store.errors import DedupeRace
 from incidents.store.records import ChainHead, ExistingKey, OutboxEntry, StoredEvent
 from incidents.timeline.chain import GENESIS, chain_key, link_hash, row_digest
-from incidents.timeline.render import cloudevent_json
 
 log = logging.getLogger(__name__)
 
@@ -219,26 +218,14 @@ class PreparedEvent:
 
 
 def outbox_entries(
-    rows: Sequence[StoredEvent],
-    destinations: Sequence[str],
-    now_us: int,
-    bodies: Sequence[dict[str, Any]] | None = None,
+    rows: Sequence[StoredEvent], destinations: Sequence[str], now_us: int
 ) -> list[OutboxEntry]:
-    """One outbox row per stored event and destination, due at once.
-
-    ``bodies`` (the events' bodies, as their body columns were made from) spares
-    decoding each body column again on the writer thread.
-    """
-    entries: list[OutboxEntry] = []
-    for index, row in enumerate(rows):
-        payload = cloudevent_json(row, bodies[index] if bodies is not None else None)
-        for destination in destinations:
-            entries.append(
-                OutboxEntry(
-                    row.position, row.incident_id, row.type, payload, destination, now_us, now_us
-                )
-            )
-    return entries
+    """One outbox row per stored event and destination, due at once."""
+    return [
+        OutboxEntry(row.position, row.incident_id, row.type, destination, now_us, now_us)
+        for row in rows
+        for destination in destinations
+    ]
 
 
 def prepare(pending: Sequence[PendingEvent], now_us: int) -> list[PreparedEvent]:
@@ -298,7 +285,6 @@ class AppendSession:
         self._chains_checked: set[str] = set()
         self._changed: dict[str, ChainHead] = {}
         self._rows: list[StoredEvent] = []
-        self._bodies: list[dict[str, Any]] = []
 
     def begin(self, prepared: Sequence[PreparedEvent], *, optimistic: bool = False) -> None:
         """Take the log lock, loading what ``prepared`` needs in as few queries as possible.
@@ -377,8 +363,6 @@ class AppendSession:
         link = link_hash(prev_hash or GENESIS, position, prep.digest)
         row = StoredEvent._make((position, *prep.tail, prev_hash, link))
         self._rows.append(row)
-        if self.destinations:
-            self._bodies.append(event.body())
         self._changed[ckey] = ChainHead(position, link, (tip.event_count if tip else 0) + 1)
         self._checked.add((event.source, event.dedupe_id))
         self._known[(event.source, event.dedupe_id)] = ExistingKey(
@@ -397,9 +381,7 @@ class AppendSession:
         if self._rows:
             self.tx.insert_events(self._rows)
             if self.destinations:
-                self.tx.insert_outbox(
-                    outbox_entries(self._rows, self.destinations, self.now_us, self._bodies)
-                )
+                self.tx.insert_outbox(outbox_entries(self._rows, self.destinations, self.now_us))
             self.tx.save_chain_heads(self._changed)
             self.tx.set_head(self._head)
         if self.projection is not None:
