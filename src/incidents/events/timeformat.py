@@ -48,11 +48,16 @@ def parse_micros(text: str) -> int:
     return to_micros(parse_rfc3339(text))
 
 
+@lru_cache(maxsize=4096)
+def _format_seconds(seconds: int) -> str:
+    # Cached: the events of a batch or a delivery mostly fall in the same few seconds.
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
 def format_micros(micros: int) -> str:
     """Format epoch microseconds as RFC 3339 UTC (``Z``), with a fraction only when needed."""
     seconds, fraction = divmod(micros, 1_000_000)
-    moment = datetime.fromtimestamp(seconds, UTC)
-    text = moment.strftime("%Y-%m-%dT%H:%M:%S")
+    text = _format_seconds(seconds)
     if fraction:
         text += f".{fraction:06d}".rstrip("0")
     return text + "Z"

@@ -90,6 +90,9 @@ class ProjectionSession:
         self._dirty_counter = False
         # Alert keys that had no row when loaded (inserted, not upserted, on flush).
         self._new_alerts: set[str] = set()
+        # The label rows each loaded incident has: rewritten only when they change
+        # (an alert attaching to an incident changes its counters, not its labels).
+        self._stored_labels: dict[str, list[str]] = {}
 
     # --- reads ---------------------------------------------------------------
 
@@ -113,7 +116,10 @@ class ProjectionSession:
         found = self._rows.load("incidents", missing)
         for incident_id in missing:
             row = found.get(incident_id)
-            self._incidents[incident_id] = Incident.from_json(row[-1]) if row else None
+            incident = Incident.from_json(row[-1]) if row else None
+            self._incidents[incident_id] = incident
+            if incident is not None:
+                self._stored_labels[incident_id] = label_keys(incident.labels)
 
     def incident(self, incident_id: str) -> Incident | None:
         if incident_id not in self._incidents:
@@ -321,12 +327,14 @@ class ProjectionSession:
             changed = [self._incidents[i] for i in sorted(self._dirty_incidents)]
             present = [i for i in changed if i is not None]
             self._rows.save("incidents", [incident_row(i) for i in present])
-            ids = [i.id for i in present]
-            self._rows.delete("incident_labels", "incident_id", ids)
+            relabelled = {i.id: label_keys(i.labels) for i in present}
+            relabelled = {k: v for k, v in relabelled.items() if self._stored_labels.get(k) != v}
+            self._rows.delete("incident_labels", "incident_id", list(relabelled))
             self._rows.save(
                 "incident_labels",
-                [(i.id, label) for i in present for label in label_keys(i.labels)],
+                [(i, label) for i, labels in relabelled.items() for label in labels],
             )
+            self._stored_labels.update(relabelled)
             self._dirty_incidents.clear()
         self._flush_alerts()
         self._flush_groups()

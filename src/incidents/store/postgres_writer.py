@@ -62,7 +62,7 @@ class PostgresTransaction:
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
         self._conn = conn
         self._cur = conn.cursor()
-        self.projections = ProjectionStore(lambda: self._cur, "%s", copy=True)
+        self.projections = ProjectionStore(lambda: self._cur, "%s", postgresql=True)
 
     def lock_head(self) -> int:
         self._cur.execute("SELECT position FROM log_head WHERE id = 1 FOR UPDATE")
@@ -79,7 +79,7 @@ class PostgresTransaction:
         self._cur.execute(
             "SELECT e.source, coalesce(e.origin_id, e.event_id), e.event_id, e.incident_id, "
             "e.content_hash, e.recorded_by, e.visibility "
-            "FROM unnest(%s::text[], %s::text[]) AS k(source, dedupe_id) "
+            "FROM unnest(%b::text[], %b::text[]) AS k(source, dedupe_id) "
             "JOIN timeline_events e ON e.source = k.source "
             "AND coalesce(e.origin_id, e.event_id) = k.dedupe_id",
             ([k[0] for k in keys], [k[1] for k in keys]),
@@ -92,7 +92,7 @@ class PostgresTransaction:
     def chain_heads(self, keys: Sequence[str]) -> dict[str, ChainHead]:
         self._cur.execute(
             "SELECT chain_key, last_position, last_hash, event_count FROM chain_heads "
-            "WHERE chain_key = ANY(%s)",
+            "WHERE chain_key = ANY(%b::text[])",
             (list(keys),),
         )
         return {row[0]: ChainHead(row[1], bytes(row[2]), row[3]) for row in self._cur.fetchall()}
@@ -113,7 +113,7 @@ class PostgresTransaction:
         keys = list(heads)
         self._cur.execute(
             "INSERT INTO chain_heads (chain_key, last_position, last_hash, event_count) "
-            "SELECT * FROM unnest(%s::text[], %s::int8[], %s::bytea[], %s::int8[]) "
+            "SELECT * FROM unnest(%b::text[], %b::int8[], %b::bytea[], %b::int8[]) "
             "ON CONFLICT (chain_key) DO UPDATE SET last_position = excluded.last_position, "
             "last_hash = excluded.last_hash, event_count = excluded.event_count",
             (

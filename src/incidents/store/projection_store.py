@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import Table
+from sqlalchemy import BigInteger, Integer, LargeBinary, Table
 
 from incidents.store.schema import (
     alerts,
@@ -25,6 +25,18 @@ PROJECTION_TABLES: dict[str, Table] = {
 }
 
 
+def _array_type(column: Any) -> str:
+    """The PostgreSQL array type that carries a column's values in one parameter
+    (binary parameters and binary COPY need the exact type)."""
+    if isinstance(column.type, BigInteger):
+        return "int8[]"
+    if isinstance(column.type, Integer):
+        return "int4[]"
+    if isinstance(column.type, LargeBinary):
+        return "bytea[]"
+    return "text[]"
+
+
 def _clean(value: Any) -> Any:
     # PostgreSQL text cannot hold NUL; JSON (and so an event) can. The event keeps it,
     # the projection shows U+FFFD, on both backends alike.
@@ -36,12 +48,15 @@ def _clean(value: Any) -> Any:
 class ProjectionStore:
     """Key-addressed loads and upserts of projection rows on a DB-API connection."""
 
-    def __init__(self, cursor: Callable[[], Any], placeholder: str, *, copy: bool = False) -> None:
+    def __init__(
+        self, cursor: Callable[[], Any], placeholder: str, *, postgresql: bool = False
+    ) -> None:
         self._cursor = cursor
         self._ph = placeholder
-        # PostgreSQL: new rows go in with COPY, which costs a fraction of a statement
-        # per row (a delivery of alerts adds hundreds of rows).
-        self._copy = copy
+        # PostgreSQL: new rows go in with COPY and upserts as one statement over
+        # arrays, each a fraction of the cost of a statement per row (a delivery of
+        # alerts touches hundreds of rows).
+        self._postgresql = postgresql
 
     def load(self, table: str, keys: Sequence[str]) -> dict[str, tuple[Any, ...]]:
         """Rows of ``table`` (single-column key) by key, all columns in table order."""
@@ -52,6 +67,18 @@ class ProjectionStore:
         columns = ", ".join(c.name for c in spec.columns)
         out: dict[str, tuple[Any, ...]] = {}
         cur = self._cursor()
+        if self._postgresql:
+            # One parameter however many keys: psycopg parses a long IN list anew on
+            # every call, and a join keeps the primary-key index whatever the
+            # statistics say.
+            asked = {_clean(k): k for k in keys}
+            selected = ", ".join(f"t.{c.name}" for c in spec.columns)
+            cur.execute(
+                f"SELECT {selected} FROM unnest(%b::text[]) AS k(key) "
+                f"JOIN {table} t ON t.{key} = k.key",
+                (list(asked),),
+            )
+            return {asked.get(row[0], row[0]): tuple(row) for row in cur.fetchall()}
         # Chunked IN lists: portable, and bounded for SQLite's parameter limit.
         for start in range(0, len(keys), 500):
             asked = {_clean(k): k for k in keys[start : start + 500]}
@@ -75,12 +102,25 @@ class ProjectionStore:
             if others
             else "DO NOTHING"
         )
+        conflict = f"ON CONFLICT ({', '.join(keys)}) {update}"
+        cleaned = [tuple(_clean(v) for v in r) for r in rows]
+        if self._postgresql:
+            # One row per key: a statement may not upsert the same row twice, and the
+            # last of several writes is the one that counts (as with one per row).
+            at = [names.index(k) for k in keys]
+            unique = list({tuple(r[i] for i in at): r for r in cleaned}.values())
+            arrays = ", ".join(f"%b::{_array_type(c)}" for c in spec.columns)
+            self._cursor().execute(
+                f"INSERT INTO {table} ({', '.join(names)}) SELECT * FROM unnest({arrays}) "
+                + conflict,
+                [list(column) for column in zip(*unique, strict=True)],
+            )
+            return
         sql = (
             f"INSERT INTO {table} ({', '.join(names)}) "
-            f"VALUES ({', '.join(self._ph for _ in names)}) "
-            f"ON CONFLICT ({', '.join(keys)}) {update}"
+            f"VALUES ({', '.join(self._ph for _ in names)}) " + conflict
         )
-        self._cursor().executemany(sql, [tuple(_clean(v) for v in r) for r in rows])
+        self._cursor().executemany(sql, cleaned)
 
     def insert(self, table: str, rows: Sequence[Sequence[Any]]) -> None:
         """Insert rows whose keys are known to be new (a duplicate key is an error)."""
@@ -88,8 +128,13 @@ class ProjectionStore:
             return
         names = [c.name for c in PROJECTION_TABLES[table].columns]
         cleaned = [tuple(_clean(v) for v in r) for r in rows]
-        if self._copy:
-            with self._cursor().copy(f"COPY {table} ({', '.join(names)}) FROM STDIN") as copy:
+        if self._postgresql:
+            columns = PROJECTION_TABLES[table].columns
+            # Binary: bytea values (the rows' JSON state) go as they are, not escaped.
+            with self._cursor().copy(
+                f"COPY {table} ({', '.join(names)}) FROM STDIN (FORMAT BINARY)"
+            ) as copy:
+                copy.set_types([_array_type(c)[:-2] for c in columns])
                 for row in cleaned:
                     copy.write_row(row)
             return
