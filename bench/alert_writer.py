@@ -49,6 +49,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--in-flight", type=int, default=4, help="deliveries queued at once")
     parser.add_argument("--fingerprints", type=int, default=200)
     parser.add_argument("--outbox", default="bus", help="IM_OUTBOX_DESTINATIONS ('' for none)")
+    parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
     parser.add_argument("--profile", help="write a cProfile of the writer thread to this file")
     return parser.parse_args(argv)
 
@@ -106,7 +107,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         container.close()
         if profiler is not None:
             profiler.dump_stats(args.profile)
-        drop_pg_database(args.database_url)
+        if not args.keep:
+            drop_pg_database(args.database_url)
     result = {
         "benchmark": "alert_writer",
         "machine": machine(),

@@ -8,7 +8,7 @@ the projection only replays what the event says, so a rebuild reproduces it exac
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
@@ -101,6 +101,9 @@ def _classification_of(alert: Alert) -> str:
     return visibility if visibility in CLASSIFICATIONS else CLASSIFICATIONS[-1]
 
 
+_Applicable = tuple[list[_Match], list[dict[str, Any]]]
+
+
 @dataclass(frozen=True, slots=True)
 class IngestAlerts:
     """Record alerts from one delivery, correlating each against the open incidents."""
@@ -109,17 +112,24 @@ class IngestAlerts:
     rules: CorrelationRules
     # Who delivered them (an integration principal or a user).
     recorded_by: str
+    # Per alert, the rules it matches (with fingerprints) and those it lacks fields
+    # for. They depend on the alert alone, so they are computed where the command is
+    # made (a request's thread), not on the writer thread under the log lock.
+    applicable: tuple[_Applicable, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        applicable = tuple(
+            _applicable(self.rules, alert) if alert.event_type == TRIGGER else ([], [])
+            for alert in self.alerts
+        )
+        object.__setattr__(self, "applicable", applicable)
 
     def execute(self, session: AppendSession) -> list[AlertOutcome]:
         # One query per table for the whole delivery, not one (or two) per alert.
         session.prefetch_keys([(alert.source, alert.origin_id) for alert in self.alerts])
         state = state_of(session)
         state.prefetch_alerts(alert.key for alert in self.alerts)
-        # Fingerprints are computed once per alert, here, and reused when deciding.
-        applicable = [
-            _applicable(self.rules, alert) if alert.event_type == TRIGGER else ([], [])
-            for alert in self.alerts
-        ]
+        applicable = self.applicable
         group_keys = [match.group_key for matches, _ in applicable for match in matches]
         state.prefetch_groups(group_keys)
         # The incidents those alerts and groups point at, and their chain tips.

@@ -39,8 +39,10 @@ class AlertRecord:
             self.first_us,
             self.last_us,
             self.last_position,
-            # orjson encodes dataclasses natively, much faster than asdict().
-            orjson.dumps(self),
+            # orjson encodes dataclasses natively, much faster than asdict(). Sorted
+            # keys: the same state whether folded from a new event or from its stored
+            # (key-sorted) body during a rebuild.
+            orjson.dumps(self, option=orjson.OPT_SORT_KEYS),
         )
 
     @classmethod

@@ -99,8 +99,10 @@ class Incident:
         return self.roles.get("commander")
 
     def to_json(self) -> bytes:
-        # orjson encodes dataclasses natively, much faster than asdict().
-        return orjson.dumps(self)
+        # orjson encodes dataclasses natively, much faster than asdict(). Sorted keys:
+        # the same state whether folded from a new event or from its stored (key-sorted)
+        # body during a rebuild.
+        return orjson.dumps(self, option=orjson.OPT_SORT_KEYS)
 
     @classmethod
     def from_json(cls, raw: bytes) -> Incident:

@@ -58,6 +58,22 @@ def fact_of(row: StoredEvent) -> Fact:
     )
 
 
+def fact_of_event(row: StoredEvent, event: Event) -> Fact:
+    """The fold's view of an event being appended: :func:`fact_of` without decoding
+    the body the event was just encoded into."""
+    data = event.data if event.has_data else None
+    return Fact(
+        position=row.position,
+        type=row.type,
+        incident_id=row.incident_id,
+        time_us=row.time_us,
+        actor=row.actor,
+        visibility=row.visibility,
+        data=data if isinstance(data, dict) else {},
+        related_ids=tuple(r for r in event.related_ids or () if isinstance(r, str)),
+    )
+
+
 def alert_key(
     data: object, source: str, fingerprint: str | None, origin_id: str | None, event_id: str
 ) -> str:
@@ -166,13 +182,17 @@ class ProjectionSession:
 
     # --- the fold ------------------------------------------------------------
 
-    def fold(self, row: StoredEvent) -> None:
+    def fold(self, row: StoredEvent, event: Event | None = None) -> None:
         """Apply one stored event to whatever it projects into."""
         if row.type not in PROJECTED_TYPES:
-            if row.incident_id is not None and b'"related_ids"' in row.body:
+            if row.incident_id is None:
+                return
+            if event is None and b'"related_ids"' in row.body:
                 self._fold_incident(fact_of(row))
+            elif event is not None and event.related_ids is not None:
+                self._fold_incident(fact_of_event(row, event))
             return
-        fact = fact_of(row)
+        fact = fact_of(row) if event is None else fact_of_event(row, event)
         if row.type in ALERT_TYPES:
             self._fold_alert(fact, row)
         if row.type == "im.incident.merge" and row.incident_id is not None:

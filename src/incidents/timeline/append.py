@@ -198,7 +198,10 @@ class Projection(Protocol):
         """Load what folding these events will need (before they are appended)."""
         ...
 
-    def fold(self, row: StoredEvent) -> None: ...
+    def fold(self, row: StoredEvent, event: Event | None = None) -> None:
+        """Apply a stored event; ``event``, when given, is the row's decoded event
+        (spares decoding its body again)."""
+        ...
 
     def flush(self) -> None: ...
 
@@ -369,7 +372,7 @@ class AppendSession:
             event.id, event.incident_id, event.content_hash, prep.item.recorded_by, event.visibility
         )
         if self.projection is not None:
-            self.projection.fold(row)
+            self.projection.fold(row, event)
         return AppendResult(Outcome.CREATED, event.id, event.incident_id, position)
 
     def emit(self, event: Event, recorded_by: str) -> AppendResult:
