@@ -13,6 +13,8 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import func, insert, select
 from typer.testing import CliRunner
 
@@ -409,6 +411,44 @@ def test_outbox_payload_is_the_rendered_cloudevent(raw: dict[str, Any]) -> None:
     expected = orjson.dumps(to_cloudevent(row))
     assert cloudevent_json(row) == expected
     assert cloudevent_json(row, ev.body()) == expected
+
+
+# Strings that look like the body's own keys, to tempt the renderer's shortcut.
+_TRICKY = st.sampled_from(
+    ['"data_class":["pii"]', ',"datacontenttype":"application/json"}', '{"data":', "x", ""]
+)
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(max_size=8) | _TRICKY,
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.text(max_size=6) | _TRICKY, inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+@given(
+    data=_JSON,
+    data_class=st.sampled_from([None, ["pii"], {"pii": ["customer.email"]}]),
+    extra=st.dictionaries(st.sampled_from(["dataschema", "customext"]), st.just("x"), max_size=2),
+    content_type=st.sampled_from([None, "application/json", "text/plain"]),
+)
+def test_outbox_payload_equals_the_general_renderer(
+    data: Any, data_class: Any, extra: dict[str, str], content_type: str | None
+) -> None:
+    raw = event(1, data=data, **extra)
+    if data_class is not None:
+        raw["imdataclass"] = (
+            data_class if isinstance(data_class, list) else orjson.dumps(data_class).decode()
+        )
+    if content_type is not None:
+        raw["datacontenttype"] = content_type
+    if content_type == "text/plain":
+        raw["data"] = "plain"
+    ev = normalize(raw)
+    (prep,) = prepare([PendingEvent(ev, "alice@example.com")], now_micros())
+    row = StoredEvent._make((1, *prep.tail, None, b"h"))
+    assert cloudevent_json(row) == orjson.dumps(to_cloudevent(row))
 
 
 def test_worker_delivers_the_outbox_and_stops_on_sigterm(sqlite_url: str) -> None:
