@@ -23,6 +23,7 @@ from incidents.bus.destination import BusDestination
 from incidents.bus.memory import InProcessBus
 from incidents.bus.message import BusMessage, subject_for
 from incidents.bus.relay import OutboxRelay, RetryPolicy, describe_error
+from incidents.bus.wiring import build_relay
 from incidents.cli.main import app as cli_app
 from incidents.config import ConfigError, load_settings
 from incidents.events.envelope import normalize
@@ -163,6 +164,38 @@ def test_relay_delivers_each_row_once(quiet: Container) -> None:
     assert all(r.processed_us is not None and r.attempts == 1 for r in rows)
     assert relay.drain() == 0
     assert store_of(quiet).list() == []
+
+
+def test_without_retention_delivered_rows_are_deleted_and_failed_ones_kept(
+    quiet: Container,
+) -> None:
+    append(quiet, *(event(n) for n in range(1, 6)))
+    store = OutboxStore(quiet.engine, quiet.backend, keep_delivered=False)
+    flaky = Recorder(failures=1)
+    relay = OutboxRelay(store, [flaky], batch_size=3)
+    # The first batch fails and stays for a retry; the second is delivered and gone.
+    assert relay.run_once() == 3
+    assert relay.run_once() == 2
+    rows = outbox_rows(quiet)
+    assert len(rows) == 3
+    assert all(r.processed_us is None and r.last_error is not None for r in rows)
+
+
+def test_retention_setting_decides_whether_delivered_rows_stay(database_url: str) -> None:
+    for retention, remaining in (("0", 0), ("3600", 3)):
+        settings = make_settings(
+            database_url, outbox_relay=False, outbox_retention_seconds=float(retention)
+        )
+        c = build_container(settings)
+        c.start()
+        try:
+            before = len(outbox_rows(c))
+            append(c, *(event(n) for n in range(int(retention) + 1, int(retention) + 4)))
+            # The relay as the settings build it.
+            assert build_relay(settings, c.engine, c.backend, c.bus).drain() == 3
+            assert len(outbox_rows(c)) - before == remaining
+        finally:
+            c.close()
 
 
 def test_failing_destination_is_retried_with_growing_backoff(quiet: Container) -> None:
@@ -486,6 +519,7 @@ def test_worker_delivers_the_outbox_and_stops_on_sigterm(sqlite_url: str) -> Non
     [
         ("IM_OUTBOX_DESTINATIONS", "bus,pager", "unknown destination pager"),
         ("IM_OUTBOX_MAX_ATTEMPTS", "0", "IM_OUTBOX_MAX_ATTEMPTS"),
+        ("IM_OUTBOX_RETENTION_SECONDS", "-1", "IM_OUTBOX_RETENTION_SECONDS: must be 0"),
         ("IM_NATS_URL", "http://nats:4222", "IM_NATS_URL"),
         ("IM_NATS_SUBJECT_PREFIX", "a..b", "IM_NATS_SUBJECT_PREFIX"),
     ],

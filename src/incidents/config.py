@@ -85,8 +85,9 @@ class Settings:
     outbox_poll_seconds: float = 1.0
     # SQLite: how long a claimed row stays claimed if its relay dies mid-delivery.
     outbox_lease_seconds: float = 60.0
-    # How long delivered rows are kept before the relay deletes them.
-    outbox_retention_seconds: float = 86_400.0
+    # How long delivered rows are kept (marked processed) before the relay deletes
+    # them; 0 deletes each row as it is delivered, the cheapest for the database.
+    outbox_retention_seconds: float = 0.0
     # The bus: in-process unless a NATS server (with JetStream) is named.
     nats_url: str = ""
     nats_stream: str = "INCIDENTS"
@@ -288,6 +289,10 @@ def validate_outbox(settings: Settings) -> None:
     for name in ("backoff_base_seconds", "backoff_cap_seconds", "poll_seconds", "lease_seconds"):
         if getattr(settings, f"outbox_{name}") <= 0:
             raise ConfigError(f"IM_OUTBOX_{name.upper()}: must be greater than 0")
+    if settings.outbox_retention_seconds < 0:
+        raise ConfigError(
+            "IM_OUTBOX_RETENTION_SECONDS: must be 0 (delete rows once delivered) or more"
+        )
     if settings.outbox_backoff_cap_seconds < settings.outbox_backoff_base_seconds:
         raise ConfigError("IM_OUTBOX_BACKOFF_CAP_SECONDS: must be at least the base")
     if settings.nats_url and not settings.nats_url.startswith(("nats://", "tls://")):

@@ -51,7 +51,12 @@ def build_destinations(settings: Settings, bus: Bus) -> list[Destination]:
 def build_relay(settings: Settings, engine: Engine, backend: Backend, bus: Bus) -> OutboxRelay:
     """A relay draining the configured destinations with the configured retry policy."""
     return OutboxRelay(
-        OutboxStore(engine, backend, settings.outbox_lease_seconds),
+        OutboxStore(
+            engine,
+            backend,
+            settings.outbox_lease_seconds,
+            keep_delivered=settings.outbox_retention_seconds > 0,
+        ),
         build_destinations(settings, bus),
         retry=RetryPolicy(
             max_attempts=settings.outbox_max_attempts,
