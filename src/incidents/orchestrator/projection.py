@@ -104,8 +104,10 @@ class ProjectionSession:
         self._dirty_groups: set[str] = set()
         self._counter: int | None = None
         self._dirty_counter = False
-        # Alert keys that had no row when loaded (inserted, not upserted, on flush).
+        # Alert and group keys that had no row when loaded (inserted, not upserted, on
+        # flush; a rule keyed on a host opens a group for nearly every alert).
         self._new_alerts: set[str] = set()
+        self._new_groups: set[str] = set()
         # The label rows each loaded incident has: rewritten only when they change
         # (an alert attaching to an incident changes its counters, not its labels).
         self._stored_labels: dict[str, list[str]] = {}
@@ -162,6 +164,8 @@ class ProjectionSession:
         for key in missing:
             row = found.get(key)
             self._groups[key] = GroupRecord.from_row(row) if row else None
+            if row is None:
+                self._new_groups.add(key)
 
     def group(self, key: str) -> GroupRecord | None:
         if key not in self._groups:
@@ -337,8 +341,11 @@ class ProjectionSession:
         self._dirty_alerts.clear()
 
     def _flush_groups(self) -> None:
-        groups = [self._groups[k] for k in sorted(self._dirty_groups)]
-        self._rows.save("correlation_groups", [g.to_row() for g in groups if g is not None])
+        new = sorted(self._dirty_groups & self._new_groups)
+        changed = sorted(self._dirty_groups - self._new_groups)
+        for write, keys in ((self._rows.insert, new), (self._rows.save, changed)):
+            write("correlation_groups", [g.to_row() for k in keys if (g := self._groups[k])])
+        self._new_groups.difference_update(new)
         self._dirty_groups.clear()
 
     def flush(self) -> None:
