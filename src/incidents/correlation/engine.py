@@ -117,6 +117,10 @@ class IngestAlerts:
     # made (a request's thread), not on the writer thread under the log lock.
     applicable: tuple[_Applicable, ...] = field(init=False, repr=False, compare=False)
 
+    def __len__(self) -> int:
+        # A group commit counts a delivery by its alerts (one event each, at least).
+        return len(self.alerts)
+
     def __post_init__(self) -> None:
         applicable = tuple(
             _applicable(self.rules, alert) if alert.event_type == TRIGGER else ([], [])

@@ -14,7 +14,7 @@ import contextlib
 import logging
 import queue
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence, Sized
 from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass
 from enum import Enum
@@ -434,6 +434,14 @@ class _Submission:
     future: Future[Any]
     command: Command | None = None
 
+    @property
+    def size(self) -> int:
+        """Events it brings to a group: its events, or what a sized command (a
+        delivery of alerts) will emit, or one."""
+        if self.command is None:
+            return len(self.pending)
+        return len(self.command) if isinstance(self.command, Sized) else 1
+
 
 _STOP = object()
 
@@ -521,7 +529,7 @@ class GroupCommitAppender:
 
     def _drain(self, first: _Submission) -> tuple[list[_Submission], bool]:
         group = [first]
-        count = len(first.pending)
+        count = first.size
         while count < self._max_events:
             try:
                 item = self._queue.get_nowait()
@@ -531,7 +539,7 @@ class GroupCommitAppender:
                 return group, True
             assert isinstance(item, _Submission)
             group.append(item)
-            count += len(item.pending)
+            count += item.size
         return group, False
 
     def _run(self) -> None:
