@@ -351,3 +351,39 @@ def test_redelivered_alert_is_a_duplicate(harness: Harness) -> None:
     assert again.outcome == "duplicate"
     assert again.incident_id == first.incident_id
     assert sum(1 for e in harness.events() if e.event_id == sent.event_id) == 1
+
+
+def test_alert_stored_by_another_writer_after_the_early_lookup_is_a_duplicate(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # On PostgreSQL a delivery's dedupe keys are looked up before the log lock. Another
+    # server may store one of them in between: the unique index refuses the second
+    # copy, and the group runs again with the lookup under the lock.
+    from incidents.store import postgres_writer
+
+    container = build_container(make_settings(postgres_url))
+    container.start()
+    h = Harness(container)
+    try:
+        ruleset = rules()
+        sent = alert("raced", 0, service="api", error_type="5xx")
+        (first,) = h.ingest(ruleset, sent)
+        assert first.outcome == "created"
+        real = postgres_writer.PostgresTransaction.existing
+        calls: list[int] = []
+
+        def stale_once(self: Any, keys: Any) -> Any:
+            # The first lookup misses what is stored, as if it ran just before the
+            # other server's commit.
+            calls.append(len(keys))
+            return {} if len(calls) == 1 else real(self, keys)
+
+        monkeypatch.setattr(postgres_writer.PostgresTransaction, "existing", stale_once)
+        (again,) = h.ingest(ruleset, sent)
+        assert len(calls) >= 2
+        assert again.outcome == "duplicate"
+        assert again.incident_id == first.incident_id
+        assert sum(1 for e in h.events() if e.event_id == sent.event_id) == 1
+        assert h.alert(sent.key).events == 1
+    finally:
+        h.close()

@@ -117,6 +117,11 @@ class IngestAlerts:
     # made (a request's thread), not on the writer thread under the log lock.
     applicable: tuple[_Applicable, ...] = field(init=False, repr=False, compare=False)
 
+    @property
+    def dedupe_keys(self) -> list[tuple[str, str]]:
+        """The dedupe key of each alert's event (looked up before the log lock)."""
+        return [(alert.source, alert.origin_id) for alert in self.alerts]
+
     def __len__(self) -> int:
         # A group commit counts a delivery by its alerts (one event each, at least).
         return len(self.alerts)
@@ -129,8 +134,9 @@ class IngestAlerts:
         object.__setattr__(self, "applicable", applicable)
 
     def execute(self, session: AppendSession) -> list[AlertOutcome]:
-        # One query per table for the whole delivery, not one (or two) per alert.
-        session.prefetch_keys([(alert.source, alert.origin_id) for alert in self.alerts])
+        # One query per table for the whole delivery, not one (or two) per alert (the
+        # keys usually came with the group's, and are not asked again).
+        session.prefetch_keys(self.dedupe_keys)
         state = state_of(session)
         state.prefetch_alerts(alert.key for alert in self.alerts)
         applicable = self.applicable

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Sequence, Sized
 from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from incidents.events.envelope import Event
 from incidents.events.timeformat import now_micros
@@ -289,14 +289,22 @@ class AppendSession:
         self._changed: dict[str, ChainHead] = {}
         self._rows: list[StoredEvent] = []
 
-    def begin(self, prepared: Sequence[PreparedEvent], *, optimistic: bool = False) -> None:
+    def begin(
+        self,
+        prepared: Sequence[PreparedEvent],
+        *,
+        optimistic: bool = False,
+        keys: Iterable[tuple[str, str]] = (),
+    ) -> None:
         """Take the log lock, loading what ``prepared`` needs in as few queries as possible.
 
-        With ``optimistic`` the dedupe lookup runs before the log lock is taken, which
-        keeps it out of the serialised section; a key stored by another writer in
-        between then surfaces as a unique violation (:class:`DedupeRace`).
+        ``keys`` are further dedupe keys to look up with those of ``prepared`` (the
+        commands of the group name theirs). With ``optimistic`` the dedupe lookup runs
+        before the log lock is taken, which keeps it out of the serialised section; a
+        key stored by another writer in between then surfaces as a unique violation
+        (:class:`DedupeRace`).
         """
-        keys = list({(p.item.event.source, p.item.event.dedupe_id) for p in prepared})
+        keys = list({(p.item.event.source, p.item.event.dedupe_id) for p in prepared}.union(keys))
         if optimistic:
             self._known = self.tx.existing(keys)
             self._head = self.tx.lock_head()
@@ -426,6 +434,18 @@ class Command(Protocol):
     def execute(self, session: AppendSession) -> Any:
         """Append events through ``session.emit``; raise :class:`Rejected` to refuse."""
         ...
+
+
+@runtime_checkable
+class KeyedCommand(Command, Protocol):
+    """A command that knows before it runs which dedupe keys it will look up.
+
+    They are looked up with the group's own, before the log lock where the backend
+    allows it, which shortens the time the lock is held.
+    """
+
+    @property
+    def dedupe_keys(self) -> Sequence[tuple[str, str]]: ...
 
 
 @dataclass(slots=True)
@@ -608,7 +628,13 @@ class GroupCommitAppender:
         with self._writer.transaction() as tx:
             projection = self._projection(tx.projections) if self._projection else None
             session = AppendSession(tx, now_us, projection, self._destinations)
-            session.begin(prepared, optimistic=optimistic)
+            keys = [
+                key
+                for sub in group
+                if isinstance(sub.command, KeyedCommand)
+                for key in sub.command.dedupe_keys
+            ]
+            session.begin(prepared, optimistic=optimistic, keys=keys)
             offset = 0
             for sub in group:
                 if sub.command is None:
