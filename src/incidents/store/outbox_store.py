@@ -19,7 +19,19 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import orjson
-from sqlalchemy import Connection, Engine, bindparam, delete, select, text, update
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    ColumnElement,
+    Connection,
+    Engine,
+    any_,
+    bindparam,
+    delete,
+    select,
+    text,
+    update,
+)
 
 from incidents.store.engine import Backend, writes
 from incidents.store.records import EVENT_COLUMNS, StoredEvent
@@ -142,20 +154,28 @@ class Claim:
             _settle(conn, delivered, failed, now_us, self._keep)
 
 
+def _among_ids(conn: Connection) -> ColumnElement[bool]:
+    """``id`` is one of the ``ids`` parameter's values.
+
+    PostgreSQL takes them as one array: an IN list of hundreds of placeholders is
+    rendered and parsed anew for every batch.
+    """
+    if conn.dialect.name == "postgresql":
+        return _o.id == any_(bindparam("ids", type_=ARRAY(BigInteger)))
+    return _o.id.in_(bindparam("ids", expanding=True))
+
+
 def _settle(
     conn: Connection, delivered: Sequence[int], failed: Sequence[Failure], now: int, keep: bool
 ) -> None:
     if delivered and not keep:
         # Deleting a row costs PostgreSQL a third of rewriting it (no new row version,
         # no index entries), and leaves nothing for the purge to do.
-        conn.execute(
-            delete(outbox).where(_o.id.in_(bindparam("ids", expanding=True))),
-            {"ids": list(delivered)},
-        )
+        conn.execute(delete(outbox).where(_among_ids(conn)), {"ids": list(delivered)})
     elif delivered:
         conn.execute(
             update(outbox)
-            .where(_o.id.in_(bindparam("ids", expanding=True)))
+            .where(_among_ids(conn))
             .values(processed_us=now, attempts=_o.attempts + 1, last_error=None),
             {"ids": list(delivered)},
         )
