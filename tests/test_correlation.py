@@ -387,3 +387,64 @@ def test_alert_stored_by_another_writer_after_the_early_lookup_is_a_duplicate(
         assert h.alert(sent.key).events == 1
     finally:
         h.close()
+
+
+@given(
+    incident_id=st.none() | st.from_regex(r"INC-[1-9][0-9]{0,4}", fullmatch=True),
+    visibility=st.sampled_from([None, "public", "restricted", "confidential"]),
+    fingerprint_value=st.none() | st.text("0123456789abcdef", min_size=1, max_size=8),
+    correlation=st.dictionaries(
+        st.text(max_size=8),
+        st.none() | st.integers(-(2**63), 2**63 - 1) | st.text(max_size=8),
+        max_size=4,
+    ),
+    labels=st.dictionaries(st.text(min_size=1, max_size=6), st.text(max_size=6), max_size=3),
+    event_type=st.sampled_from([TRIGGER, RESOLVE]),
+)
+def test_placed_alert_event_is_what_validation_would_build(
+    incident_id: str | None,
+    visibility: str | None,
+    fingerprint_value: str | None,
+    correlation: dict[str, Any],
+    labels: dict[str, str],
+    event_type: str,
+) -> None:
+    # The writer places an alert's event validated beforehand instead of validating
+    # it again under the log lock: the result must be the event validation builds.
+    from incidents.correlation.engine import _template, alert_document
+    from incidents.events.envelope import placed
+    from incidents.events.timeformat import format_micros
+    from incidents.orchestrator.commands import build_event
+
+    sent = Alert(
+        provider="alertmanager",
+        key="alertmanager:k",
+        event_type=event_type,
+        time_us=T0 + 123_456,
+        event_id="alertmanager:k:1",
+        origin_id="alertmanager:k:1",
+        source="alertmanager://test",
+        name="HighErrorRate",
+        labels=labels,
+    )
+    template = _template(sent, "integration:test")
+    fast = placed(
+        template,
+        incident_id,
+        visibility=visibility,
+        fingerprint=fingerprint_value,
+        data={**template.data, "correlation": correlation},
+    )
+    validated = build_event(
+        event_type,
+        incident_id,
+        {"alert": alert_document(sent), "correlation": correlation},
+        "integration:test",
+        event_id=sent.event_id,
+        origin_id=sent.origin_id,
+        source=sent.source,
+        visibility=visibility,
+        time=format_micros(sent.time_us),
+        extra={"imfingerprint": fingerprint_value} if fingerprint_value else None,
+    )
+    assert fast == validated

@@ -17,7 +17,7 @@ from incidents.correlation.alert import RESOLVE, TRIGGER, Alert
 from incidents.correlation.fingerprint import fingerprint
 from incidents.correlation.records import GroupRecord
 from incidents.correlation.rules import CorrelationRules, Rule
-from incidents.events.envelope import Event
+from incidents.events.envelope import Event, placed
 from incidents.events.timeformat import format_micros
 from incidents.orchestrator.commands import (
     ChangeStatus,
@@ -116,6 +116,9 @@ class IngestAlerts:
     # for. They depend on the alert alone, so they are computed where the command is
     # made (a request's thread), not on the writer thread under the log lock.
     applicable: tuple[_Applicable, ...] = field(init=False, repr=False, compare=False)
+    # Per provider alert, its event validated without a placement (no incident, no
+    # correlation yet): under the lock it is only placed (see `placed`).
+    templates: tuple[Event | None, ...] = field(init=False, repr=False, compare=False)
 
     @property
     def dedupe_keys(self) -> list[tuple[str, str]]:
@@ -132,6 +135,11 @@ class IngestAlerts:
             for alert in self.alerts
         )
         object.__setattr__(self, "applicable", applicable)
+        templates = tuple(
+            None if alert.event is not None else _template(alert, self.recorded_by)
+            for alert in self.alerts
+        )
+        object.__setattr__(self, "templates", templates)
 
     def execute(self, session: AppendSession) -> list[AlertOutcome]:
         # One query per table for the whole delivery, not one (or two) per alert (the
@@ -152,8 +160,8 @@ class IngestAlerts:
         state.prefetch(targets)
         session.prefetch_chains(targets)
         return [
-            self._one(session, alert, found)
-            for alert, found in zip(self.alerts, applicable, strict=True)
+            self._one(session, alert, found, template)
+            for alert, found, template in zip(self.alerts, applicable, self.templates, strict=True)
         ]
 
     def _one(
@@ -161,6 +169,7 @@ class IngestAlerts:
         session: AppendSession,
         alert: Alert,
         applicable: tuple[list[_Match], list[dict[str, Any]]],
+        template: Event | None,
     ) -> AlertOutcome:
         state = state_of(session)
         prior = session.lookup(alert.source, alert.origin_id)
@@ -176,8 +185,8 @@ class IngestAlerts:
                 prior.incident_id,
             )
         if alert.event_type == TRIGGER:
-            return self._trigger(session, state, alert, applicable)
-        return self._follow(session, state, alert)
+            return self._trigger(session, state, alert, applicable, template)
+        return self._follow(session, state, alert, template)
 
     # --- firing ----------------------------------------------------------------
 
@@ -187,6 +196,7 @@ class IngestAlerts:
         state: ProjectionSession,
         alert: Alert,
         applicable: tuple[list[_Match], list[dict[str, Any]]],
+        template: Event | None,
     ) -> AlertOutcome:
         at = alert.time_us
         matches, skipped = applicable
@@ -261,7 +271,7 @@ class IngestAlerts:
         if also:
             # The same failure grouped elsewhere too: likely duplicates, linked below.
             correlation["also_matched"] = also
-        result = self._record(session, alert, target, correlation, chosen)
+        result = self._record(session, alert, template, target, correlation, chosen)
         if result.outcome is Outcome.CREATED and target is not None:
             for other in also:
                 self._link_duplicate(session, target, other, chosen)
@@ -300,7 +310,11 @@ class IngestAlerts:
     # --- acknowledge / resolve ---------------------------------------------------
 
     def _follow(
-        self, session: AppendSession, state: ProjectionSession, alert: Alert
+        self,
+        session: AppendSession,
+        state: ProjectionSession,
+        alert: Alert,
+        template: Event | None,
     ) -> AlertOutcome:
         record = state.alert(alert.key)
         target = record.incident_id if record is not None else None
@@ -312,7 +326,7 @@ class IngestAlerts:
             else "the alert is not attached to an incident",
             "rule": rule_name,
         }
-        result = self._record(session, alert, target, correlation, None)
+        result = self._record(session, alert, template, target, correlation, None)
         if result.outcome is Outcome.CREATED and alert.event_type == RESOLVE and target:
             self._after_resolve(session, state, alert, target, rule_name)
         return AlertOutcome(
@@ -361,6 +375,7 @@ class IngestAlerts:
         self,
         session: AppendSession,
         alert: Alert,
+        template: Event | None,
         incident_id: str | None,
         correlation: dict[str, Any],
         match: _Match | None,
@@ -370,22 +385,29 @@ class IngestAlerts:
         if alert.event is not None:
             event = _attach_client_event(alert.event, incident_id, correlation)
         else:
-            extra: dict[str, Any] = {}
-            if match is not None:
-                extra["imfingerprint"] = match.fingerprint
-            event = build_event(
-                alert.event_type,
+            assert template is not None, "a provider alert's event is prepared with it"
+            event = placed(
+                template,
                 incident_id,
-                {"alert": alert_document(alert), "correlation": correlation},
-                self.recorded_by,
-                event_id=alert.event_id,
-                origin_id=alert.origin_id,
-                source=alert.source,
                 visibility=visibility,
-                time=format_micros(alert.time_us),
-                extra=extra,
+                fingerprint=match.fingerprint if match is not None else None,
+                data={**template.data, "correlation": correlation},
             )
         return session.emit(event, self.recorded_by)
+
+
+def _template(alert: Alert, recorded_by: str) -> Event:
+    """A provider alert's event, validated before correlation places it."""
+    return build_event(
+        alert.event_type,
+        None,
+        {"alert": alert_document(alert)},
+        recorded_by,
+        event_id=alert.event_id,
+        origin_id=alert.origin_id,
+        source=alert.source,
+        time=format_micros(alert.time_us),
+    )
 
 
 def alert_document(alert: Alert) -> dict[str, Any]:

@@ -11,7 +11,7 @@ import base64
 import binascii
 import hashlib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
@@ -315,20 +315,61 @@ def normalize(raw: Any) -> Event:
 
     if errors:
         raise EventValidationError(errors)
+    _seal(event)
+    return event
+
+
+def _seal(event: Event) -> None:
+    """Make the body column and the content digest of a checked event."""
     try:
         event.body_json = orjson.dumps(event.body(), option=orjson.OPT_SORT_KEYS)
     except TypeError as exc:
-        # A lone surrogate ("\ud800") is valid in JSON text but is not Unicode text.
+        # A lone surrogate ("\ud800") is valid in JSON text but is not Unicode text;
+        # an integer beyond 64 bits is valid JSON that no reader agrees on.
         raise EventValidationError(
             [
                 FieldError(
                     "data",
-                    f"holds text that is not valid Unicode, such as a lone surrogate ({exc})",
+                    "holds text that is not valid Unicode (such as a lone surrogate) or an "
+                    f"integer beyond 64 bits ({exc})",
                 )
             ]
         ) from None
     event.content_hash = content_digest(event)
-    return event
+
+
+def placed(
+    event: Event,
+    incident_id: str | None,
+    *,
+    visibility: str | None,
+    fingerprint: str | None,
+    data: dict[str, Any],
+) -> Event:
+    """A validated event put on an incident, with new JSON object data: what
+    :func:`normalize` returns for the same event with ``subject`` ``incident/ID``,
+    ``imvisibility`` (omitted when public), ``imfingerprint`` and ``data``.
+
+    For events the platform composes under the log lock from one it validated
+    beforehand: the incident id, visibility and fingerprint come from the platform's
+    own state, so only the body and the digest are made again, not the checks.
+    """
+    if incident_id is not None and not INCIDENT_ID.fullmatch(incident_id):
+        raise ValueError(f"{incident_id!r} is not an incident id")
+    if visibility is not None and visibility not in _VISIBILITIES:
+        raise ValueError(f"{visibility!r} is not a visibility")
+    out = replace(
+        event,
+        subject=f"incident/{incident_id}" if incident_id is not None else event.subject,
+        incident_id=incident_id if incident_id is not None else event.incident_id,
+        visibility=visibility if visibility != "public" else None,
+        fingerprint=fingerprint,
+        has_data=True,
+        data=data,
+        extensions=dict(event.extensions),
+    )
+    _seal(out)
+    return out
 
 
 def _apply_extension(
