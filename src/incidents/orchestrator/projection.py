@@ -41,11 +41,16 @@ def _micros(value: object, default: int) -> int:
     return default
 
 
-def fact_of(row: StoredEvent) -> Fact:
-    """The fold's view of a stored event."""
-    body: dict[str, Any] = orjson.loads(row.body) if row.body else {}
-    data = body.get("data")
-    related = body.get("related_ids") or ()
+def fact_of(row: StoredEvent, event: Event | None = None) -> Fact:
+    """The fold's view of a stored event. ``event``, when given, is the event the row
+    was just made from: its data is used as it is instead of decoding the body."""
+    if event is None:
+        body: dict[str, Any] = orjson.loads(row.body) if row.body else {}
+        data = body.get("data")
+        related = body.get("related_ids") or ()
+    else:
+        data = event.data if event.has_data else None
+        related = event.related_ids or ()
     return Fact(
         position=row.position,
         type=row.type,
@@ -55,22 +60,6 @@ def fact_of(row: StoredEvent) -> Fact:
         visibility=row.visibility,
         data=data if isinstance(data, dict) else {},
         related_ids=tuple(r for r in related if isinstance(r, str)),
-    )
-
-
-def fact_of_event(row: StoredEvent, event: Event) -> Fact:
-    """The fold's view of an event being appended: :func:`fact_of` without decoding
-    the body the event was just encoded into."""
-    data = event.data if event.has_data else None
-    return Fact(
-        position=row.position,
-        type=row.type,
-        incident_id=row.incident_id,
-        time_us=row.time_us,
-        actor=row.actor,
-        visibility=row.visibility,
-        data=data if isinstance(data, dict) else {},
-        related_ids=tuple(r for r in event.related_ids or () if isinstance(r, str)),
     )
 
 
@@ -191,12 +180,14 @@ class ProjectionSession:
         if row.type not in PROJECTED_TYPES:
             if row.incident_id is None:
                 return
-            if event is None and b'"related_ids"' in row.body:
-                self._fold_incident(fact_of(row))
-            elif event is not None and event.related_ids is not None:
-                self._fold_incident(fact_of_event(row, event))
+            if event is not None:
+                has_related = event.related_ids is not None
+            else:
+                has_related = b'"related_ids"' in row.body
+            if has_related:
+                self._fold_incident(fact_of(row, event))
             return
-        fact = fact_of(row) if event is None else fact_of_event(row, event)
+        fact = fact_of(row, event)
         if row.type in ALERT_TYPES:
             self._fold_alert(fact, row)
         if row.type == "im.incident.merge" and row.incident_id is not None:
