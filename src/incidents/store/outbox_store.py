@@ -146,7 +146,8 @@ class Claim:
         self._keep = keep_delivered
 
     def settle(self, delivered: Sequence[int], failed: Sequence[Failure], now_us: int) -> None:
-        """Mark ``delivered`` processed and record each failure."""
+        """Settle ``delivered`` (deleted, or marked processed when delivered rows are
+        kept) and record each failure."""
         if self._conn is not None:
             _settle(self._conn, delivered, failed, now_us, self._keep)
             return

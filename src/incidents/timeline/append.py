@@ -294,17 +294,18 @@ class AppendSession:
         prepared: Sequence[PreparedEvent],
         *,
         optimistic: bool = False,
-        keys: Iterable[tuple[str, str]] = (),
+        extra_keys: Iterable[tuple[str, str]] = (),
     ) -> None:
         """Take the log lock, loading what ``prepared`` needs in as few queries as possible.
 
-        ``keys`` are further dedupe keys to look up with those of ``prepared`` (the
+        ``extra_keys`` are further dedupe keys to look up with those of ``prepared`` (the
         commands of the group name theirs). With ``optimistic`` the dedupe lookup runs
         before the log lock is taken, which keeps it out of the serialised section; a
         key stored by another writer in between then surfaces as a unique violation
         (:class:`DedupeRace`).
         """
-        keys = list({(p.item.event.source, p.item.event.dedupe_id) for p in prepared}.union(keys))
+        own = {(p.item.event.source, p.item.event.dedupe_id) for p in prepared}
+        keys = list(own.union(extra_keys))
         if optimistic:
             self._known = self.tx.existing(keys)
             self._head = self.tx.lock_head()
@@ -634,7 +635,7 @@ class GroupCommitAppender:
                 if isinstance(sub.command, KeyedCommand)
                 for key in sub.command.dedupe_keys
             ]
-            session.begin(prepared, optimistic=optimistic, keys=keys)
+            session.begin(prepared, optimistic=optimistic, extra_keys=keys)
             offset = 0
             for sub in group:
                 if sub.command is None:
