@@ -320,6 +320,21 @@ def test_families_through_parent_and_related_links(site: Site) -> None:
         "INC-2",
         "INC-3",
     ]
+    # Nor does a visible incident's document name it, to a reader who may not see it.
+    linked = site.post("/incidents/INC-2/link", {"related": ["INC-4"]})
+    assert linked.status_code == 200, linked.text
+    assert "INC-4" in site.get("/incidents/INC-2").json()["related"]
+    assert site.get("/incidents/INC-2", who="rita").json()["related"] == ["INC-3"]
+    listed = site.get("/incidents", who="rita").json()["incidents"]
+    assert {i["id"] for i in listed} == {"INC-1", "INC-2", "INC-3"}
+    assert all("INC-4" not in i["related"] for i in listed)
+    site.declare("Secret parent", classification="confidential")
+    assert site.post("/incidents/INC-3/link", {"parent_id": "INC-5"}).status_code == 200
+    assert site.get("/incidents/INC-3").json()["parent_id"] == "INC-5"
+    assert site.get("/incidents/INC-3", who="rita").json()["parent_id"] is None
+    rita_family = site.get("/incidents/INC-2/related", who="rita").json()
+    assert [i["id"] for i in rita_family["related"]] == ["INC-3"]
+    assert rita_family["related"][0]["parent_id"] is None
 
 
 def test_bad_bodies_are_problems_and_change_nothing(site: Site) -> None:

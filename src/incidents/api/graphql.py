@@ -23,7 +23,7 @@ from strawberry.fastapi import BaseContext, GraphQLRouter
 from strawberry.scalars import JSON
 
 from incidents.api.auth import decide, require
-from incidents.api.incidents import shown
+from incidents.api.incidents import shown, shown_all
 from incidents.api.state import container_of
 from incidents.api.streams import Grant, recheck_seconds
 from incidents.api.timeline import timeline_filter
@@ -252,7 +252,9 @@ def _require_timeline(ctx: GraphQLContext, incident_id: str) -> None:
 
 def _incident(ctx: GraphQLContext, incident_id: str) -> Incident | None:
     found = ctx.container.incidents.get(incident_id, ctx.decision.visibilities)
-    return Incident.of(shown(found, ctx.decision)) if found is not None else None
+    if found is None:
+        return None
+    return Incident.of(shown(ctx.container.incidents, found, ctx.decision))
 
 
 @strawberry.type
@@ -293,8 +295,11 @@ class Query:
             )
         except InvalidQuery as exc:
             raise ValueError(str(exc)) from None
+        documents = await run_in_threadpool(
+            shown_all, ctx.container.incidents, page.incidents, ctx.decision
+        )
         return IncidentPage(
-            items=[Incident.of(shown(i, ctx.decision)) for i in page.incidents],
+            items=[Incident.of(document) for document in documents],
             next_cursor=page.next_cursor,
         )
 

@@ -9,10 +9,12 @@ one that does not exist) and passed through the one redaction function.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from incidents.api.auth import decide, require
@@ -38,13 +40,11 @@ from incidents.orchestrator.document import incident_document
 from incidents.orchestrator.incident import CLASSIFICATIONS, Incident
 from incidents.orchestrator.lifecycle import InvalidTransition, Status, parse_severity, parse_status
 from incidents.orchestrator.listing import incident_query
+from incidents.orchestrator.service import IncidentService
 from incidents.policy.model import Action, Decision
 from incidents.policy.redaction import redact_body
 from incidents.timeline.append import Command, Rejected
 from incidents.timeline.query import InvalidQuery, validate_limit
-
-if TYPE_CHECKING:
-    pass
 
 router = APIRouter(prefix="/api/v1", tags=["incidents"])
 Decided = Annotated[Decision, Depends(decide)]
@@ -119,11 +119,22 @@ class LinkBody(_Body):
     related: list[str] = Field(default_factory=list, max_length=50)
 
 
-def shown(incident: Incident, decision: Decision) -> dict[str, Any]:
-    """The incident's document as this reader may see it (through redaction)."""
-    body, _ = redact_body({"data": incident_document(incident)}, decision)
-    document: dict[str, Any] = body["data"]
-    return document
+def shown_all(
+    service: IncidentService, items: Sequence[Incident], decision: Decision
+) -> list[dict[str, Any]]:
+    """The incidents' documents as this reader may see them: through redaction, and
+    without the ids of relatives the reader may not see."""
+    hidden = service.hidden_relatives(items, decision.visibilities)
+    documents: list[dict[str, Any]] = []
+    for incident in items:
+        body, _ = redact_body({"data": incident_document(incident, hidden)}, decision)
+        documents.append(body["data"])
+    return documents
+
+
+def shown(service: IncidentService, incident: Incident, decision: Decision) -> dict[str, Any]:
+    """One incident's document as this reader may see it (see :func:`shown_all`)."""
+    return shown_all(service, [incident], decision)[0]
 
 
 def _problem(exc: Rejected) -> Problem:
@@ -156,13 +167,21 @@ async def _run(request: Request, command: Command) -> CommandResult:
     return result
 
 
-def _acted(result: CommandResult, decision: Decision) -> Response:
+async def _shown_after(request: Request, incident: Incident, decision: Decision) -> dict[str, Any]:
+    """:func:`shown` for an async endpoint (it queries the relatives' classifications)."""
+    service = container_of(request).incidents
+    document: dict[str, Any] = await run_in_threadpool(shown, service, incident, decision)
+    return document
+
+
+async def _acted(request: Request, result: CommandResult, decision: Decision) -> Response:
     """The answer to an action: the incident afterwards and the events recorded."""
     events = [
         {"event_id": e.event_id, "incident_id": e.incident_id, "position": e.position}
         for e in result.events
     ]
-    return json_response({"incident": shown(result.incident, decision), "events": events})
+    incident = await _shown_after(request, result.incident, decision)
+    return json_response({"incident": incident, "events": events})
 
 
 def _visible_incident(request: Request, decision: Decision, incident_id: str) -> Incident:
@@ -239,7 +258,9 @@ async def declare(
     if result.replayed:
         headers["Idempotent-Replayed"] = "true"
     return json_response(
-        shown(result.incident, decision), 200 if result.replayed else 201, headers=headers
+        await _shown_after(request, result.incident, decision),
+        200 if result.replayed else 201,
+        headers=headers,
     )
 
 
@@ -265,7 +286,9 @@ def list_incidents(
         )
     except InvalidQuery as exc:
         raise invalid_parameter(exc) from None
-    body: dict[str, Any] = {"incidents": [shown(i, decision) for i in page.incidents]}
+    body: dict[str, Any] = {
+        "incidents": shown_all(container_of(request).incidents, page.incidents, decision)
+    }
     if page.next_cursor is not None:
         body["next_cursor"] = page.next_cursor
     return json_response(body)
@@ -275,7 +298,8 @@ def list_incidents(
 def get_incident(request: Request, decision: Decided, incident_id: str) -> Response:
     """The incident's current state, milestones and figures."""
     require(request, decision, Action.INCIDENT_READ, f"incident/{incident_id}")
-    return json_response(shown(_visible_incident(request, decision, incident_id), decision))
+    incident = _visible_incident(request, decision, incident_id)
+    return json_response(shown(container_of(request).incidents, incident, decision))
 
 
 @router.patch("/incidents/{incident_id}", summary="Change an incident's descriptive fields")
@@ -300,7 +324,7 @@ async def update_incident(
             )
     command = Update(incident_id, decision.subject.id, decision.visibilities, changes=changes)
     result = await _run(request, command)
-    return json_response(shown(result.incident, decision))
+    return json_response(await _shown_after(request, result.incident, decision))
 
 
 @router.post(
@@ -329,7 +353,7 @@ async def change_status(
     command = ChangeStatus(
         incident_id, decision.subject.id, decision.visibilities, target=target, reason=body.reason
     )
-    return _acted(await _run(request, command), decision)
+    return await _acted(request, await _run(request, command), decision)
 
 
 @router.post("/incidents/{incident_id}/acknowledge", summary="Acknowledge an incident")
@@ -340,7 +364,7 @@ async def acknowledge(
     require(request, decision, Action.INCIDENT_WRITE, f"incident/{incident_id}")
     note = body.note if body is not None else None
     command = Acknowledge(incident_id, decision.subject.id, decision.visibilities, note=note)
-    return _acted(await _run(request, command), decision)
+    return await _acted(request, await _run(request, command), decision)
 
 
 @router.post("/incidents/{incident_id}/escalate", summary="Escalate an incident")
@@ -358,7 +382,7 @@ async def escalate(
         tier=body.tier,
         reason=body.reason,
     )
-    return _acted(await _run(request, command), decision)
+    return await _acted(request, await _run(request, command), decision)
 
 
 @router.post("/incidents/{incident_id}/assign", summary="Add or remove assignees")
@@ -378,7 +402,7 @@ async def assign(
         add=tuple(body.add),
         remove=tuple(body.remove),
     )
-    return _acted(await _run(request, command), decision)
+    return await _acted(request, await _run(request, command), decision)
 
 
 @router.post("/incidents/{incident_id}/roles", summary="Give a role to a user, or clear it")
@@ -390,7 +414,7 @@ async def assign_role(
     command = AssignRole(
         incident_id, decision.subject.id, decision.visibilities, role=body.role, user=body.user
     )
-    return _acted(await _run(request, command), decision)
+    return await _acted(request, await _run(request, command), decision)
 
 
 @router.post("/incidents/{incident_id}/notes", summary="Add a note", status_code=201)
@@ -425,7 +449,7 @@ async def merge(request: Request, decision: Decided, incident_id: str, body: Mer
         target=body.into,
         reason=body.reason,
     )
-    return _acted(await _run(request, command), decision)
+    return await _acted(request, await _run(request, command), decision)
 
 
 @router.post("/incidents/{incident_id}/link", summary="Relate incidents (parent or siblings)")
@@ -439,7 +463,7 @@ async def link(request: Request, decision: Decided, incident_id: str, body: Link
         parent_id=body.parent_id,
         related=tuple(body.related),
     )
-    return _acted(await _run(request, command), decision)
+    return await _acted(request, await _run(request, command), decision)
 
 
 @router.get("/incidents/{incident_id}/related", summary="An incident's family")
@@ -451,15 +475,17 @@ def related(request: Request, decision: Decided, incident_id: str) -> Response:
     family = incidents.family(incident, decision.visibilities)
 
     def many(items: list[Incident]) -> list[dict[str, Any]]:
-        return [shown(item, decision) for item in items]
+        return shown_all(incidents, items, decision)
 
     return json_response(
         {
             "incident_id": incident.id,
-            "parent": shown(family.parent, decision) if family.parent else None,
+            "parent": shown(incidents, family.parent, decision) if family.parent else None,
             "children": many(family.children),
             "related": many(family.related),
-            "merged_into": shown(family.merged_into, decision) if family.merged_into else None,
+            "merged_into": (
+                shown(incidents, family.merged_into, decision) if family.merged_into else None
+            ),
             "merged_from": many(family.merged_from),
         }
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Set
 from typing import Any
 
 from incidents.events.timeformat import format_micros
@@ -24,8 +25,23 @@ def _time(micros: int | None) -> str | None:
     return None if micros is None else format_micros(micros)
 
 
-def incident_document(incident: Incident) -> dict[str, Any]:
-    """The incident's public shape: fields, milestones, figures and the allowed moves."""
+def relatives(incident: Incident) -> set[str]:
+    """The ids of the incidents the document names: parent, related and merges."""
+    named = {*incident.related, *incident.merged_from}
+    named.update(i for i in (incident.parent_id, incident.merged_into) if i is not None)
+    return named
+
+
+def incident_document(incident: Incident, hidden: Set[str] = frozenset()) -> dict[str, Any]:
+    """The incident's public shape: fields, milestones, figures and the allowed moves.
+
+    Relatives in ``hidden`` (incidents the reader may not see) are left out, so that a
+    document does not disclose that they exist.
+    """
+
+    def shown(incident_id: str | None) -> str | None:
+        return None if incident_id in hidden else incident_id
+
     doc: dict[str, Any] = {
         "id": incident.id,
         "number": incident.number,
@@ -42,10 +58,10 @@ def incident_document(incident: Incident) -> dict[str, Any]:
         "labels": dict(incident.labels),
         "declared_by": incident.declared_by,
         "acknowledged_by": incident.acknowledged_by,
-        "parent_id": incident.parent_id,
-        "related": list(incident.related),
-        "merged_into": incident.merged_into,
-        "merged_from": list(incident.merged_from),
+        "parent_id": shown(incident.parent_id),
+        "related": [i for i in incident.related if i not in hidden],
+        "merged_into": shown(incident.merged_into),
+        "merged_from": [i for i in incident.merged_from if i not in hidden],
         "alerts": {"total": incident.alert_count, "firing": incident.firing_alerts},
         "notes": incident.note_count,
         "allowed_transitions": [s.value for s in TRANSITIONS[Status(incident.status)]],

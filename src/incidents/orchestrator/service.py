@@ -11,6 +11,7 @@ from incidents.correlation.alert import Alert
 from incidents.correlation.engine import AlertOutcome, IngestAlerts
 from incidents.correlation.rules import CorrelationRules
 from incidents.orchestrator.commands import CommandResult
+from incidents.orchestrator.document import relatives
 from incidents.orchestrator.incident import Incident
 from incidents.orchestrator.listing import IncidentQuery, decode_after, encode_after
 from incidents.orchestrator.projection import BUILT
@@ -111,6 +112,17 @@ class IncidentService:
             merged_into=merged_into[0] if merged_into else None,
             merged_from=visible(incident.merged_from),
         )
+
+    def hidden_relatives(
+        self, shown: Iterable[Incident], visibilities: frozenset[str] | None
+    ) -> frozenset[str]:
+        """The relatives named by ``shown`` that the reader may not see: their ids are
+        left out of the documents, as if they did not exist."""
+        named = {i for incident in shown for i in relatives(incident)}
+        if visibilities is None or not named:
+            return frozenset()
+        found = self.reader.classifications(named)
+        return frozenset(i for i, level in found.items() if level not in visibilities)
 
     def rebuild(self, progress: Callable[[int], None] | None = None) -> RebuildReport:
         """Rebuild every projection from the log (holds the write lock while it runs)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from sqlalchemy import Engine, and_, exists, or_, select
 
 from incidents.correlation.records import AlertRecord
@@ -21,6 +23,18 @@ class IncidentReader:
         with self._engine.connect() as conn:
             raw = conn.execute(stmt).scalar_one_or_none()
         return Incident.from_json(raw) if raw is not None else None
+
+    def classifications(self, incident_ids: Iterable[str]) -> dict[str, str]:
+        """The classification of each of the incidents that exist."""
+        wanted = sorted(set(incident_ids))
+        found: dict[str, str] = {}
+        with self._engine.connect() as conn:
+            for start in range(0, len(wanted), 500):
+                stmt = select(incidents.c.incident_id, incidents.c.classification).where(
+                    incidents.c.incident_id.in_(wanted[start : start + 500])
+                )
+                found.update((row[0], row[1]) for row in conn.execute(stmt))
+        return found
 
     def page(
         self,
