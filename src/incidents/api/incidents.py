@@ -473,19 +473,18 @@ def related(request: Request, decision: Decided, incident_id: str) -> Response:
     incidents = container_of(request).incidents
     incident = _visible_incident(request, decision, incident_id)
     family = incidents.family(incident, decision.visibilities)
-
-    def many(items: list[Incident]) -> list[dict[str, Any]]:
-        return shown_all(incidents, items, decision)
-
-    return json_response(
-        {
-            "incident_id": incident.id,
-            "parent": shown(incidents, family.parent, decision) if family.parent else None,
-            "children": many(family.children),
-            "related": many(family.related),
-            "merged_into": (
-                shown(incidents, family.merged_into, decision) if family.merged_into else None
-            ),
-            "merged_from": many(family.merged_from),
-        }
-    )
+    single = {"parent": family.parent, "merged_into": family.merged_into}
+    lists = {
+        "children": family.children,
+        "related": family.related,
+        "merged_from": family.merged_from,
+    }
+    # One pass (one lookup of hidden relatives) for every incident the answer shows.
+    members = [i for i in single.values() if i is not None] + [
+        i for items in lists.values() for i in items
+    ]
+    documents = iter(shown_all(incidents, members, decision))
+    body: dict[str, Any] = {"incident_id": incident.id}
+    body.update({name: next(documents) if i is not None else None for name, i in single.items()})
+    body.update({name: [next(documents) for _ in items] for name, items in lists.items()})
+    return json_response(body)

@@ -345,8 +345,11 @@ class ProjectionSession:
             changed = [self._incidents[i] for i in sorted(self._dirty_incidents)]
             present = [i for i in changed if i is not None]
             self._rows.save("incidents", [incident_row(i) for i in present])
-            relabelled = {i.id: label_keys(i.labels) for i in present}
-            relabelled = {k: v for k, v in relabelled.items() if self._stored_labels.get(k) != v}
+            relabelled: dict[str, list[str]] = {}
+            for incident in present:
+                labels = label_keys(incident.labels)
+                if self._stored_labels.get(incident.id) != labels:
+                    relabelled[incident.id] = labels
             self._rows.delete("incident_labels", "incident_id", list(relabelled))
             self._rows.save(
                 "incident_labels",

@@ -25,16 +25,16 @@ PROJECTION_TABLES: dict[str, Table] = {
 }
 
 
-def _array_type(column: Any) -> str:
-    """The PostgreSQL array type that carries a column's values in one parameter
-    (binary parameters and binary COPY need the exact type)."""
+def _pg_type(column: Any) -> str:
+    """The PostgreSQL type of a column's values (binary parameters and binary COPY
+    need the exact type)."""
     if isinstance(column.type, BigInteger):
-        return "int8[]"
+        return "int8"
     if isinstance(column.type, Integer):
-        return "int4[]"
+        return "int4"
     if isinstance(column.type, LargeBinary):
-        return "bytea[]"
-    return "text[]"
+        return "bytea"
+    return "text"
 
 
 def _clean(value: Any) -> Any:
@@ -64,8 +64,6 @@ class ProjectionStore:
             return {}
         spec = PROJECTION_TABLES[table]
         key = spec.primary_key.columns.values()[0].name
-        columns = ", ".join(c.name for c in spec.columns)
-        out: dict[str, tuple[Any, ...]] = {}
         cur = self._cursor()
         if self._postgresql:
             # One parameter however many keys: psycopg parses a long IN list anew on
@@ -80,6 +78,8 @@ class ProjectionStore:
             )
             return {asked.get(row[0], row[0]): tuple(row) for row in cur.fetchall()}
         # Chunked IN lists: portable, and bounded for SQLite's parameter limit.
+        columns = ", ".join(c.name for c in spec.columns)
+        out: dict[str, tuple[Any, ...]] = {}
         for start in range(0, len(keys), 500):
             asked = {_clean(k): k for k in keys[start : start + 500]}
             chunk = list(asked)
@@ -109,7 +109,7 @@ class ProjectionStore:
             # last of several writes is the one that counts (as with one per row).
             at = [names.index(k) for k in keys]
             unique = list({tuple(r[i] for i in at): r for r in cleaned}.values())
-            arrays = ", ".join(f"%b::{_array_type(c)}" for c in spec.columns)
+            arrays = ", ".join(f"%b::{_pg_type(c)}[]" for c in spec.columns)
             self._cursor().execute(
                 f"INSERT INTO {table} ({', '.join(names)}) SELECT * FROM unnest({arrays}) "
                 + conflict,
@@ -134,7 +134,7 @@ class ProjectionStore:
             with self._cursor().copy(
                 f"COPY {table} ({', '.join(names)}) FROM STDIN (FORMAT BINARY)"
             ) as copy:
-                copy.set_types([_array_type(c)[:-2] for c in columns])
+                copy.set_types([_pg_type(c) for c in columns])
                 for row in cleaned:
                     copy.write_row(row)
             return

@@ -132,7 +132,7 @@ def cloudevent_json(row: StoredEvent, body: dict[str, Any] | None = None) -> byt
     if spliced:
         # The data goes out as stored (the stored JSON is what decoding and encoding
         # it again would give), without decoding it.
-        event = _context_attributes(row, {"data": None})
+        event = _context_attributes(row, {"datacontenttype": "application/json"})
     else:
         body = body_of(row) if body is None else body
         if len(body) > 1 or "data" not in body:
