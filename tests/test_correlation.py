@@ -16,6 +16,7 @@ from incidents.correlation.engine import AlertOutcome, IngestAlerts
 from incidents.correlation.fingerprint import FINGERPRINT_VERSION, fingerprint
 from incidents.correlation.records import AlertRecord
 from incidents.correlation.rules import CorrelationRules, parse_rules
+from incidents.events.envelope import EncodedObject
 from incidents.orchestrator.incident import Incident
 from incidents.orchestrator.projection import ProjectionSession
 from incidents.store.memory_writer import MemoryWriter
@@ -428,6 +429,8 @@ def test_placed_alert_event_is_what_validation_would_build(
         labels=labels,
     )
     template = _template(sent, "integration:test")
+    # The document is encoded once, up front, and spliced in when the event is placed.
+    assert isinstance(template.data["alert"], EncodedObject)
     fast = placed(
         template,
         incident_id,
@@ -448,3 +451,49 @@ def test_placed_alert_event_is_what_validation_would_build(
         extra={"imfingerprint": fingerprint_value} if fingerprint_value else None,
     )
     assert fast == validated
+    assert fast.body_json == validated.body_json
+
+
+_JSON_SCALARS = st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.text(max_size=6)
+_JSON_DOCUMENTS = st.dictionaries(
+    st.text(max_size=6),
+    st.recursive(
+        _JSON_SCALARS,
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner),
+        max_leaves=8,
+    ),
+    max_size=6,
+)
+
+
+@given(
+    document=_JSON_DOCUMENTS,
+    summary=st.none() | st.text(max_size=8),
+    incident_id=st.none() | st.just("INC-7"),
+    events=st.integers(0, 10**6),
+)
+def test_alert_state_is_the_same_with_a_document_encoded_up_front(
+    document: dict[str, Any], summary: str | None, incident_id: str | None, events: int
+) -> None:
+    # The writer splices an encoded document into the alert's state; a rebuild encodes
+    # the plain document read back from the event. Both must store the same bytes.
+    def record(alert: dict[str, Any]) -> AlertRecord:
+        return AlertRecord(
+            key="alertmanager:k",
+            provider="alertmanager",
+            status="firing",
+            incident_id=incident_id,
+            first_us=T0,
+            last_us=T0 + 1,
+            last_position=42,
+            severity="critical",
+            summary=summary,
+            rule="by-service",
+            events=events,
+            alert=alert,
+        )
+
+    plain = record(dict(document))
+    spliced = record(EncodedObject(document))
+    assert spliced.to_row() == plain.to_row()
+    assert AlertRecord.from_row(spliced.to_row()) == plain

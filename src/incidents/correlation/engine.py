@@ -17,7 +17,7 @@ from incidents.correlation.alert import RESOLVE, TRIGGER, Alert
 from incidents.correlation.fingerprint import fingerprint
 from incidents.correlation.records import GroupRecord
 from incidents.correlation.rules import CorrelationRules, Rule
-from incidents.events.envelope import Event, placed
+from incidents.events.envelope import EncodedObject, Event, placed
 from incidents.events.timeformat import format_micros
 from incidents.orchestrator.commands import (
     ChangeStatus,
@@ -401,7 +401,9 @@ def _template(alert: Alert, recorded_by: str) -> Event:
     return build_event(
         alert.event_type,
         None,
-        {"alert": alert_document(alert)},
+        # Encoded here, on the request's thread: the event under the lock and the
+        # alert's projection row both splice this encoding in.
+        {"alert": EncodedObject(alert_document(alert))},
         recorded_by,
         event_id=alert.event_id,
         origin_id=alert.origin_id,

@@ -45,6 +45,29 @@ def _clean(value: Any) -> Any:
     return value
 
 
+def _text_positions(table: Table) -> tuple[int, ...]:
+    return tuple(i for i, c in enumerate(table.columns) if _pg_type(c) == "text")
+
+
+# Where each projection table has text: the only columns that can hold a NUL.
+_TEXT_AT = {name: _text_positions(t) for name, t in PROJECTION_TABLES.items()}
+
+
+def _clean_rows(table: str, rows: Sequence[Sequence[Any]]) -> list[Sequence[Any]]:
+    """``rows`` with NUL replaced in their text; a row without one is kept as it is
+    (a delivery of alerts writes thousands of rows, and almost none has a NUL)."""
+    text_at = _TEXT_AT[table]
+    out: list[Sequence[Any]] = []
+    for row in rows:
+        for i in text_at:
+            value = row[i]
+            if value.__class__ is str and "\x00" in value:
+                row = tuple(_clean(v) for v in row)
+                break
+        out.append(row)
+    return out
+
+
 class ProjectionStore:
     """Key-addressed loads and upserts of projection rows on a DB-API connection."""
 
@@ -103,7 +126,7 @@ class ProjectionStore:
             else "DO NOTHING"
         )
         conflict = f"ON CONFLICT ({', '.join(keys)}) {update}"
-        cleaned = [tuple(_clean(v) for v in r) for r in rows]
+        cleaned = _clean_rows(table, rows)
         if self._postgresql:
             # One row per key: a statement may not upsert the same row twice, and the
             # last of several writes is the one that counts (as with one per row).
@@ -127,7 +150,7 @@ class ProjectionStore:
         if not rows:
             return
         names = [c.name for c in PROJECTION_TABLES[table].columns]
-        cleaned = [tuple(_clean(v) for v in r) for r in rows]
+        cleaned = _clean_rows(table, rows)
         if self._postgresql:
             columns = PROJECTION_TABLES[table].columns
             # Binary: bytea values (the rows' JSON state) go as they are, not escaped.
