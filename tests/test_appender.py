@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from incidents.app import Container
 from incidents.events.envelope import normalize
-from incidents.timeline.append import Outcome, PendingEvent
+from incidents.timeline.append import GroupStats, Outcome, PendingEvent
 from tests.conftest import event
 
 
@@ -22,3 +22,32 @@ def test_a_cancelled_request_is_committed_and_the_writer_goes_on(container: Cont
             assert future.result(timeout=30)[0].outcome is Outcome.CREATED
     # Cancelled or not, every event was stored exactly once.
     assert container.reader.head_position() == 21
+
+
+def _sample(metrics: str, name: str) -> float:
+    (line,) = [line for line in metrics.splitlines() if line.startswith(name + " ")]
+    return float(line.split()[1])
+
+
+def test_each_committed_group_reports_its_events_and_its_time_with_the_log_lock(
+    container: Container,
+) -> None:
+    seen: list[GroupStats] = []
+    container.appender.on_group(seen.append)
+    before = container.metrics.render().decode()
+    pending = [PendingEvent(normalize(event(n)), "alice@example.com") for n in range(5)]
+    container.appender.submit(pending).result(timeout=30)
+    # The same events again: duplicates, nothing stored.
+    container.appender.submit(pending[:2]).result(timeout=30)
+    assert [(s.submissions, s.events) for s in seen] == [(1, 5), (1, 0)]
+    assert all(s.lock_held_seconds > 0 and s.lock_wait_seconds >= 0 for s in seen)
+    after = container.metrics.render().decode()
+    for name, grew in (
+        ("timeline_append_group_events_sum", 5.0),
+        ("timeline_append_group_events_count", 2.0),
+        ("timeline_append_lock_held_seconds_count", 2.0),
+        ("timeline_append_lock_wait_seconds_count", 2.0),
+    ):
+        assert _sample(after, name) - _sample(before, name) == grew
+    held = _sample(after, "timeline_append_lock_held_seconds_sum")
+    assert held - _sample(before, "timeline_append_lock_held_seconds_sum") > 0

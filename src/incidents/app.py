@@ -137,6 +137,7 @@ def build_container(
         relay = build_relay(settings, engine, backend, bus)
         appender.on_commit(relay.notify)
     metrics = TimelineMetrics()
+    appender.on_group(metrics.observe_group)
     tracer_provider, tracer = make_tracer(settings.otel_exporter, span_exporter)
     cursors = CursorCodec(reader.instance_secret("cursor-hmac"))
     incidents = IncidentService(

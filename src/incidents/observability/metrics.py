@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
+from incidents.timeline.append import GroupStats
+
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -42,6 +44,31 @@ class TimelineMetrics:
             buckets=(*_LATENCY_BUCKETS, 30.0, 60.0, 300.0),
             registry=self.registry,
         )
+
+        self.append_lock_wait_seconds = Histogram(
+            "timeline_append_lock_wait_seconds",
+            "Time an append transaction waited for the log lock",
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.append_lock_held_seconds = Histogram(
+            "timeline_append_lock_held_seconds",
+            "Time an append transaction held the log lock, up to the end of its commit",
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.append_group_events = Histogram(
+            "timeline_append_group_events",
+            "Events stored by one append transaction (a group commit)",
+            buckets=(1, 10, 100, 500, 1000, 2000, 5000, 10000, 20000),
+            registry=self.registry,
+        )
+
+    def observe_group(self, stats: GroupStats) -> None:
+        """Record one committed append transaction."""
+        self.append_lock_wait_seconds.observe(stats.lock_wait_seconds)
+        self.append_lock_held_seconds.observe(stats.lock_held_seconds)
+        self.append_group_events.observe(stats.events)
 
     def render(self) -> bytes:
         """The registry in the Prometheus text format."""

@@ -14,6 +14,7 @@ import contextlib
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence, Sized
 from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass
@@ -288,6 +289,9 @@ class AppendSession:
         self._chains_checked: set[str] = set()
         self._changed: dict[str, ChainHead] = {}
         self._rows: list[StoredEvent] = []
+        # perf_counter() readings around taking the log lock (see GroupStats).
+        self.lock_asked = 0.0
+        self.locked_at = 0.0
 
     def begin(
         self,
@@ -308,9 +312,9 @@ class AppendSession:
         keys = list(own.union(extra_keys))
         if optimistic:
             self._known = self.tx.existing(keys)
-            self._head = self.tx.lock_head()
+            self._lock_head()
         else:
-            self._head = self.tx.lock_head()
+            self._lock_head()
             self._known = self.tx.existing(keys)
         self._checked.update(keys)
         chains = list({chain_key(p.item.event.incident_id) for p in prepared})
@@ -318,6 +322,16 @@ class AppendSession:
         self._chains_checked.update(chains)
         if self.projection is not None:
             self.projection.prepare([p.item.event for p in prepared])
+
+    def _lock_head(self) -> None:
+        self.lock_asked = time.perf_counter()
+        self._head = self.tx.lock_head()
+        self.locked_at = time.perf_counter()
+
+    @property
+    def created(self) -> int:
+        """How many events this transaction has appended so far."""
+        return len(self._rows)
 
     @property
     def head_position(self) -> int:
@@ -467,6 +481,23 @@ class _Submission:
 _STOP = object()
 
 
+@dataclass(frozen=True, slots=True)
+class GroupStats:
+    """How one committed group went: what it wrote, and its time with the log lock.
+
+    Every writer of every server process takes the one log lock; the time it is held
+    bounds how many events a database can take, however many processes append.
+    """
+
+    submissions: int
+    # Events stored (duplicates not counted).
+    events: int
+    # From asking for the log lock to holding it.
+    lock_wait_seconds: float
+    # From holding the log lock to the end of the commit, which releases it.
+    lock_held_seconds: float
+
+
 def _settle(future: Future[Any], *, result: Any = None, error: BaseException | None = None) -> None:
     """Answer a request, unless its caller gave up (a client that disconnected
     cancels its future; what it asked for is committed all the same)."""
@@ -501,6 +532,7 @@ class GroupCommitAppender:
         self._projection = projection
         self._destinations = tuple(outbox_destinations)
         self._commit_listeners: list[Callable[[], None]] = []
+        self._group_listeners: list[Callable[[GroupStats], None]] = []
         self._queue: queue.SimpleQueue[_Submission | object] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -519,6 +551,11 @@ class GroupCommitAppender:
         The outbox relay uses it to wake up at once instead of at its next poll.
         """
         self._commit_listeners.append(listener)
+
+    def on_group(self, listener: Callable[[GroupStats], None]) -> None:
+        """Call ``listener`` (cheap, non-blocking) with the figures of each committed group
+        (the metrics record them)."""
+        self._group_listeners.append(listener)
 
     def stop(self) -> None:
         """Finish the queued work, then stop the writer thread."""
@@ -601,10 +638,12 @@ class GroupCommitAppender:
         now_us = now_micros()
         prepared = prepare(flat, now_us)
         try:
-            outcomes = self._transaction(group, prepared, now_us, self._writer.optimistic_dedupe)
+            outcomes, stats = self._transaction(
+                group, prepared, now_us, self._writer.optimistic_dedupe
+            )
         except DedupeRace:
             # Rare: a concurrent writer stored one of these keys meanwhile.
-            outcomes = self._transaction(group, prepared, now_us, False)
+            outcomes, stats = self._transaction(group, prepared, now_us, False)
         for listener in self._commit_listeners:
             try:
                 listener()
@@ -612,6 +651,11 @@ class GroupCommitAppender:
                 # Committed is committed: a failing listener must not make the group
                 # look failed (it would be retried, and commands run twice).
                 log.exception("commit listener failed")
+        for observe in self._group_listeners:
+            try:
+                observe(stats)
+            except Exception:
+                log.exception("group listener failed")
         for sub, (ok, value) in zip(group, outcomes, strict=True):
             if ok:
                 _settle(sub.future, result=value)
@@ -624,7 +668,7 @@ class GroupCommitAppender:
         prepared: list[PreparedEvent],
         now_us: int,
         optimistic: bool,
-    ) -> list[tuple[bool, Any]]:
+    ) -> tuple[list[tuple[bool, Any]], GroupStats]:
         outcomes: list[tuple[bool, Any]] = []
         with self._writer.transaction() as tx:
             projection = self._projection(tx.projections) if self._projection else None
@@ -650,4 +694,10 @@ class GroupCommitAppender:
                 except Rejected as exc:
                     outcomes.append((False, exc))
             session.finish()
-        return outcomes
+        stats = GroupStats(
+            submissions=len(group),
+            events=session.created,
+            lock_wait_seconds=session.locked_at - session.lock_asked,
+            lock_held_seconds=time.perf_counter() - session.locked_at,
+        )
+        return outcomes, stats
