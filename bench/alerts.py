@@ -43,6 +43,8 @@ from benchlib import (
     drop_pg_database,
     install_uvloop,
     log,
+    log_lock_delta,
+    log_lock_totals,
     machine,
     recreate_pg_database,
 )
@@ -226,6 +228,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         asyncio.run(post_all(server, TOKEN, warmup, "application/json", 2, INGEST_PATH))
         asyncio.run(post_all(server, token, baseline_bodies[:2], BATCH_TYPE, 2))
         before = counts(args)
+        lock_before = log_lock_totals(server, args.workers)
 
         ingest, responses = measure(
             "alertmanager ingest (correlation on)",
@@ -238,6 +241,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             INGEST_PATH,
         )
         ingest["outcomes"] = tally(responses)
+        ingest["log_lock"] = log_lock_delta(
+            lock_before, log_lock_totals(server, args.workers), ingest["seconds"]
+        )
+        log(f"log lock: {ingest['log_lock']}")
         after = counts(args)
         added = {name: after[name] - before[name] for name in after}
         ingest["stored"] = added

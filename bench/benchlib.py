@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -185,6 +186,65 @@ class Server:
 # --------------------------------------------------------------------------- CPU accounting
 
 _TICKS = os.sysconf("SC_CLK_TCK")
+
+
+_LOCK_SERIES = (
+    "timeline_append_lock_held_seconds_sum",
+    "timeline_append_lock_wait_seconds_sum",
+    "timeline_append_group_events_count",
+    "timeline_append_group_events_sum",
+)
+
+
+def _lock_sample(base_url: str) -> tuple[float, ...]:
+    # A new connection each time: the kernel hands it to any of the server's processes.
+    with urllib.request.urlopen(f"{base_url}/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    values = dict.fromkeys(_LOCK_SERIES, 0.0)
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in values:
+            values[name] = float(value)
+    return tuple(values[name] for name in _LOCK_SERIES)
+
+
+def log_lock_totals(server: Server, workers: int, tries: int = 60) -> dict[str, float]:
+    """The log-lock figures of ``/metrics`` summed over the server's processes.
+
+    Each process keeps its own; a scrape reaches one of them, so this scrapes until it
+    has seen ``workers`` different samples (a process that has appended nothing yet
+    answers zeros, which add nothing). Take it while no request is running.
+    """
+    seen: set[tuple[float, ...]] = set()
+    for _ in range(tries):
+        seen.add(_lock_sample(server.base_url))
+        if len(seen) >= workers:
+            break
+    totals = [sum(sample[i] for sample in seen) for i in range(len(_LOCK_SERIES))]
+    return {
+        "held_seconds": totals[0],
+        "wait_seconds": totals[1],
+        "transactions": totals[2],
+        "events": totals[3],
+    }
+
+
+def log_lock_delta(
+    before: dict[str, float], after: dict[str, float], wall: float
+) -> dict[str, Any]:
+    """What one phase did with the log lock: time held, per event and per second of wall."""
+    held = after["held_seconds"] - before["held_seconds"]
+    events = after["events"] - before["events"]
+    transactions = after["transactions"] - before["transactions"]
+    return {
+        "transactions": int(transactions),
+        "events_per_transaction": round(events / transactions, 1) if transactions else 0,
+        "held_seconds": round(held, 3),
+        "held_us_per_event": round(held / events * 1e6, 1) if events else 0,
+        # Near 1: the lock was the limit (one holder at a time across all processes).
+        "held_share_of_wall": round(held / wall, 3) if wall else 0,
+        "wait_seconds": round(after["wait_seconds"] - before["wait_seconds"], 3),
+    }
 
 
 def _proc_cpu(pid: int) -> tuple[str, int, float]:
