@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
+from collections.abc import Iterator
+from typing import Any
+
 from incidents.app import Container
 from incidents.events.envelope import normalize
-from incidents.timeline.append import GroupStats, Outcome, PendingEvent
+from incidents.orchestrator.projection import ProjectionSession
+from incidents.timeline.append import GroupCommitAppender, GroupStats, Outcome, PendingEvent
 from tests.conftest import event
 
 
@@ -51,3 +57,53 @@ def test_each_committed_group_reports_its_events_and_its_time_with_the_log_lock(
         assert _sample(after, name) - _sample(before, name) == grew
     held = _sample(after, "timeline_append_lock_held_seconds_sum")
     assert held - _sample(before, "timeline_append_lock_held_seconds_sum") > 0
+
+
+def test_requests_that_arrive_while_the_log_lock_is_awaited_join_that_transaction(
+    container: Container,
+) -> None:
+    # Under contention (another server process holds the lock) the queue fills while
+    # the writer waits; what queued meanwhile is appended in the same transaction.
+    asked, release = threading.Event(), threading.Event()
+    inner = container.writer
+
+    class Contended:
+        optimistic_dedupe = inner.optimistic_dedupe
+
+        @contextlib.contextmanager
+        def transaction(self) -> Iterator[Any]:
+            with inner.transaction() as tx:
+                take = tx.lock_head
+
+                def lock_head() -> int:
+                    asked.set()
+                    release.wait(30)
+                    return take()
+
+                tx.lock_head = lock_head  # type: ignore[method-assign]
+                yield tx
+
+        def close(self) -> None:
+            pass
+
+    seen: list[GroupStats] = []
+    appender = GroupCommitAppender(Contended(), projection=ProjectionSession)
+    appender.on_group(seen.append)
+    appender.start()
+    try:
+        first = appender.submit([PendingEvent(normalize(event(1)), "alice@example.com")])
+        assert asked.wait(30)
+        later = [
+            appender.submit([PendingEvent(normalize(event(n)), "alice@example.com")])
+            for n in (2, 3)
+        ]
+        release.set()
+        results = [f.result(30)[0] for f in (first, *later)]
+    finally:
+        appender.stop()
+    assert [(s.submissions, s.events) for s in seen] == [(3, 3)]
+    assert [r.outcome for r in results] == [Outcome.CREATED] * 3
+    assert [r.position for r in results] == [1, 2, 3]
+    ids = [row.event_id for row in container.reader.chain("INC-1")]
+    assert ids == ["evt-1", "evt-2", "evt-3"]
+    assert container.timeline.verify("INC-1").intact

@@ -260,6 +260,13 @@ def _prepare_one(item: PendingEvent, now_us: int) -> PreparedEvent:
     return PreparedEvent(item, tail, row_digest(tail))
 
 
+def _dedupe_keys(
+    prepared: Sequence[PreparedEvent], extra_keys: Iterable[tuple[str, str]]
+) -> list[tuple[str, str]]:
+    own = {(p.item.event.source, p.item.event.dedupe_id) for p in prepared}
+    return list(own.union(extra_keys))
+
+
 class AppendSession:
     """One append transaction under way: positions, dedupe, chains and projections.
 
@@ -308,8 +315,7 @@ class AppendSession:
         key stored by another writer in between then surfaces as a unique violation
         (:class:`DedupeRace`).
         """
-        own = {(p.item.event.source, p.item.event.dedupe_id) for p in prepared}
-        keys = list(own.union(extra_keys))
+        keys = _dedupe_keys(prepared, extra_keys)
         if optimistic:
             self._known = self.tx.existing(keys)
             self._lock_head()
@@ -317,9 +323,20 @@ class AppendSession:
             self._lock_head()
             self._known = self.tx.existing(keys)
         self._checked.update(keys)
-        chains = list({chain_key(p.item.event.incident_id) for p in prepared})
-        self._heads = self.tx.chain_heads(chains)
-        self._chains_checked.update(chains)
+        self._load(prepared)
+
+    def admit(
+        self, prepared: Sequence[PreparedEvent], extra_keys: Iterable[tuple[str, str]] = ()
+    ) -> None:
+        """Load what further events and commands need, with the lock already held (for
+        requests that arrived while it was awaited, and join the transaction)."""
+        self.prefetch_keys(_dedupe_keys(prepared, extra_keys))
+        self._load(prepared)
+
+    def _load(self, prepared: Sequence[PreparedEvent]) -> None:
+        if not prepared:
+            return
+        self.prefetch_chains(p.item.event.incident_id for p in prepared)
         if self.projection is not None:
             self.projection.prepare([p.item.event for p in prepared])
 
@@ -481,6 +498,16 @@ class _Submission:
 _STOP = object()
 
 
+def _command_keys(group: Sequence[_Submission]) -> list[tuple[str, str]]:
+    """The dedupe keys the group's commands name in advance."""
+    return [
+        key
+        for sub in group
+        if isinstance(sub.command, KeyedCommand)
+        for key in sub.command.dedupe_keys
+    ]
+
+
 @dataclass(frozen=True, slots=True)
 class GroupStats:
     """How one committed group went: what it wrote, and its time with the log lock.
@@ -536,6 +563,8 @@ class GroupCommitAppender:
         self._queue: queue.SimpleQueue[_Submission | object] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        # Set by the writer thread when it has taken the stop marker off the queue.
+        self._stopping = False
 
     def start(self) -> None:
         with self._lock:
@@ -585,30 +614,32 @@ class GroupCommitAppender:
         self._queue.put(_Submission((), future, command))
         return future
 
-    def _drain(self, first: _Submission) -> tuple[list[_Submission], bool]:
-        group = [first]
-        count = first.size
+    def _take(self, count: int) -> list[_Submission]:
+        """What is queued, without waiting, while the group holds under ``max_events``
+        (``count`` events so far). A stop marker ends it and stops the writer after
+        this group."""
+        taken: list[_Submission] = []
         while count < self._max_events:
             try:
                 item = self._queue.get_nowait()
             except queue.Empty:
                 break
             if item is _STOP:
-                return group, True
+                self._stopping = True
+                break
             assert isinstance(item, _Submission)
-            group.append(item)
+            taken.append(item)
             count += item.size
-        return group, False
+        return taken
 
     def _run(self) -> None:
-        stopping = False
-        while not stopping:
+        self._stopping = False
+        while not self._stopping:
             item = self._queue.get()
             if item is _STOP:
                 break
             assert isinstance(item, _Submission)
-            group, stopping = self._drain(item)
-            self._commit(group)
+            self._commit([item, *self._take(item.size)])
         # Anything queued after the stop marker still gets an answer.
         while True:
             try:
@@ -673,13 +704,17 @@ class GroupCommitAppender:
         with self._writer.transaction() as tx:
             projection = self._projection(tx.projections) if self._projection else None
             session = AppendSession(tx, now_us, projection, self._destinations)
-            keys = [
-                key
-                for sub in group
-                if isinstance(sub.command, KeyedCommand)
-                for key in sub.command.dedupe_keys
-            ]
-            session.begin(prepared, optimistic=optimistic, extra_keys=keys)
+            session.begin(prepared, optimistic=optimistic, extra_keys=_command_keys(group))
+            # Requests that arrived while the lock was awaited join this transaction:
+            # under contention (several server processes) a group's fixed costs, such
+            # as rewriting every incident a delivery of alerts touches, are then shared
+            # by more events instead of paid again by a group of its own.
+            joined = self._take(sum(sub.size for sub in group))
+            if joined:
+                more = prepare([p for sub in joined for p in sub.pending], now_us)
+                session.admit(more, _command_keys(joined))
+                group.extend(joined)
+                prepared.extend(more)
             offset = 0
             for sub in group:
                 if sub.command is None:
