@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
+import socket
 import sys
 from dataclasses import replace
 from typing import Annotated
@@ -53,8 +55,10 @@ def serve(
     and the database orders their appends.
     """
     import uvicorn
+    import uvicorn.supervisors
 
     from incidents.app import build_container, create_app, tune_runtime
+    from incidents.cli.listen import PerProcessSockets, can_reuse_port, check_port
     from incidents.store.engine import make_engine
     from incidents.store.migrate import migrate
 
@@ -90,12 +94,29 @@ def serve(
         migrate(engine)
     finally:
         engine.dispose()
-    uvicorn.run(
+    config = uvicorn.Config(
         "incidents.app:create_worker_app",
         factory=True,
         workers=processes,
         **common,  # type: ignore[arg-type]
     )
+    sockets: list[socket.socket]
+    if can_reuse_port() and bind_port != 0:
+        # A socket per process: the kernel spreads connections over the processes.
+        try:
+            check_port(bind_host, bind_port)
+        except OSError as exc:
+            typer.echo(f"error: cannot listen on {bind_host}:{bind_port}: {exc}", err=True)
+            raise typer.Exit(1) from None
+        sockets = PerProcessSockets(bind_host, bind_port, config.backlog)
+    else:
+        sockets = [config.bind_socket()]
+    supervisor = uvicorn.supervisors.Multiprocess
+    if "target" in inspect.signature(supervisor).parameters:
+        # Older uvicorn releases take the worker's entry point as well.
+        supervisor(config, target=uvicorn.Server(config).run, sockets=sockets).run()  # type: ignore[call-arg]
+    else:
+        supervisor(config, sockets=sockets).run()
 
 
 @app.command()
