@@ -340,6 +340,39 @@ def test_alerts_of_an_incident_the_caller_may_not_see_are_hidden(ingest: Ingest)
     assert ingest.alerts(carol).status_code == 403
 
 
+def test_an_alert_document_is_withheld_from_readers_of_its_later_public_event(
+    ingest: Ingest,
+) -> None:
+    # A confidential trigger carries the document; the public resolve that follows
+    # carries none, so the alert keeps the confidential document while its latest event
+    # (which decides who sees the alert) is public.
+    trigger = _alert_event(7, key="nagios://dc1:disk-7", summary="db-7 holds the payroll")
+    trigger["data"]["alert"]["severity"] = "info"  # SEV-4: stays unattached
+    trigger["imvisibility"] = "confidential"
+    assert _post_event(ingest, trigger).status_code == 201
+    resolve = {
+        "specversion": "1.0",
+        "id": "alert-7-resolved",
+        "source": "nagios://dc1",
+        "type": "im.alert.resolve",
+        "time": "2025-12-11T10:40:00Z",
+        "imfingerprint": "disk-7",
+        "data": {"note": "recovered"},
+    }
+    assert _post_event(ingest, resolve).status_code == 201
+
+    grant_access(ingest.container, "bob@example.com", ("incident.reader",), ())
+    _, bob = ingest.container.tokens.create("bob@example.com")
+    (seen_by_bob,) = ingest.alerts(bob, unattached="true").json()["alerts"]
+    assert seen_by_bob["key"] == "nagios://dc1:disk-7"
+    assert seen_by_bob["status"] == "resolved"
+    assert seen_by_bob["alert"] is None
+    assert "payroll" not in json.dumps(seen_by_bob)
+    # A reader cleared for confidential events sees the document.
+    (seen_by_alice,) = ingest.alerts(unattached="true").json()["alerts"]
+    assert seen_by_alice["alert"]["summary"] == "db-7 holds the payroll"
+
+
 # --- configuration ----------------------------------------------------------------------
 
 

@@ -25,23 +25,38 @@ router = APIRouter(prefix="/api/v1", tags=["alerts"])
 Decided = Annotated[Decision, Depends(decide)]
 
 
+def _may_see_document(item: ListedAlert, decision: Decision) -> bool:
+    """Whether this reader may see the alert's document (and what is taken from it).
+
+    The listing shows an alert by its incident and its latest event; the document may
+    come from an earlier event that is more restricted (a later event without a
+    document keeps it), and is then withheld from readers who may not see that event.
+    """
+    return (item.record.document_visibility or item.visibility) in decision.visibilities
+
+
 def _entry(item: ListedAlert, decision: Decision) -> dict[str, Any]:
     record = item.record
-    # The provider's description passes the same field redaction as event data.
-    redacted, _ = redact_body({"data": record.alert}, decision)
+    shown = _may_see_document(item, decision)
+    document = None
+    if shown:
+        # The provider's description passes the same field redaction as event data.
+        redacted, _ = redact_body({"data": record.alert}, decision)
+        document = redacted.get("data")
     return {
         "key": record.key,
         "provider": record.provider,
         "status": record.status,
         "incident_id": record.incident_id,
-        "severity": record.severity,
-        "summary": record.summary,
+        # Severity and summary are read from the document.
+        "severity": record.severity if shown else None,
+        "summary": record.summary if shown else None,
         "rule": record.rule,
         "events": record.events,
         "first_seen": format_micros(record.first_us),
         "last_seen": format_micros(record.last_us),
         "classification": item.visibility,
-        "alert": redacted.get("data"),
+        "alert": document,
     }
 
 

@@ -239,6 +239,7 @@ class ProjectionSession:
         record.last_position = fact.position
         if doc:
             record.alert = doc
+            record.document_visibility = row.visibility or "public"
             severity = doc.get("severity")
             summary = doc.get("summary") or doc.get("name")
             record.severity = str(severity) if severity is not None else record.severity
