@@ -107,3 +107,66 @@ def test_requests_that_arrive_while_the_log_lock_is_awaited_join_that_transactio
     ids = [row.event_id for row in container.reader.chain("INC-1")]
     assert ids == ["evt-1", "evt-2", "evt-3"]
     assert container.timeline.verify("INC-1").intact
+
+
+def test_a_failed_group_is_retried_request_by_request_without_newcomers(
+    container: Container,
+) -> None:
+    # When a group fails, each of its requests is tried alone so only the culprit
+    # fails. Requests arriving meanwhile wait for a transaction of their own: were they
+    # joined to the retries, one bad request under steady load would drag every
+    # newcomer through a failing transaction and retry after retry.
+    asked, release = threading.Event(), threading.Event()
+    inner = container.writer
+    late: list[Any] = []
+
+    class Poisoned:
+        optimistic_dedupe = inner.optimistic_dedupe
+
+        @contextlib.contextmanager
+        def transaction(self) -> Iterator[Any]:
+            with inner.transaction() as tx:
+                take, insert = tx.lock_head, tx.insert_events
+
+                def lock_head() -> int:
+                    asked.set()
+                    release.wait(30)
+                    return take()
+
+                def insert_events(rows: Any) -> None:
+                    if any(row.event_id == "evt-666" for row in rows):
+                        if not late:
+                            late.append(submit(4))
+                        raise ValueError("this row cannot be stored")
+                    insert(rows)
+
+                tx.lock_head = lock_head  # type: ignore[method-assign]
+                tx.insert_events = insert_events  # type: ignore[method-assign]
+                yield tx
+
+        def close(self) -> None:
+            pass
+
+    seen: list[GroupStats] = []
+    appender = GroupCommitAppender(Poisoned(), projection=ProjectionSession)
+    appender.on_group(seen.append)
+
+    def submit(n: int) -> Any:
+        return appender.submit([PendingEvent(normalize(event(n)), "alice@example.com")])
+
+    appender.start()
+    try:
+        first = submit(1)
+        assert asked.wait(30)
+        bad, good = submit(666), submit(2)
+        release.set()
+        assert first.result(30)[0].outcome is Outcome.CREATED
+        assert isinstance(bad.exception(30), ValueError)
+        assert good.result(30)[0].outcome is Outcome.CREATED
+        assert late[0].result(30)[0].outcome is Outcome.CREATED
+    finally:
+        appender.stop()
+    # The failed transaction held three requests; after it, each commits on its own.
+    assert [(s.submissions, s.events) for s in seen] == [(1, 1), (1, 1), (1, 1)]
+    ids = [row.event_id for row in container.reader.chain("INC-1")]
+    assert ids == ["evt-1", "evt-2", "evt-4"]

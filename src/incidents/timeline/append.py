@@ -649,9 +649,9 @@ class GroupCommitAppender:
             if isinstance(item, _Submission):
                 _settle(item.future, error=RuntimeError("the appender stopped"))
 
-    def _commit(self, group: list[_Submission]) -> None:
+    def _commit(self, group: list[_Submission], *, join: bool = True) -> None:
         try:
-            self._commit_together(group)
+            self._commit_together(group, join)
         except Exception as exc:
             if len(group) == 1:
                 log.exception("append transaction failed for %d events", len(group[0].pending))
@@ -660,21 +660,23 @@ class GroupCommitAppender:
             # One request's events must not fail the others they happened to share a
             # transaction with: try each on its own, so only the culprit fails.
             log.warning("group of %d requests failed (%s); retrying one by one", len(group), exc)
+            # Alone, without joiners: a request that cannot be stored must not take
+            # each newcomer into one more failed transaction (and one more retry).
             for sub in group:
-                self._commit([sub])
+                self._commit([sub], join=False)
 
-    def _commit_together(self, group: list[_Submission]) -> None:
+    def _commit_together(self, group: list[_Submission], join: bool = True) -> None:
         """One transaction for the whole group; raises if it fails."""
         flat = [p for sub in group for p in sub.pending]
         now_us = now_micros()
         prepared = prepare(flat, now_us)
         try:
             outcomes, stats = self._transaction(
-                group, prepared, now_us, self._writer.optimistic_dedupe
+                group, prepared, now_us, self._writer.optimistic_dedupe, join
             )
         except DedupeRace:
             # Rare: a concurrent writer stored one of these keys meanwhile.
-            outcomes, stats = self._transaction(group, prepared, now_us, False)
+            outcomes, stats = self._transaction(group, prepared, now_us, False, join)
         for listener in self._commit_listeners:
             try:
                 listener()
@@ -699,6 +701,7 @@ class GroupCommitAppender:
         prepared: list[PreparedEvent],
         now_us: int,
         optimistic: bool,
+        join: bool,
     ) -> tuple[list[tuple[bool, Any]], GroupStats]:
         outcomes: list[tuple[bool, Any]] = []
         with self._writer.transaction() as tx:
@@ -709,7 +712,7 @@ class GroupCommitAppender:
             # under contention (several server processes) a group's fixed costs, such
             # as rewriting every incident a delivery of alerts touches, are then shared
             # by more events instead of paid again by a group of its own.
-            joined = self._take(sum(sub.size for sub in group))
+            joined = self._take(sum(sub.size for sub in group)) if join else []
             if joined:
                 more = prepare([p for sub in joined for p in sub.pending], now_us)
                 session.admit(more, _command_keys(joined))
