@@ -170,3 +170,63 @@ def test_a_failed_group_is_retried_request_by_request_without_newcomers(
     assert [(s.submissions, s.events) for s in seen] == [(1, 1), (1, 1), (1, 1)]
     ids = [row.event_id for row in container.reader.chain("INC-1")]
     assert ids == ["evt-1", "evt-2", "evt-4"]
+
+
+def test_requests_that_joined_a_transaction_that_fails_are_still_answered(
+    container: Container,
+) -> None:
+    # Loading what the joiners need fails (the database went away, say): they were
+    # taken off the queue, so the retry one by one must answer them too.
+    asked, release = threading.Event(), threading.Event()
+    inner = container.writer
+    failures: list[int] = []
+
+    class Flaky:
+        optimistic_dedupe = inner.optimistic_dedupe
+
+        @contextlib.contextmanager
+        def transaction(self) -> Iterator[Any]:
+            with inner.transaction() as tx:
+                take, lookup = tx.lock_head, tx.existing
+                locked: list[bool] = []
+
+                def lock_head() -> int:
+                    asked.set()
+                    release.wait(30)
+                    locked.append(True)
+                    return take()
+
+                def existing(keys: Any) -> Any:
+                    # The lookup of the joiners' keys, once.
+                    if locked and not failures and any(k[1] == "evt-2" for k in keys):
+                        failures.append(len(keys))
+                        raise ConnectionError("the database went away")
+                    return lookup(keys)
+
+                tx.lock_head = lock_head  # type: ignore[method-assign]
+                tx.existing = existing  # type: ignore[method-assign]
+                yield tx
+
+        def close(self) -> None:
+            pass
+
+    appender = GroupCommitAppender(Flaky(), projection=ProjectionSession)
+    appender.start()
+    try:
+        first = appender.submit([PendingEvent(normalize(event(1)), "alice@example.com")])
+        assert asked.wait(30)
+        later = [
+            appender.submit([PendingEvent(normalize(event(n)), "alice@example.com")])
+            for n in (2, 3)
+        ]
+        release.set()
+        results = [f.result(30)[0] for f in (first, *later)]
+    finally:
+        appender.stop()
+    assert failures, "the joiners' lookup did not run"
+    assert [r.outcome for r in results] == [Outcome.CREATED] * 3
+    assert [row.event_id for row in container.reader.chain("INC-1")] == [
+        "evt-1",
+        "evt-2",
+        "evt-3",
+    ]

@@ -372,6 +372,24 @@ def test_an_alert_document_is_withheld_from_readers_of_its_later_public_event(
     (seen_by_alice,) = ingest.alerts(unattached="true").json()["alerts"]
     assert seen_by_alice["alert"]["summary"] == "db-7 holds the payroll"
 
+    # A public event whose document names the alert only keeps the confidential
+    # severity and summary: they stay withheld.
+    again = {**resolve, "id": "alert-7-again", "type": "im.alert.trigger"}
+    again["data"] = {"alert": {"key": "nagios://dc1:disk-7"}}
+    assert _post_event(ingest, again).status_code == 201
+    (seen_by_bob,) = ingest.alerts(bob).json()["alerts"]
+    assert seen_by_bob["key"] == "nagios://dc1:disk-7"
+    assert seen_by_bob["alert"] is None and seen_by_bob["summary"] is None
+    assert "payroll" not in json.dumps(seen_by_bob)
+    # A public document that replaces everything is public again.
+    fresh = {**again, "id": "alert-7-fresh"}
+    fresh["data"] = {
+        "alert": {"key": "nagios://dc1:disk-7", "severity": "info", "summary": "disk ok"}
+    }
+    assert _post_event(ingest, fresh).status_code == 201
+    (seen_by_bob,) = ingest.alerts(bob).json()["alerts"]
+    assert seen_by_bob["summary"] == "disk ok" and seen_by_bob["alert"]["summary"] == "disk ok"
+
 
 # --- configuration ----------------------------------------------------------------------
 

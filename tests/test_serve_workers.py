@@ -133,3 +133,22 @@ def test_a_port_in_use_is_one_line_and_non_zero(sqlite_url: str) -> None:
     assert done.returncode != 0
     assert f"error: cannot listen on 127.0.0.1:{port}" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_port_shared_by_another_server_is_refused(sqlite_url: str) -> None:
+    # Another server whose processes share their port (SO_REUSEPORT) would otherwise
+    # take half of the connections without anyone noticing.
+    with socket.socket() as other:
+        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        done = subprocess.run(
+            [str(CONSOLE_SCRIPT), "serve", "--workers", "2", "--port", str(port)],
+            env=_env(sqlite_url),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode != 0
+    assert f"error: cannot listen on 127.0.0.1:{port}" in done.stderr

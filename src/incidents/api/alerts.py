@@ -12,6 +12,7 @@ from starlette.responses import Response
 from incidents.api.auth import decide, require
 from incidents.api.problems import invalid_parameter
 from incidents.api.state import container_of
+from incidents.events.attributes import VISIBILITIES
 from incidents.events.timeformat import format_micros
 from incidents.policy.model import Action, Decision
 from incidents.policy.redaction import redact_body
@@ -32,7 +33,11 @@ def _may_see_document(item: ListedAlert, decision: Decision) -> bool:
     come from an earlier event that is more restricted (a later event without a
     document keeps it), and is then withheld from readers who may not see that event.
     """
-    return (item.record.document_visibility or item.visibility) in decision.visibilities
+    needed = item.record.document_visibilities
+    # A row folded before the visibilities were recorded: only a reader who may see
+    # everything is shown its document (incidents admin rebuild-projections records
+    # them).
+    return set(VISIBILITIES if needed is None else needed) <= decision.visibilities
 
 
 def _entry(item: ListedAlert, decision: Decision) -> dict[str, Any]:

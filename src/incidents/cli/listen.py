@@ -41,8 +41,14 @@ def _shared_port_socket(host: str, port: int) -> socket.socket:
 
 
 def check_port(host: str, port: int) -> None:
-    """Raise OSError now if ``host:port`` cannot be bound (in use by another program)."""
-    _shared_port_socket(host, port).close()
+    """Raise OSError now if anything listens on ``host:port``.
+
+    Bound without ``SO_REUSEPORT``, so a server that shares its port (another
+    ``incidents serve --workers``) is found too, not joined.
+    """
+    with socket.socket(_family(host), socket.SOCK_STREAM, socket.IPPROTO_TCP) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind((host, port))
 
 
 def _listening(host: str, port: int, backlog: int) -> list[socket.socket]:
@@ -53,7 +59,6 @@ def _listening(host: str, port: int, backlog: int) -> list[socket.socket]:
         print(f"error: cannot listen on {host}:{port}: {exc}", file=sys.stderr)
         sys.exit(_STARTUP_FAILURE)
     sock.listen(backlog)
-    sock.set_inheritable(True)
     return [sock]
 
 

@@ -28,10 +28,11 @@ class AlertRecord:
     events: int = 0
     # The latest alert document as the provider described it.
     alert: dict[str, Any] = field(default_factory=dict)
-    # The visibility of the event that document came from ("public" included). A later
-    # event without a document may be less restricted than it; readers who may not see
-    # this one are not shown the document. None: a row from before it was recorded.
-    document_visibility: str | None = None
+    # The visibilities of the events the document, severity and summary come from
+    # ("public" included): a later event may carry no document, or one without a
+    # severity or summary, and be less restricted. Only a reader who may see all of
+    # them is shown those. None: a row folded before they were recorded.
+    document_visibilities: list[str] | None = None
 
     def to_row(self) -> tuple[Any, ...]:
         """The ``alerts`` row (column order of the table)."""
@@ -71,7 +72,7 @@ class AlertRecord:
                     "rule": self.rule,
                     "events": self.events,
                     "alert": encoded(self.alert),
-                    "document_visibility": self.document_visibility,
+                    "document_visibilities": self.document_visibilities,
                 }
             )
         # orjson encodes dataclasses natively, much faster than asdict().

@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from incidents.correlation.records import AlertRecord, GroupRecord
+from incidents.events.attributes import VISIBILITIES
 from incidents.events.envelope import Event
 from incidents.orchestrator.incident import (
     INCIDENT_TYPES,
@@ -239,9 +240,20 @@ class ProjectionSession:
         record.last_position = fact.position
         if doc:
             record.alert = doc
-            record.document_visibility = row.visibility or "public"
             severity = doc.get("severity")
             summary = doc.get("summary") or doc.get("name")
+            visibility = row.visibility or "public"
+            carried = (severity is None and record.severity is not None) or (
+                summary is None and record.summary is not None
+            )
+            # A severity or summary kept from an earlier document keeps its event's
+            # visibility among those a reader must be allowed to see (all of them for
+            # a row folded before they were recorded).
+            earlier: Iterable[str] = ()
+            if carried:
+                known = record.document_visibilities
+                earlier = VISIBILITIES if known is None else known
+            record.document_visibilities = sorted({*earlier, visibility})
             record.severity = str(severity) if severity is not None else record.severity
             record.summary = str(summary) if summary is not None else record.summary
         rule = correlation.get("rule")

@@ -714,10 +714,11 @@ class GroupCommitAppender:
             # by more events instead of paid again by a group of its own.
             joined = self._take(sum(sub.size for sub in group)) if join else []
             if joined:
-                more = prepare([p for sub in joined for p in sub.pending], now_us)
-                session.admit(more, _command_keys(joined))
+                # In the group before anything can fail: a failure retries them too.
                 group.extend(joined)
+                more = prepare([p for sub in joined for p in sub.pending], now_us)
                 prepared.extend(more)
+                session.admit(more, _command_keys(joined))
             offset = 0
             for sub in group:
                 if sub.command is None:
