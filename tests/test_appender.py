@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from incidents.app import Container
@@ -59,45 +59,53 @@ def test_each_committed_group_reports_its_events_and_its_time_with_the_log_lock(
     assert held - _sample(before, "timeline_append_lock_held_seconds_sum") > 0
 
 
+class _Contended:
+    """The container's writer, with the log lock held elsewhere until :attr:`release`
+    is set (:attr:`asked`: the writer waits for it). ``patch`` may replace further
+    methods of each transaction."""
+
+    def __init__(self, inner: Any, patch: Callable[[Any], None] = lambda tx: None) -> None:
+        self._inner, self._patch = inner, patch
+        self.optimistic_dedupe = inner.optimistic_dedupe
+        self.asked, self.release = threading.Event(), threading.Event()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Any]:
+        with self._inner.transaction() as tx:
+            take = tx.lock_head
+
+            def lock_head() -> int:
+                self.asked.set()
+                self.release.wait(30)
+                return take()
+
+            tx.lock_head = lock_head
+            self._patch(tx)
+            yield tx
+
+    def close(self) -> None:
+        pass
+
+
+def _submit(appender: GroupCommitAppender, n: int) -> Any:
+    return appender.submit([PendingEvent(normalize(event(n)), "alice@example.com")])
+
+
 def test_requests_that_arrive_while_the_log_lock_is_awaited_join_that_transaction(
     container: Container,
 ) -> None:
     # Under contention (another server process holds the lock) the queue fills while
     # the writer waits; what queued meanwhile is appended in the same transaction.
-    asked, release = threading.Event(), threading.Event()
-    inner = container.writer
-
-    class Contended:
-        optimistic_dedupe = inner.optimistic_dedupe
-
-        @contextlib.contextmanager
-        def transaction(self) -> Iterator[Any]:
-            with inner.transaction() as tx:
-                take = tx.lock_head
-
-                def lock_head() -> int:
-                    asked.set()
-                    release.wait(30)
-                    return take()
-
-                tx.lock_head = lock_head  # type: ignore[method-assign]
-                yield tx
-
-        def close(self) -> None:
-            pass
-
+    writer = _Contended(container.writer)
     seen: list[GroupStats] = []
-    appender = GroupCommitAppender(Contended(), projection=ProjectionSession)
+    appender = GroupCommitAppender(writer, projection=ProjectionSession)
     appender.on_group(seen.append)
     appender.start()
     try:
-        first = appender.submit([PendingEvent(normalize(event(1)), "alice@example.com")])
-        assert asked.wait(30)
-        later = [
-            appender.submit([PendingEvent(normalize(event(n)), "alice@example.com")])
-            for n in (2, 3)
-        ]
-        release.set()
+        first = _submit(appender, 1)
+        assert writer.asked.wait(30)
+        later = [_submit(appender, n) for n in (2, 3)]
+        writer.release.set()
         results = [f.result(30)[0] for f in (first, *later)]
     finally:
         appender.stop()
@@ -116,50 +124,30 @@ def test_a_failed_group_is_retried_request_by_request_without_newcomers(
     # fails. Requests arriving meanwhile wait for a transaction of their own: were they
     # joined to the retries, one bad request under steady load would drag every
     # newcomer through a failing transaction and retry after retry.
-    asked, release = threading.Event(), threading.Event()
-    inner = container.writer
     late: list[Any] = []
 
-    class Poisoned:
-        optimistic_dedupe = inner.optimistic_dedupe
+    def poison(tx: Any) -> None:
+        insert = tx.insert_events
 
-        @contextlib.contextmanager
-        def transaction(self) -> Iterator[Any]:
-            with inner.transaction() as tx:
-                take, insert = tx.lock_head, tx.insert_events
+        def insert_events(rows: Any) -> None:
+            if any(row.event_id == "evt-666" for row in rows):
+                if not late:
+                    late.append(_submit(appender, 4))
+                raise ValueError("this row cannot be stored")
+            insert(rows)
 
-                def lock_head() -> int:
-                    asked.set()
-                    release.wait(30)
-                    return take()
+        tx.insert_events = insert_events
 
-                def insert_events(rows: Any) -> None:
-                    if any(row.event_id == "evt-666" for row in rows):
-                        if not late:
-                            late.append(submit(4))
-                        raise ValueError("this row cannot be stored")
-                    insert(rows)
-
-                tx.lock_head = lock_head  # type: ignore[method-assign]
-                tx.insert_events = insert_events  # type: ignore[method-assign]
-                yield tx
-
-        def close(self) -> None:
-            pass
-
+    writer = _Contended(container.writer, poison)
     seen: list[GroupStats] = []
-    appender = GroupCommitAppender(Poisoned(), projection=ProjectionSession)
+    appender = GroupCommitAppender(writer, projection=ProjectionSession)
     appender.on_group(seen.append)
-
-    def submit(n: int) -> Any:
-        return appender.submit([PendingEvent(normalize(event(n)), "alice@example.com")])
-
     appender.start()
     try:
-        first = submit(1)
-        assert asked.wait(30)
-        bad, good = submit(666), submit(2)
-        release.set()
+        first = _submit(appender, 1)
+        assert writer.asked.wait(30)
+        bad, good = _submit(appender, 666), _submit(appender, 2)
+        writer.release.set()
         assert first.result(30)[0].outcome is Outcome.CREATED
         assert isinstance(bad.exception(30), ValueError)
         assert good.result(30)[0].outcome is Outcome.CREATED
@@ -177,49 +165,28 @@ def test_requests_that_joined_a_transaction_that_fails_are_still_answered(
 ) -> None:
     # Loading what the joiners need fails (the database went away, say): they were
     # taken off the queue, so the retry one by one must answer them too.
-    asked, release = threading.Event(), threading.Event()
-    inner = container.writer
     failures: list[int] = []
 
-    class Flaky:
-        optimistic_dedupe = inner.optimistic_dedupe
+    def flaky(tx: Any) -> None:
+        lookup = tx.existing
 
-        @contextlib.contextmanager
-        def transaction(self) -> Iterator[Any]:
-            with inner.transaction() as tx:
-                take, lookup = tx.lock_head, tx.existing
-                locked: list[bool] = []
+        def existing(keys: Any) -> Any:
+            # The lookup of the joiners' keys, once.
+            if not failures and any(k[1] == "evt-2" for k in keys):
+                failures.append(len(keys))
+                raise ConnectionError("the database went away")
+            return lookup(keys)
 
-                def lock_head() -> int:
-                    asked.set()
-                    release.wait(30)
-                    locked.append(True)
-                    return take()
+        tx.existing = existing
 
-                def existing(keys: Any) -> Any:
-                    # The lookup of the joiners' keys, once.
-                    if locked and not failures and any(k[1] == "evt-2" for k in keys):
-                        failures.append(len(keys))
-                        raise ConnectionError("the database went away")
-                    return lookup(keys)
-
-                tx.lock_head = lock_head  # type: ignore[method-assign]
-                tx.existing = existing  # type: ignore[method-assign]
-                yield tx
-
-        def close(self) -> None:
-            pass
-
-    appender = GroupCommitAppender(Flaky(), projection=ProjectionSession)
+    writer = _Contended(container.writer, flaky)
+    appender = GroupCommitAppender(writer, projection=ProjectionSession)
     appender.start()
     try:
-        first = appender.submit([PendingEvent(normalize(event(1)), "alice@example.com")])
-        assert asked.wait(30)
-        later = [
-            appender.submit([PendingEvent(normalize(event(n)), "alice@example.com")])
-            for n in (2, 3)
-        ]
-        release.set()
+        first = _submit(appender, 1)
+        assert writer.asked.wait(30)
+        later = [_submit(appender, n) for n in (2, 3)]
+        writer.release.set()
         results = [f.result(30)[0] for f in (first, *later)]
     finally:
         appender.stop()

@@ -16,6 +16,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -118,18 +119,24 @@ def test_each_worker_listens_on_its_own_socket_and_gets_connections(
             client.close()
 
 
+def _serve_beside(listener: socket.socket, database_url: str) -> tuple[int, Any]:
+    """Start ``serve --workers 2`` on the port ``listener`` already listens on."""
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port: int = listener.getsockname()[1]
+    done = subprocess.run(
+        [str(CONSOLE_SCRIPT), "serve", "--workers", "2", "--port", str(port)],
+        env=_env(database_url),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return port, done
+
+
 def test_a_port_in_use_is_one_line_and_non_zero(sqlite_url: str) -> None:
     with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
-        done = subprocess.run(
-            [str(CONSOLE_SCRIPT), "serve", "--workers", "2", "--port", str(port)],
-            env=_env(sqlite_url),
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        port, done = _serve_beside(taken, sqlite_url)
     assert done.returncode != 0
     assert f"error: cannot listen on 127.0.0.1:{port}" in done.stderr
     assert "Traceback" not in done.stderr
@@ -140,15 +147,6 @@ def test_a_port_shared_by_another_server_is_refused(sqlite_url: str) -> None:
     # take half of the connections without anyone noticing.
     with socket.socket() as other:
         other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        other.bind(("127.0.0.1", 0))
-        other.listen()
-        port = other.getsockname()[1]
-        done = subprocess.run(
-            [str(CONSOLE_SCRIPT), "serve", "--workers", "2", "--port", str(port)],
-            env=_env(sqlite_url),
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        port, done = _serve_beside(other, sqlite_url)
     assert done.returncode != 0
     assert f"error: cannot listen on 127.0.0.1:{port}" in done.stderr

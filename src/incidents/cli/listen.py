@@ -28,11 +28,13 @@ def _family(host: str) -> socket.AddressFamily:
     return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
-def _shared_port_socket(host: str, port: int) -> socket.socket:
+def _bound(host: str, port: int, *, share: bool) -> socket.socket:
+    """A TCP socket bound to ``host:port``; with ``share``, one of several sharing it."""
     sock = socket.socket(_family(host), socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if share:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((host, port))
     except OSError:
         sock.close()
@@ -46,15 +48,13 @@ def check_port(host: str, port: int) -> None:
     Bound without ``SO_REUSEPORT``, so a server that shares its port (another
     ``incidents serve --workers``) is found too, not joined.
     """
-    with socket.socket(_family(host), socket.SOCK_STREAM, socket.IPPROTO_TCP) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        probe.bind((host, port))
+    _bound(host, port, share=False).close()
 
 
 def _listening(host: str, port: int, backlog: int) -> list[socket.socket]:
     # Runs in the worker process, as its socket list is unpickled.
     try:
-        sock = _shared_port_socket(host, port)
+        sock = _bound(host, port, share=True)
     except OSError as exc:
         print(f"error: cannot listen on {host}:{port}: {exc}", file=sys.stderr)
         sys.exit(_STARTUP_FAILURE)

@@ -44,7 +44,6 @@ class TimelineMetrics:
             buckets=(*_LATENCY_BUCKETS, 30.0, 60.0, 300.0),
             registry=self.registry,
         )
-
         self.append_lock_wait_seconds = Histogram(
             "timeline_append_lock_wait_seconds",
             "Time an append transaction waited for the log lock",

@@ -558,7 +558,6 @@ class GroupCommitAppender:
         self._max_events = max_events
         self._projection = projection
         self._destinations = tuple(outbox_destinations)
-        self._commit_listeners: list[Callable[[], None]] = []
         self._group_listeners: list[Callable[[GroupStats], None]] = []
         self._queue: queue.SimpleQueue[_Submission | object] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
@@ -579,7 +578,7 @@ class GroupCommitAppender:
 
         The outbox relay uses it to wake up at once instead of at its next poll.
         """
-        self._commit_listeners.append(listener)
+        self._group_listeners.append(lambda _stats: listener())
 
     def on_group(self, listener: Callable[[GroupStats], None]) -> None:
         """Call ``listener`` (cheap, non-blocking) with the figures of each committed group
@@ -677,18 +676,13 @@ class GroupCommitAppender:
         except DedupeRace:
             # Rare: a concurrent writer stored one of these keys meanwhile.
             outcomes, stats = self._transaction(group, prepared, now_us, False, join)
-        for listener in self._commit_listeners:
+        for listener in self._group_listeners:
             try:
-                listener()
+                listener(stats)
             except Exception:
                 # Committed is committed: a failing listener must not make the group
                 # look failed (it would be retried, and commands run twice).
                 log.exception("commit listener failed")
-        for observe in self._group_listeners:
-            try:
-                observe(stats)
-            except Exception:
-                log.exception("group listener failed")
         for sub, (ok, value) in zip(group, outcomes, strict=True):
             if ok:
                 _settle(sub.future, result=value)
