@@ -34,8 +34,8 @@ from benchlib import (
 )
 from incidents.app import build_container, tune_runtime
 from incidents.config import load_settings
-from incidents.connectors import alertmanager
-from incidents.connectors.integrations import Integration
+from incidents.integrations.alertmanager import inbound as alertmanager
+from incidents.integrations.credentials import Integration
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

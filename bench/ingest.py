@@ -50,9 +50,9 @@ from benchlib import (
     recreate_pg_database,
 )
 from incidents.events.envelope import normalize
+from incidents.log.records import EVENT_COLUMNS, ChainHead, ExistingKey, StoredEvent
+from incidents.log.session import PendingEvent, write_group
 from incidents.store.postgres_writer import _COPY_TYPES
-from incidents.store.records import EVENT_COLUMNS, ChainHead, ExistingKey, StoredEvent
-from incidents.timeline.append import PendingEvent, write_group
 
 BATCH_TYPE = "application/cloudevents-batch+json"
 SINGLE_TYPE = "application/cloudevents+json"

@@ -56,8 +56,8 @@ from benchlib import (
 from incidents.app import build_container
 from incidents.config import load_settings
 from incidents.events.envelope import Event, normalize
+from incidents.log.session import AppendResult, Outcome
 from incidents.policy.model import ATTRIBUTES
-from incidents.timeline.append import AppendResult, Outcome
 
 BASE_TIME_US = 1_735_689_600_000_000  # 2025-01-01T00:00:00Z
 MAIN = "INC-MAIN"

@@ -9,8 +9,8 @@ from typing import Any
 
 from incidents.app import Container
 from incidents.events.envelope import normalize
-from incidents.orchestrator.projection import ProjectionSession
-from incidents.timeline.append import GroupCommitAppender, GroupStats, Outcome, PendingEvent
+from incidents.incident.projection import ProjectionSession
+from incidents.log.session import GroupCommitAppender, GroupStats, Outcome, PendingEvent
 from tests.conftest import event
 
 

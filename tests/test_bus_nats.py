@@ -23,8 +23,8 @@ from incidents.bus.jetstream import MSG_ID, NatsBus
 from incidents.bus.message import BusMessage
 from incidents.bus.relay import OutboxRelay
 from incidents.events.envelope import normalize
+from incidents.log.session import PendingEvent
 from incidents.store.outbox_store import OutboxRecord, OutboxStore
-from incidents.timeline.append import PendingEvent
 from tests.conftest import REQUIRE_SERVICES, event, make_settings
 
 NATS_URL = os.environ.get("IM_TEST_NATS", "nats://127.0.0.1:4222")

@@ -16,7 +16,7 @@ from sqlalchemy import text
 
 from incidents.app import Container, build_container
 from incidents.events.envelope import normalize
-from incidents.timeline.append import Outcome
+from incidents.log.session import Outcome
 from tests.conftest import event, make_settings
 
 _CTX = mp.get_context("spawn")
@@ -150,7 +150,7 @@ def test_a_failing_request_does_not_fail_the_others_in_its_group(container: Cont
     import contextlib
     from collections.abc import Iterator as _Iterator
 
-    from incidents.timeline.append import GroupCommitAppender, PendingEvent
+    from incidents.log.session import GroupCommitAppender, PendingEvent
 
     gate = threading.Event()
     inner = container.writer

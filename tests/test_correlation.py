@@ -11,18 +11,18 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from incidents.app import Container, build_container
-from incidents.correlation.alert import RESOLVE, TRIGGER, Alert
-from incidents.correlation.engine import AlertOutcome, IngestAlerts
-from incidents.correlation.fingerprint import FINGERPRINT_VERSION, fingerprint
-from incidents.correlation.records import AlertRecord
-from incidents.correlation.rules import CorrelationRules, parse_rules
 from incidents.events.envelope import EncodedObject
-from incidents.orchestrator.incident import Incident
-from incidents.orchestrator.projection import ProjectionSession
+from incidents.incident.aggregate import Incident
+from incidents.incident.correlation.alert import RESOLVE, TRIGGER, Alert
+from incidents.incident.correlation.engine import AlertOutcome, IngestAlerts
+from incidents.incident.correlation.fingerprint import FINGERPRINT_VERSION, fingerprint
+from incidents.incident.correlation.records import AlertRecord
+from incidents.incident.correlation.rules import CorrelationRules, parse_rules
+from incidents.incident.projection import ProjectionSession
+from incidents.log.records import StoredEvent
+from incidents.log.session import Command, GroupCommitAppender
 from incidents.store.memory_writer import MemoryWriter
-from incidents.store.records import StoredEvent
 from incidents.store.schema import alerts as alerts_table
-from incidents.timeline.append import Command, GroupCommitAppender
 from tests.conftest import make_settings
 
 T0 = 1_765_447_200_000_000  # 2025-12-11T10:00:00Z
@@ -412,10 +412,10 @@ def test_placed_alert_event_is_what_validation_would_build(
 ) -> None:
     # The writer places an alert's event validated beforehand instead of validating
     # it again under the log lock: the result must be the event validation builds.
-    from incidents.correlation.engine import _template, alert_document
     from incidents.events.envelope import placed
     from incidents.events.timeformat import format_micros
-    from incidents.orchestrator.commands import build_event
+    from incidents.incident.commands import build_event
+    from incidents.incident.correlation.engine import _template, alert_document
 
     sent = Alert(
         provider="alertmanager",

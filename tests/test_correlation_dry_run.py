@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from incidents.app import build_container
 from incidents.cli.correlation import REPLAY_INTEGRATION, load_alerts, load_rules, replay
 from incidents.cli.main import app
-from incidents.correlation.engine import IngestAlerts
+from incidents.incident.correlation.engine import IngestAlerts
 from tests.conftest import make_settings
 
 CONSOLE_SCRIPT = Path(sys.executable).with_name("incidents")

@@ -11,10 +11,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from incidents.store.records import StoredEvent
+from incidents.log.query import TimelineFilter
+from incidents.log.records import StoredEvent
 from incidents.timeline import feed as feed_module
 from incidents.timeline.feed import LiveFeed, StreamFilter, Subscription
-from incidents.timeline.query import TimelineFilter
 
 INCIDENTS = ("INC-1", "INC-2", "INC-3")
 TYPES = ("im.note.add", "im.incident.escalate")

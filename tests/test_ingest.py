@@ -16,9 +16,9 @@ from sqlalchemy import func, select
 
 from incidents.app import Container, build_container, create_app
 from incidents.config import ConfigError, load_settings
-from incidents.connectors.integrations import IntegrationsError, parse_integrations
-from incidents.connectors.pagerduty import sign
-from incidents.orchestrator.commands import Update
+from incidents.incident.commands import Update
+from incidents.integrations.credentials import IntegrationsError, parse_integrations
+from incidents.integrations.pagerduty.inbound import sign
 from incidents.store.schema import alerts, timeline_events
 from tests.conftest import grant_access, make_settings
 
@@ -143,7 +143,7 @@ def test_alertmanager_resolve_updates_the_alerts_and_the_incident(ingest: Ingest
     assert incident is not None
     assert incident.firing_alerts == 0 and incident.alert_count == 2
     page = ingest.container.timeline.page
-    from incidents.timeline.query import TimelineFilter
+    from incidents.log.query import TimelineFilter
 
     types = [e.type for e in page(TimelineFilter(incident_id=incident_id), None, 100).events]
     assert types.count("im.alert.resolve") == 2

@@ -28,11 +28,11 @@ from incidents.cli.main import app as cli_app
 from incidents.config import ConfigError, load_settings
 from incidents.events.envelope import normalize
 from incidents.events.timeformat import now_micros
+from incidents.log.records import StoredEvent
+from incidents.log.session import AppendSession, PendingEvent, prepare
 from incidents.store.engine import Backend, backend_of, make_engine, writes
 from incidents.store.outbox_store import OutboxRecord, OutboxStore
-from incidents.store.records import StoredEvent
 from incidents.store.schema import outbox, timeline_events
-from incidents.timeline.append import AppendSession, PendingEvent, prepare
 from incidents.timeline.render import cloudevent_json, to_cloudevent
 from tests.conftest import event, make_settings
 

@@ -25,10 +25,7 @@ from typer.testing import CliRunner
 
 from incidents.app import Container, build_container
 from incidents.cli.main import app
-from incidents.correlation.alert import RESOLVE, TRIGGER, Alert
-from incidents.correlation.engine import IngestAlerts
-from incidents.correlation.rules import parse_rules
-from incidents.orchestrator.commands import (
+from incidents.incident.commands import (
     Acknowledge,
     AddNote,
     Assign,
@@ -41,12 +38,15 @@ from incidents.orchestrator.commands import (
     Merge,
     Update,
 )
-from incidents.orchestrator.lifecycle import Status
-from incidents.orchestrator.projection import BUILT
+from incidents.incident.correlation.alert import RESOLVE, TRIGGER, Alert
+from incidents.incident.correlation.engine import IngestAlerts
+from incidents.incident.correlation.rules import parse_rules
+from incidents.incident.lifecycle import Status
+from incidents.incident.projection import BUILT
+from incidents.log.session import AppendSession, Command, Rejected
 from incidents.store.engine import writes
 from incidents.store.projection_store import PROJECTION_TABLES
 from incidents.store.schema import incidents
-from incidents.timeline.append import AppendSession, Command, Rejected
 from tests.conftest import make_settings
 
 CONSOLE_SCRIPT = Path(sys.executable).with_name("incidents")

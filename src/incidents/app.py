@@ -24,16 +24,18 @@ from incidents.bus.message import Bus
 from incidents.bus.relay import OutboxRelay
 from incidents.bus.wiring import build_bus, build_relay, default_consumer_name
 from incidents.config import Settings, load_settings, oidc_enabled, outbox_destinations
-from incidents.connectors.cloudevents import correlation_route
-from incidents.connectors.integrations import Integrations, parse_integrations
-from incidents.correlation.rules import parse_rules
 from incidents.identity.directory import Directory
 from incidents.identity.oidc import OidcVerifier
 from incidents.identity.tokens import TokenService
+from incidents.incident.correlation.routing import correlation_route
+from incidents.incident.correlation.rules import parse_rules
+from incidents.incident.projection import ProjectionSession
+from incidents.incident.service import IncidentService
+from incidents.integrations.credentials import Integrations, parse_integrations
+from incidents.log.query import CursorCodec
+from incidents.log.session import EventWriter, GroupCommitAppender
 from incidents.observability.metrics import TimelineMetrics
 from incidents.observability.tracing import make_tracer
-from incidents.orchestrator.projection import ProjectionSession
-from incidents.orchestrator.service import IncidentService
 from incidents.policy.decision_point import (
     DecisionPoint,
     EmbeddedDecisionPoint,
@@ -47,9 +49,7 @@ from incidents.store.incident_reader import IncidentReader
 from incidents.store.migrate import migrate
 from incidents.store.postgres_writer import PostgresWriter
 from incidents.store.sqlite_writer import SqliteWriter
-from incidents.timeline.append import EventWriter, GroupCommitAppender
 from incidents.timeline.feed import LiveFeed
-from incidents.timeline.query import CursorCodec
 from incidents.timeline.service import TimelineService
 
 

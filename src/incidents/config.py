@@ -254,13 +254,13 @@ def _validate(settings: Settings) -> None:
     validate_outbox(settings)
     validate_oidc(settings)
     # Imported here: the rules module belongs to the correlation layer, above config.
-    from incidents.correlation.rules import RulesError, parse_rules
+    from incidents.incident.correlation.rules import RulesError, parse_rules
 
     try:
         parse_rules(settings.correlation)
     except RulesError as exc:
         raise ConfigError(f"IM_CONFIG: {exc}") from None
-    from incidents.connectors.integrations import IntegrationsError, parse_integrations
+    from incidents.integrations.credentials import IntegrationsError, parse_integrations
 
     try:
         parse_integrations(settings.integrations)

@@ -14,10 +14,10 @@ from incidents.api.problems import invalid_parameter
 from incidents.api.state import container_of
 from incidents.events.attributes import VISIBILITIES
 from incidents.events.timeformat import format_micros
+from incidents.log.query import InvalidQuery, validate_limit
 from incidents.policy.model import Action, Decision
 from incidents.policy.redaction import redact_body
 from incidents.store.alert_reader import STATUSES, AlertFilter, AlertPage, ListedAlert
-from incidents.timeline.query import InvalidQuery, validate_limit
 
 if TYPE_CHECKING:
     pass

@@ -27,13 +27,13 @@ from incidents.api.incidents import shown, shown_all
 from incidents.api.state import container_of
 from incidents.api.streams import Grant, recheck_seconds
 from incidents.api.timeline import timeline_filter
-from incidents.orchestrator.lifecycle import Status
-from incidents.orchestrator.listing import incident_query
+from incidents.incident.lifecycle import Status
+from incidents.incident.listing import incident_query
+from incidents.log.query import MAX_LIMIT, InvalidQuery
+from incidents.log.records import StoredEvent
 from incidents.policy.model import Action, Decision
 from incidents.policy.service import PolicyDenied
-from incidents.store.records import StoredEvent
 from incidents.timeline.feed import StreamFilter
-from incidents.timeline.query import MAX_LIMIT, InvalidQuery
 from incidents.timeline.render import to_entry
 
 if TYPE_CHECKING:

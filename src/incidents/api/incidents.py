@@ -20,7 +20,8 @@ from starlette.responses import Response
 from incidents.api.auth import decide, require
 from incidents.api.problems import Problem, invalid_parameter
 from incidents.api.state import container_of, json_response
-from incidents.orchestrator.commands import (
+from incidents.incident.aggregate import CLASSIFICATIONS, Incident
+from incidents.incident.commands import (
     Acknowledge,
     AddNote,
     Assign,
@@ -36,15 +37,14 @@ from incidents.orchestrator.commands import (
     Merge,
     Update,
 )
-from incidents.orchestrator.document import incident_document
-from incidents.orchestrator.incident import CLASSIFICATIONS, Incident
-from incidents.orchestrator.lifecycle import InvalidTransition, Status, parse_severity, parse_status
-from incidents.orchestrator.listing import incident_query
-from incidents.orchestrator.service import IncidentService
+from incidents.incident.document import incident_document
+from incidents.incident.lifecycle import InvalidTransition, Status, parse_severity, parse_status
+from incidents.incident.listing import incident_query
+from incidents.incident.service import IncidentService
+from incidents.log.query import InvalidQuery, validate_limit
+from incidents.log.session import Command, Rejected
 from incidents.policy.model import Action, Decision
 from incidents.policy.redaction import redact_body
-from incidents.timeline.append import Command, Rejected
-from incidents.timeline.query import InvalidQuery, validate_limit
 
 router = APIRouter(prefix="/api/v1", tags=["incidents"])
 Decided = Annotated[Decision, Depends(decide)]

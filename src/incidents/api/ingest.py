@@ -18,12 +18,13 @@ from starlette.responses import Response
 from incidents.api.body import read_body_or_413
 from incidents.api.problems import Problem
 from incidents.api.state import container_of
-from incidents.connectors import alertmanager, pagerduty
-from incidents.connectors.integrations import ALERTMANAGER, PAGERDUTY, Integration
-from incidents.connectors.payload import PayloadError
-from incidents.correlation.alert import Alert
-from incidents.correlation.engine import AlertOutcome
-from incidents.timeline.append import Rejected
+from incidents.incident.correlation.alert import Alert
+from incidents.incident.correlation.engine import AlertOutcome
+from incidents.integrations.alertmanager import inbound as alertmanager
+from incidents.integrations.credentials import ALERTMANAGER, PAGERDUTY, Integration
+from incidents.integrations.pagerduty import inbound as pagerduty
+from incidents.integrations.payload import PayloadError
+from incidents.log.session import Rejected
 
 if TYPE_CHECKING:
     from incidents.app import Container

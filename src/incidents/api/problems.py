@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from incidents.timeline.query import InvalidQuery
+from incidents.log.query import InvalidQuery
 
 log = logging.getLogger(__name__)
 

@@ -22,10 +22,10 @@ from starlette.requests import HTTPConnection
 from incidents.api.auth import authenticate, decide, require
 from incidents.api.problems import Problem, invalid_parameter
 from incidents.api.state import container_of
+from incidents.log.query import InvalidQuery, validate_type_patterns
+from incidents.log.records import StoredEvent
 from incidents.policy.model import Action, Decision
-from incidents.store.records import StoredEvent
 from incidents.timeline.feed import LiveFeed, StreamFilter
-from incidents.timeline.query import InvalidQuery, validate_type_patterns
 from incidents.timeline.render import to_entry
 
 if TYPE_CHECKING:

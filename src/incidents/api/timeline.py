@@ -24,16 +24,16 @@ from incidents.events.parsing import (
     parse_request,
 )
 from incidents.events.timeformat import TimeFormatError, parse_micros
-from incidents.orchestrator.authority import action_for
-from incidents.policy.model import Action, Decision
-from incidents.timeline.append import AppendResult, Outcome, conflict_detail, key_in_use
-from incidents.timeline.export import MEDIA_TYPES, ExportFormat
-from incidents.timeline.query import (
+from incidents.incident.authority import action_for
+from incidents.log.query import (
     InvalidQuery,
     TimelineFilter,
     validate_limit,
     validate_type_patterns,
 )
+from incidents.log.session import AppendResult, Outcome, conflict_detail, key_in_use
+from incidents.policy.model import Action, Decision
+from incidents.timeline.export import MEDIA_TYPES, ExportFormat
 from incidents.timeline.render import to_cloudevent, to_entry
 from incidents.timeline.service import AmbiguousEventId, NotFound
 

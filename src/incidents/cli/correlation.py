@@ -21,17 +21,17 @@ from rich.console import Console
 from rich.table import Table
 
 from incidents.cli.client import CliError
-from incidents.connectors.alertmanager import alerts_from_payload
-from incidents.connectors.integrations import ALERTMANAGER, Integration
-from incidents.connectors.payload import PayloadError
-from incidents.correlation.alert import TRIGGER, Alert
-from incidents.correlation.engine import AlertOutcome, IngestAlerts
-from incidents.correlation.rules import CorrelationRules, RulesError, parse_rules
 from incidents.events.timeformat import format_micros
-from incidents.orchestrator.incident import Incident
-from incidents.orchestrator.projection import ProjectionSession
+from incidents.incident.aggregate import Incident
+from incidents.incident.correlation.alert import TRIGGER, Alert
+from incidents.incident.correlation.engine import AlertOutcome, IngestAlerts
+from incidents.incident.correlation.rules import CorrelationRules, RulesError, parse_rules
+from incidents.incident.projection import ProjectionSession
+from incidents.integrations.alertmanager.inbound import alerts_from_payload
+from incidents.integrations.credentials import ALERTMANAGER, Integration
+from incidents.integrations.payload import PayloadError
+from incidents.log.session import GroupCommitAppender
 from incidents.store.memory_writer import MemoryWriter
-from incidents.timeline.append import GroupCommitAppender
 
 app = typer.Typer(help="Try correlation rules before they go live.", no_args_is_help=True)
 

@@ -15,9 +15,9 @@ import orjson
 from sqlalchemy import Engine, and_, func, or_, select, true
 from sqlalchemy.sql.elements import ColumnElement
 
-from incidents.correlation.records import AlertRecord
+from incidents.incident.correlation.records import AlertRecord
+from incidents.log.query import CursorCodec, InvalidQuery
 from incidents.store.schema import alerts, incidents, timeline_events
-from incidents.timeline.query import CursorCodec, InvalidQuery
 
 STATUSES = ("firing", "resolved")
 

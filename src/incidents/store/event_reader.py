@@ -10,9 +10,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import ColumnElement
 
 from incidents.events.attributes import VISIBILITIES
-from incidents.store.records import EVENT_COLUMNS, ChainHead, StoredEvent
+from incidents.log.query import Cursor, TimelineFilter, glob_to_like
+from incidents.log.records import EVENT_COLUMNS, ChainHead, StoredEvent
 from incidents.store.schema import chain_heads, instance_secrets, log_head, timeline_events
-from incidents.timeline.query import Cursor, TimelineFilter, glob_to_like
 
 _t = timeline_events.c
 _ALL_VISIBILITIES = VISIBILITIES

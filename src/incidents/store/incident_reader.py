@@ -6,9 +6,9 @@ from collections.abc import Iterable
 
 from sqlalchemy import Engine, and_, exists, or_, select
 
-from incidents.correlation.records import AlertRecord
-from incidents.orchestrator.incident import Incident
-from incidents.orchestrator.listing import IncidentQuery
+from incidents.incident.aggregate import Incident
+from incidents.incident.correlation.records import AlertRecord
+from incidents.incident.listing import IncidentQuery
 from incidents.store.schema import alerts, incident_labels, incidents, projection_meta
 
 

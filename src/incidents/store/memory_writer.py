@@ -14,8 +14,8 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from incidents.log.records import ChainHead, ExistingKey, OutboxEntry, StoredEvent
 from incidents.store.projection_store import PROJECTION_TABLES
-from incidents.store.records import ChainHead, ExistingKey, OutboxEntry, StoredEvent
 
 # A journal entry: restores one change when a transaction rolls back.
 _Undo = Callable[[], None]
@@ -48,7 +48,7 @@ class MemoryTables:
 
 
 class MemoryProjectionRows:
-    """The :class:`~incidents.timeline.append.ProjectionRows` of one memory transaction."""
+    """The :class:`~incidents.log.session.ProjectionRows` of one memory transaction."""
 
     def __init__(self, store: MemoryTables, journal: list[_Undo]) -> None:
         self._store = store
@@ -181,7 +181,7 @@ class MemoryTransaction:
 
 
 class MemoryWriter:
-    """An :class:`~incidents.timeline.append.EventWriter` whose storage is this object.
+    """An :class:`~incidents.log.session.EventWriter` whose storage is this object.
 
     Read the results from :attr:`events` (in position order) and
     :attr:`projection_tables` once the appender has answered.

@@ -33,8 +33,8 @@ from sqlalchemy import (
     update,
 )
 
+from incidents.log.records import EVENT_COLUMNS, StoredEvent
 from incidents.store.engine import Backend, writes
-from incidents.store.records import EVENT_COLUMNS, StoredEvent
 from incidents.store.schema import outbox, timeline_events
 from incidents.timeline.render import cloudevent_json
 

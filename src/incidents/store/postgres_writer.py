@@ -14,9 +14,8 @@ from typing import Any
 import psycopg
 from sqlalchemy import Engine
 
-from incidents.store.errors import DedupeRace
-from incidents.store.projection_store import ProjectionStore
-from incidents.store.records import (
+from incidents.log.errors import DedupeRace
+from incidents.log.records import (
     EVENT_COLUMNS,
     OUTBOX_COLUMNS,
     ChainHead,
@@ -24,6 +23,7 @@ from incidents.store.records import (
     OutboxEntry,
     StoredEvent,
 )
+from incidents.store.projection_store import ProjectionStore
 
 _COPY = f"COPY timeline_events ({', '.join(EVENT_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
 _COPY_TYPES = [

@@ -9,8 +9,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from incidents.store.projection_store import ProjectionStore
-from incidents.store.records import (
+from incidents.log.records import (
     EVENT_COLUMNS,
     OUTBOX_COLUMNS,
     ChainHead,
@@ -18,6 +17,7 @@ from incidents.store.records import (
     OutboxEntry,
     StoredEvent,
 )
+from incidents.store.projection_store import ProjectionStore
 
 _INSERT = (
     f"INSERT INTO timeline_events ({', '.join(EVENT_COLUMNS)}) "

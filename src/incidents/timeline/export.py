@@ -14,8 +14,8 @@ import orjson
 
 from incidents.events.timeformat import format_micros, now_micros
 from incidents.events.types import human_title
+from incidents.log.records import StoredEvent
 from incidents.policy.model import Decision
-from incidents.store.records import StoredEvent
 from incidents.timeline.render import title_and_content, to_cloudevent, visible_body
 
 # Rows rendered per yielded chunk: large enough to amortise, small enough to stream.

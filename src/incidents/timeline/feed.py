@@ -27,9 +27,9 @@ from functools import lru_cache
 
 from starlette.concurrency import run_in_threadpool
 
+from incidents.log.query import TimelineFilter
+from incidents.log.records import StoredEvent
 from incidents.store.event_reader import EventReader
-from incidents.store.records import StoredEvent
-from incidents.timeline.query import TimelineFilter
 
 # A subscriber this far behind stops queueing and catches up from the database.
 QUEUE_LIMIT = 256

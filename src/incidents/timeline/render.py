@@ -9,9 +9,9 @@ import orjson
 from incidents.events.attributes import SPEC_VERSION, Extension, output_name
 from incidents.events.timeformat import format_micros
 from incidents.events.types import human_title
+from incidents.log.records import StoredEvent
 from incidents.policy.model import Decision
 from incidents.policy.redaction import redact_body
-from incidents.store.records import StoredEvent
 
 _TITLE_KEYS = ("title", "summary", "name")
 _CONTENT_KEYS = ("content", "description", "message", "text", "note", "reason", "body")

@@ -12,20 +12,20 @@ from opentelemetry.trace import Span, StatusCode, Tracer
 
 from incidents.events.envelope import Event
 from incidents.events.types import TITLES
-from incidents.observability.metrics import TimelineMetrics
-from incidents.policy.model import Decision
-from incidents.store.event_reader import EventReader
-from incidents.store.records import StoredEvent
-from incidents.timeline.append import (
+from incidents.log.chain import ChainReport, chain_key, verify_chain
+from incidents.log.query import Cursor, CursorCodec, TimelineFilter
+from incidents.log.records import StoredEvent
+from incidents.log.session import (
     AppendResult,
     Command,
     GroupCommitAppender,
     Outcome,
     PendingEvent,
 )
-from incidents.timeline.chain import ChainReport, chain_key, verify_chain
+from incidents.observability.metrics import TimelineMetrics
+from incidents.policy.model import Decision
+from incidents.store.event_reader import EventReader
 from incidents.timeline.export import ExportFormat, export_json, export_markdown
-from incidents.timeline.query import Cursor, CursorCodec, TimelineFilter
 
 
 class NotFound(LookupError):

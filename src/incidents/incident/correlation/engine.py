@@ -13,22 +13,22 @@ from typing import Any
 
 import orjson
 
-from incidents.correlation.alert import RESOLVE, TRIGGER, Alert
-from incidents.correlation.fingerprint import fingerprint
-from incidents.correlation.records import GroupRecord
-from incidents.correlation.rules import CorrelationRules, Rule
 from incidents.events.envelope import EncodedObject, Event, placed
 from incidents.events.timeformat import format_micros
-from incidents.orchestrator.commands import (
+from incidents.incident.aggregate import CLASSIFICATIONS, Incident
+from incidents.incident.commands import (
     ChangeStatus,
     Declare,
     build_event,
     state_of,
 )
-from incidents.orchestrator.incident import CLASSIFICATIONS, Incident
-from incidents.orchestrator.lifecycle import ACTIVE, Status, severity_rank
-from incidents.orchestrator.projection import ProjectionSession
-from incidents.timeline.append import AppendResult, AppendSession, Outcome
+from incidents.incident.correlation.alert import RESOLVE, TRIGGER, Alert
+from incidents.incident.correlation.fingerprint import fingerprint
+from incidents.incident.correlation.records import GroupRecord
+from incidents.incident.correlation.rules import CorrelationRules, Rule
+from incidents.incident.lifecycle import ACTIVE, Status, severity_rank
+from incidents.incident.projection import ProjectionSession
+from incidents.log.session import AppendResult, AppendSession, Outcome
 
 
 @dataclass(frozen=True, slots=True)

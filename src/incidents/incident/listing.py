@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import orjson
 
-from incidents.orchestrator.lifecycle import parse_severity, parse_status
-from incidents.timeline.query import CursorCodec, InvalidQuery
+from incidents.incident.lifecycle import parse_severity, parse_status
+from incidents.log.query import CursorCodec, InvalidQuery
 
 # The parameters a list cursor is bound to, named when a cursor is reused with others.
 FILTER_NAMES = "status, severity, service, commander, label and q"

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from incidents.orchestrator.projection import BUILT, ProjectionSession
-from incidents.store.records import StoredEvent
-from incidents.timeline.append import AppendSession
+from incidents.incident.projection import BUILT, ProjectionSession
+from incidents.log.records import StoredEvent
+from incidents.log.session import AppendSession
 
 # Events folded between two flushes: bounds the session cache on a large log.
 _FLUSH_EVERY = 5_000

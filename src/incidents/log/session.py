@@ -23,11 +23,11 @@ from typing import Any, Protocol, runtime_checkable
 
 from incidents.events.envelope import Event
 from incidents.events.timeformat import now_micros
+from incidents.log.chain import GENESIS, chain_key, link_hash, row_digest
+from incidents.log.errors import DedupeRace
+from incidents.log.records import ChainHead, ExistingKey, OutboxEntry, StoredEvent
 from incidents.policy.model import Decision
 from incidents.policy.redaction import needs_redaction
-from incidents.store.errors import DedupeRace
-from incidents.store.records import ChainHead, ExistingKey, OutboxEntry, StoredEvent
-from incidents.timeline.chain import GENESIS, chain_key, link_hash, row_digest
 
 log = logging.getLogger(__name__)
 

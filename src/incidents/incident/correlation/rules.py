@@ -26,7 +26,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from incidents.orchestrator.lifecycle import parse_severity
+from incidents.incident.lifecycle import parse_severity
 
 TIME_WINDOW = "time_window"
 _DURATION = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s|m|h|d)?\s*$")

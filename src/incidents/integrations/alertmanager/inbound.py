@@ -14,10 +14,10 @@ from typing import Any
 
 import orjson
 
-from incidents.connectors.integrations import ALERTMANAGER, Integration
-from incidents.connectors.payload import MAX_PROVIDER_ID, PayloadError
-from incidents.correlation.alert import RESOLVE, TRIGGER, Alert
 from incidents.events.timeformat import TimeFormatError, now_micros, parse_micros
+from incidents.incident.correlation.alert import RESOLVE, TRIGGER, Alert
+from incidents.integrations.credentials import ALERTMANAGER, Integration
+from incidents.integrations.payload import MAX_PROVIDER_ID, PayloadError
 
 # Alertmanager's way of saying "no time" (Go's zero time).
 ZERO_TIME = "0001-01-01T00:00:00Z"

@@ -19,10 +19,10 @@ from typing import Any
 
 import orjson
 
-from incidents.connectors.integrations import PAGERDUTY, Integration
-from incidents.connectors.payload import MAX_PROVIDER_ID, PayloadError
-from incidents.correlation.alert import ACKNOWLEDGE, RESOLVE, TRIGGER, Alert
 from incidents.events.timeformat import TimeFormatError, now_micros, parse_micros
+from incidents.incident.correlation.alert import ACKNOWLEDGE, RESOLVE, TRIGGER, Alert
+from incidents.integrations.credentials import PAGERDUTY, Integration
+from incidents.integrations.payload import MAX_PROVIDER_ID, PayloadError
 
 SIGNATURE_HEADER = "x-pagerduty-signature"
 WEBHOOK_ID_HEADER = "x-webhook-id"

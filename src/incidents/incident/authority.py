@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from incidents.orchestrator.incident import INCIDENT_TYPES
-from incidents.orchestrator.lifecycle import Status, parse_status
+from incidents.incident.aggregate import INCIDENT_TYPES
+from incidents.incident.lifecycle import Status, parse_status
 from incidents.policy.model import Action
 
 # Ending an incident, or folding it into another, is the commander's call.

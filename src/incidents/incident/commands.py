@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from incidents.events.envelope import Event, EventValidationError, normalize
-from incidents.orchestrator.incident import CLASSIFICATIONS, UPDATABLE, Incident
-from incidents.orchestrator.lifecycle import (
+from incidents.incident.aggregate import CLASSIFICATIONS, UPDATABLE, Incident
+from incidents.incident.lifecycle import (
     ACTIVE,
     InvalidTransition,
     Status,
@@ -23,8 +23,8 @@ from incidents.orchestrator.lifecycle import (
     parse_severity,
     severity_rank,
 )
-from incidents.orchestrator.projection import ProjectionSession
-from incidents.timeline.append import AppendResult, AppendSession, Outcome, Rejected
+from incidents.incident.projection import ProjectionSession
+from incidents.log.session import AppendResult, AppendSession, Outcome, Rejected
 
 ORCHESTRATOR_SOURCE = "incidents://orchestrator"
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from incidents.orchestrator.lifecycle import (
+from incidents.incident.lifecycle import (
     STATUS_EVENT_TARGETS,
     Status,
     can_move,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from incidents.timeline.append import Rejected
+from incidents.log.session import Rejected
 
 
 class Status(StrEnum):

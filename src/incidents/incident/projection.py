@@ -13,10 +13,9 @@ from typing import Any
 
 import orjson
 
-from incidents.correlation.records import AlertRecord, GroupRecord
 from incidents.events.attributes import VISIBILITIES
 from incidents.events.envelope import Event
-from incidents.orchestrator.incident import (
+from incidents.incident.aggregate import (
     INCIDENT_TYPES,
     Fact,
     Incident,
@@ -24,8 +23,9 @@ from incidents.orchestrator.incident import (
     declared,
     incident_number,
 )
-from incidents.store.records import StoredEvent
-from incidents.timeline.append import ProjectionRows
+from incidents.incident.correlation.records import AlertRecord, GroupRecord
+from incidents.log.records import StoredEvent
+from incidents.log.session import ProjectionRows
 
 ALERT_TYPES = frozenset({"im.alert.trigger", "im.alert.acknowledge", "im.alert.resolve"})
 PROJECTED_TYPES = INCIDENT_TYPES | ALERT_TYPES

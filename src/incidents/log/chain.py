@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from incidents.store.records import StoredEvent
+from incidents.log.records import StoredEvent
 
 GENESIS = bytes(32)
 NO_INCIDENT = ""

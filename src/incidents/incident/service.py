@@ -7,19 +7,19 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
-from incidents.correlation.alert import Alert
-from incidents.correlation.engine import AlertOutcome, IngestAlerts
-from incidents.correlation.rules import CorrelationRules
-from incidents.orchestrator.commands import CommandResult
-from incidents.orchestrator.document import relatives
-from incidents.orchestrator.incident import Incident
-from incidents.orchestrator.listing import IncidentQuery, decode_after, encode_after
-from incidents.orchestrator.projection import BUILT
-from incidents.orchestrator.rebuild import RebuildProjections, RebuildReport
+from incidents.incident.aggregate import Incident
+from incidents.incident.commands import CommandResult
+from incidents.incident.correlation.alert import Alert
+from incidents.incident.correlation.engine import AlertOutcome, IngestAlerts
+from incidents.incident.correlation.rules import CorrelationRules
+from incidents.incident.document import relatives
+from incidents.incident.listing import IncidentQuery, decode_after, encode_after
+from incidents.incident.projection import BUILT
+from incidents.incident.rebuild import RebuildProjections, RebuildReport
+from incidents.log.query import CursorCodec
+from incidents.log.session import Command, GroupCommitAppender
 from incidents.store.event_reader import EventReader
 from incidents.store.incident_reader import IncidentReader
-from incidents.timeline.append import Command, GroupCommitAppender
-from incidents.timeline.query import CursorCodec
 
 
 @dataclass(frozen=True, slots=True)

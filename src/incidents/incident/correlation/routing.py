@@ -13,12 +13,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from incidents.correlation.alert import ACKNOWLEDGE, RESOLVE, TRIGGER, Alert
-from incidents.correlation.engine import IngestAlerts
-from incidents.correlation.rules import CorrelationRules
 from incidents.events.envelope import Event
-from incidents.orchestrator.commands import state_of
-from incidents.timeline.append import AppendResult, AppendSession, Outcome, PendingEvent
+from incidents.incident.commands import state_of
+from incidents.incident.correlation.alert import ACKNOWLEDGE, RESOLVE, TRIGGER, Alert
+from incidents.incident.correlation.engine import IngestAlerts
+from incidents.incident.correlation.rules import CorrelationRules
+from incidents.log.session import AppendResult, AppendSession, Outcome, PendingEvent
 
 ALERT_TYPES = frozenset({TRIGGER, ACKNOWLEDGE, RESOLVE})
 # Normalised attributes a client may give at the top of its alert description.

@@ -6,8 +6,8 @@ from collections.abc import Set
 from typing import Any
 
 from incidents.events.timeformat import format_micros
-from incidents.orchestrator.incident import Incident
-from incidents.orchestrator.lifecycle import TRANSITIONS, Status
+from incidents.incident.aggregate import Incident
+from incidents.incident.lifecycle import TRANSITIONS, Status
 
 # Milestones shown as RFC 3339 times, by document key and incident attribute.
 _TIMES = (
