@@ -10,7 +10,9 @@ from typing import Any
 from incidents.app import Container
 from incidents.events.envelope import normalize
 from incidents.incident.projection import ProjectionSession
-from incidents.log.session import GroupCommitAppender, GroupStats, Outcome, PendingEvent
+from incidents.log.group_stats import GroupStats
+from incidents.log.session import Outcome, PendingEvent
+from incidents.timeline.group_commit import GroupCommitAppender
 from tests.conftest import event
 
 

@@ -150,7 +150,8 @@ def test_a_failing_request_does_not_fail_the_others_in_its_group(container: Cont
     import contextlib
     from collections.abc import Iterator as _Iterator
 
-    from incidents.log.session import GroupCommitAppender, PendingEvent
+    from incidents.log.session import PendingEvent
+    from incidents.timeline.group_commit import GroupCommitAppender
 
     gate = threading.Event()
     inner = container.writer

@@ -19,10 +19,11 @@ from incidents.incident.correlation.fingerprint import FINGERPRINT_VERSION, fing
 from incidents.incident.correlation.records import AlertRecord
 from incidents.incident.correlation.rules import CorrelationRules, parse_rules
 from incidents.incident.projection import ProjectionSession
+from incidents.log.commands import Command
 from incidents.log.records import StoredEvent
-from incidents.log.session import Command, GroupCommitAppender
 from incidents.store.memory_writer import MemoryWriter
 from incidents.store.schema import alerts as alerts_table
+from incidents.timeline.group_commit import GroupCommitAppender
 from tests.conftest import make_settings
 
 T0 = 1_765_447_200_000_000  # 2025-12-11T10:00:00Z

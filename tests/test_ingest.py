@@ -14,11 +14,12 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from incidents.app import Container, build_container, create_app
-from incidents.config import ConfigError, load_settings
+from incidents.app import Container, build_container, create_app, load_configuration
+from incidents.config import ConfigError
 from incidents.incident.commands import Update
-from incidents.integrations.credentials import IntegrationsError, parse_integrations
+from incidents.integrations.credentials import IntegrationsError
 from incidents.integrations.pagerduty.inbound import sign
+from incidents.integrations.registry import parse_integrations
 from incidents.store.schema import alerts, timeline_events
 from tests.conftest import grant_access, make_settings
 
@@ -417,12 +418,12 @@ def test_bad_integrations_name_the_key(section: dict[str, Any], message: str) ->
 def test_integrations_load_from_the_config_file_and_show_masked(tmp_path: Path) -> None:
     path = tmp_path / "config.yaml"
     path.write_text(json.dumps({"integrations": INTEGRATIONS}))
-    settings = load_settings({"IM_CONFIG": str(path)})
+    settings = load_configuration({"IM_CONFIG": str(path)})
     shown = json.dumps(settings.masked())
     assert AM_TOKEN not in shown and PD_SECRET_OLD not in shown
     path.write_text(json.dumps({"integrations": {"pagerduty": [{"name": "main"}]}}))
     with pytest.raises(ConfigError, match=r"integrations\.pagerduty\[0\]\.secret: missing"):
-        load_settings({"IM_CONFIG": str(path)})
+        load_configuration({"IM_CONFIG": str(path)})
     assert "pd-signing" not in repr(parse_integrations(INTEGRATIONS).items)
 
 

@@ -18,22 +18,22 @@ from hypothesis import strategies as st
 from sqlalchemy import func, insert, select
 from typer.testing import CliRunner
 
-from incidents.app import Container, build_container
+from incidents.app import Container, build_container, build_relay, open_database
 from incidents.bus.destination import BusDestination
 from incidents.bus.memory import InProcessBus
 from incidents.bus.message import BusMessage, subject_for
 from incidents.bus.relay import OutboxRelay, RetryPolicy, describe_error
-from incidents.bus.wiring import build_relay
 from incidents.cli.main import app as cli_app
 from incidents.config import ConfigError, load_settings
 from incidents.events.envelope import normalize
 from incidents.events.timeformat import now_micros
+from incidents.log.cloudevent import cloudevent_json
 from incidents.log.records import StoredEvent
 from incidents.log.session import AppendSession, PendingEvent, prepare
 from incidents.store.engine import Backend, backend_of, make_engine, writes
 from incidents.store.outbox_store import OutboxRecord, OutboxStore
 from incidents.store.schema import outbox, timeline_events
-from incidents.timeline.render import cloudevent_json, to_cloudevent
+from incidents.timeline.render import to_cloudevent
 from tests.conftest import event, make_settings
 
 CONSOLE_SCRIPT = Path(sys.executable).with_name("incidents")
@@ -192,7 +192,7 @@ def test_retention_setting_decides_whether_delivered_rows_stay(database_url: str
             before = len(outbox_rows(c))
             append(c, *(event(n) for n in range(int(retention) + 1, int(retention) + 4)))
             # The relay as the settings build it.
-            assert build_relay(settings, c.engine, c.backend, c.bus).drain() == 3
+            assert build_relay(settings, open_database(settings), c.bus).drain() == 3
             assert len(outbox_rows(c)) - before == remaining
         finally:
             c.close()

@@ -42,8 +42,9 @@ from incidents.incident.correlation.alert import RESOLVE, TRIGGER, Alert
 from incidents.incident.correlation.engine import IngestAlerts
 from incidents.incident.correlation.rules import parse_rules
 from incidents.incident.lifecycle import Status
-from incidents.incident.projection import BUILT
-from incidents.log.session import AppendSession, Command, Rejected
+from incidents.log.commands import Command, Rejected
+from incidents.log.projections import BUILT
+from incidents.log.session import AppendSession
 from incidents.store.engine import writes
 from incidents.store.projection_store import PROJECTION_TABLES
 from incidents.store.schema import incidents

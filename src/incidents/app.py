@@ -1,39 +1,50 @@
 """The composition root: builds every adapter once and wires them together.
 
-Nothing else in the package holds process-wide state; entrypoints (the HTTP app, the
-CLI's local admin commands, tests, benchmarks) get what they need from a
-:class:`Container`.
+Nothing else in the package holds process-wide state or builds adapters; entrypoints
+(the HTTP app, the CLI's local admin commands, the worker, tests, benchmarks) get what
+they need from a :class:`Container` or from the builders below.
 """
 
 from __future__ import annotations
 
 import gc
 import os
+import re
+import socket
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from fastapi import FastAPI
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
 from opentelemetry.trace import Tracer
 from sqlalchemy import Engine
 
-from incidents.api.factory import build_api
+from incidents.bus.destination import BusDestination, Destination
+from incidents.bus.jetstream import NatsBus
 from incidents.bus.memory import InProcessBus
 from incidents.bus.message import Bus
-from incidents.bus.relay import OutboxRelay
-from incidents.bus.wiring import build_bus, build_relay, default_consumer_name
-from incidents.config import Settings, load_settings, oidc_enabled, outbox_destinations
+from incidents.bus.relay import OutboxRelay, RetryPolicy
+from incidents.config import (
+    ConfigError,
+    Settings,
+    load_settings,
+    oidc_enabled,
+    outbox_destinations,
+)
 from incidents.identity.directory import Directory
 from incidents.identity.oidc import OidcVerifier
 from incidents.identity.tokens import TokenService
 from incidents.incident.correlation.routing import correlation_route
-from incidents.incident.correlation.rules import parse_rules
-from incidents.incident.projection import ProjectionSession
+from incidents.incident.correlation.rules import CorrelationRules, RulesError, parse_rules
+from incidents.incident.projection import incident_projection
 from incidents.incident.service import IncidentService
-from incidents.integrations.credentials import Integrations, parse_integrations
+from incidents.integrations.credentials import Integrations, IntegrationsError
+from incidents.integrations.registry import parse_integrations
+from incidents.log.ports import EventWriter
+from incidents.log.projections import Projections
 from incidents.log.query import CursorCodec
-from incidents.log.session import EventWriter, GroupCommitAppender
 from incidents.observability.metrics import TimelineMetrics
 from incidents.observability.tracing import make_tracer
 from incidents.policy.decision_point import (
@@ -46,11 +57,168 @@ from incidents.store.alert_reader import AlertReader
 from incidents.store.engine import Backend, backend_of, make_engine
 from incidents.store.event_reader import EventReader
 from incidents.store.incident_reader import IncidentReader
-from incidents.store.migrate import migrate
+from incidents.store.memory_writer import MemoryWriter
+from incidents.store.migrate import current_revision, migrate
+from incidents.store.outbox_store import OutboxStore
 from incidents.store.postgres_writer import PostgresWriter
 from incidents.store.sqlite_writer import SqliteWriter
 from incidents.timeline.feed import LiveFeed
+from incidents.timeline.group_commit import GroupCommitAppender
 from incidents.timeline.service import TimelineService
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+
+@dataclass(frozen=True, slots=True)
+class Sections:
+    """The structured sections of ``IM_CONFIG``, parsed and checked."""
+
+    rules: CorrelationRules
+    integrations: Integrations
+
+
+def parse_sections(settings: Settings) -> Sections:
+    """Parse the structured sections; a bad one raises :class:`ConfigError` naming the key."""
+    try:
+        rules = parse_rules(settings.correlation)
+    except RulesError as exc:
+        raise ConfigError(f"IM_CONFIG: {exc}") from None
+    try:
+        integrations = parse_integrations(settings.integrations)
+    except IntegrationsError as exc:
+        raise ConfigError(f"IM_CONFIG: {exc}") from None
+    return Sections(rules, integrations)
+
+
+def load_configuration(env: Mapping[str, str] | None = None) -> Settings:
+    """The settings from the environment and ``IM_CONFIG``, every section checked
+    (what every command and server start reads)."""
+    settings = load_settings(env)
+    parse_sections(settings)
+    return settings
+
+
+def projections() -> Projections:
+    """Every projection an append keeps current (and a rebuild folds again)."""
+    return Projections([incident_projection()])
+
+
+@dataclass(frozen=True, slots=True)
+class Database:
+    """An engine on the configured database, and whether this opening created it."""
+
+    engine: Engine
+    backend: Backend
+    # True when the database had no schema before (a new, empty database).
+    created: bool
+
+
+def open_database(settings: Settings, *, apply_migrations: bool = True) -> Database:
+    """The configured database with its durability setting, migrated unless told not to."""
+    engine = make_engine(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
+    created = False
+    if apply_migrations:
+        before, _after = migrate(engine)
+        created = before is None
+    return Database(engine, backend_of(settings.database_url), created)
+
+
+def database_revision(settings: Settings) -> str | None:
+    """The schema revision of the configured database (None when it has none)."""
+    engine = make_engine(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
+    try:
+        return current_revision(engine)
+    finally:
+        engine.dispose()
+
+
+def build_outbox_store(settings: Settings, database: Database) -> OutboxStore:
+    """The outbox table, as the relay and ``incidents admin outbox`` use it."""
+    return OutboxStore(
+        database.engine,
+        database.backend,
+        settings.outbox_lease_seconds,
+        keep_delivered=settings.outbox_retention_seconds > 0,
+    )
+
+
+_NOT_IN_NAME = re.compile(r"[^A-Za-z0-9_-]")
+
+
+def default_consumer_name(port: int) -> str:
+    """This instance's durable consumer name: ``<hostname>-<port>``."""
+    return _NOT_IN_NAME.sub("_", f"{socket.gethostname()}-{port}")
+
+
+def build_bus(settings: Settings, *, consume: bool = True) -> Bus:
+    """The bus the settings choose: NATS JetStream when IM_NATS_URL is set, else in-process.
+
+    ``consume=False`` (``incidents worker``) publishes only: no durable consumer.
+    """
+    if not settings.nats_url:
+        return InProcessBus()
+    consumer = settings.nats_consumer or default_consumer_name(settings.port)
+    return NatsBus(
+        settings.nats_url,
+        stream=settings.nats_stream,
+        subject_prefix=settings.nats_subject_prefix,
+        consumer=consumer if consume else None,
+        duplicate_window_seconds=settings.nats_duplicate_window_seconds,
+    )
+
+
+def build_destinations(settings: Settings, bus: Bus) -> list[Destination]:
+    """The configured outbox destinations (see IM_OUTBOX_DESTINATIONS)."""
+    known: dict[str, Destination] = {"bus": BusDestination(bus)}
+    return [known[name] for name in outbox_destinations(settings)]
+
+
+def build_relay(settings: Settings, database: Database, bus: Bus) -> OutboxRelay:
+    """A relay draining the configured destinations with the configured retry policy."""
+    return OutboxRelay(
+        build_outbox_store(settings, database),
+        build_destinations(settings, bus),
+        retry=RetryPolicy(
+            max_attempts=settings.outbox_max_attempts,
+            base_seconds=settings.outbox_backoff_base_seconds,
+            cap_seconds=settings.outbox_backoff_cap_seconds,
+        ),
+        batch_size=settings.outbox_batch_size,
+        poll_seconds=settings.outbox_poll_seconds,
+        retention_seconds=settings.outbox_retention_seconds,
+    )
+
+
+@dataclass
+class Worker:
+    """An outbox relay with its own bus connection (``incidents worker``)."""
+
+    database: Database
+    bus: Bus
+    relay: OutboxRelay
+
+    def start(self) -> None:
+        self.bus.start()
+        self.relay.start()
+
+    def close(self) -> None:
+        self.relay.stop()
+        self.bus.close()
+        self.database.engine.dispose()
+
+
+def build_worker(settings: Settings) -> Worker:
+    """A relay delivering the configured destinations; it publishes to the bus only."""
+    database = open_database(settings)
+    bus = build_bus(settings, consume=False)
+    return Worker(database, bus, build_relay(settings, database, bus))
+
+
+def build_replay_appender() -> tuple[GroupCommitAppender, MemoryWriter]:
+    """An appender on an in-memory log with every projection (correlation dry runs)."""
+    writer = MemoryWriter()
+    return GroupCommitAppender(writer, projection=projections().open), writer
 
 
 @dataclass
@@ -113,18 +281,18 @@ def build_container(
 ) -> Container:
     """Build the adapters for ``settings`` (default: from the environment)."""
     settings = settings or load_settings()
-    engine = make_engine(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
-    if apply_migrations:
-        migrate(engine)
-    backend = backend_of(settings.database_url)
+    sections = parse_sections(settings)
+    database = open_database(settings, apply_migrations=apply_migrations)
+    engine, backend = database.engine, database.backend
     writer: EventWriter = (
         SqliteWriter(engine) if backend is Backend.SQLITE else PostgresWriter(engine)
     )
     reader = EventReader(engine)
+    registry = projections()
     appender = GroupCommitAppender(
         writer,
         max_events=settings.group_commit_max_events,
-        projection=ProjectionSession,
+        projection=registry.open,
         outbox_destinations=outbox_destinations(settings),
     )
     bus = build_bus(settings)
@@ -134,14 +302,14 @@ def build_container(
     bus.subscribe(lambda _message: feed.wake())
     relay = None
     if settings.outbox_relay and outbox_destinations(settings):
-        relay = build_relay(settings, engine, backend, bus)
+        relay = build_relay(settings, database, bus)
         appender.on_commit(relay.notify)
     metrics = TimelineMetrics()
     appender.on_group(metrics.observe_group)
     tracer_provider, tracer = make_tracer(settings.otel_exporter, span_exporter)
     cursors = CursorCodec(reader.instance_secret("cursor-hmac"))
     incidents = IncidentService(
-        appender, IncidentReader(engine), reader, parse_rules(settings.correlation), cursors
+        appender, IncidentReader(engine), reader, sections.rules, cursors, registry
     )
     timeline = TimelineService(reader, appender, cursors, metrics, tracer)
     timeline.route = correlation_route(incidents.rules)
@@ -177,7 +345,7 @@ def build_container(
         incidents=incidents,
         feed=feed,
         oidc=oidc,
-        integrations=parse_integrations(settings.integrations),
+        integrations=sections.integrations,
         alerts=AlertReader(engine, cursors),
         bus=bus,
         relay=relay,
@@ -196,20 +364,28 @@ def tune_runtime() -> None:
     gc.set_threshold(50_000, 50, 100)
 
 
+def _build_api(container: Container) -> FastAPI:
+    # The web stack is loaded only by what serves HTTP, not by every CLI command.
+    from incidents.api.factory import build_api
+    from incidents.integrations.registry import routers
+
+    return build_api(container, routers())
+
+
 def create_worker_app() -> FastAPI:
     """The app of one of several worker processes (``incidents serve --workers N``).
 
     The parent process has applied the migrations already.
     """
     tune_runtime()
-    settings = load_settings()
+    settings = load_configuration()
     if settings.nats_url and not settings.nats_consumer:
         # Workers share a port: each needs a bus consumer of its own to see every event.
         name = f"{default_consumer_name(settings.port)}-{os.getpid()}"
         settings = replace(settings, nats_consumer=name)
-    return build_api(build_container(settings, apply_migrations=False))
+    return _build_api(build_container(settings, apply_migrations=False))
 
 
 def create_app(container: Container | None = None) -> FastAPI:
     """The HTTP application, wired to ``container`` (built from the environment if omitted)."""
-    return build_api(container or build_container())
+    return _build_api(container or build_container())

@@ -253,19 +253,6 @@ def _validate(settings: Settings) -> None:
         raise ConfigError("IM_STREAM_POLL_SECONDS: must be between 0.05 and 60")
     validate_outbox(settings)
     validate_oidc(settings)
-    # Imported here: the rules module belongs to the correlation layer, above config.
-    from incidents.incident.correlation.rules import RulesError, parse_rules
-
-    try:
-        parse_rules(settings.correlation)
-    except RulesError as exc:
-        raise ConfigError(f"IM_CONFIG: {exc}") from None
-    from incidents.integrations.credentials import IntegrationsError, parse_integrations
-
-    try:
-        parse_integrations(settings.integrations)
-    except IntegrationsError as exc:
-        raise ConfigError(f"IM_CONFIG: {exc}") from None
 
 
 # The outbox destinations this build can deliver to.

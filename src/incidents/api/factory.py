@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 
 from incidents import __version__
-from incidents.api import alerts, health, incidents, ingest, scim, session, streams, timeline
+from incidents.api import alerts, health, incidents, scim, session, streams, timeline
 from incidents.api.graphql import graphql_router
 from incidents.api.problems import install_problem_handlers
 
@@ -17,8 +17,9 @@ if TYPE_CHECKING:
     from incidents.app import Container
 
 
-def build_api(container: Container) -> FastAPI:
-    """An app serving ``container``; starting it starts the writer, stopping it drains it."""
+def build_api(container: Container, routers: Sequence[APIRouter] = ()) -> FastAPI:
+    """An app serving ``container`` and the providers' ``routers``; starting it starts
+    the writer, stopping it drains it."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -51,7 +52,8 @@ def build_api(container: Container) -> FastAPI:
     app.include_router(scim.router)
     app.include_router(incidents.router)
     app.include_router(alerts.router)
-    app.include_router(ingest.router)
+    for router in routers:
+        app.include_router(router)
     app.include_router(streams.router)
     app.include_router(graphql_router())
     return app

@@ -41,8 +41,8 @@ from incidents.incident.document import incident_document
 from incidents.incident.lifecycle import InvalidTransition, Status, parse_severity, parse_status
 from incidents.incident.listing import incident_query
 from incidents.incident.service import IncidentService
+from incidents.log.commands import Command, Rejected
 from incidents.log.query import InvalidQuery, validate_limit
-from incidents.log.session import Command, Rejected
 from incidents.policy.model import Action, Decision
 from incidents.policy.redaction import redact_body
 

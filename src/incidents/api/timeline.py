@@ -10,6 +10,12 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 from starlette.responses import Response
 
+from incidents.api.append_answers import (
+    conflict_detail,
+    key_in_use,
+    may_be_disclosed_to,
+    result_body,
+)
 from incidents.api.auth import decide, require
 from incidents.api.body import read_body_or_413
 from incidents.api.problems import Problem, invalid_parameter
@@ -31,7 +37,7 @@ from incidents.log.query import (
     validate_limit,
     validate_type_patterns,
 )
-from incidents.log.session import AppendResult, Outcome, conflict_detail, key_in_use
+from incidents.log.session import AppendResult, Outcome
 from incidents.policy.model import Action, Decision
 from incidents.timeline.export import MEDIA_TYPES, ExportFormat
 from incidents.timeline.render import to_cloudevent, to_entry
@@ -67,7 +73,7 @@ def _refusal(request: Request, decision: Decision, event: Event) -> Problem | No
 
 
 def _single_response(result: AppendResult, decision: Decision) -> Response:
-    if not result.may_be_disclosed_to(decision):
+    if not may_be_disclosed_to(result, decision):
         hidden = key_in_use(result)
         raise Problem(409, "dedupe-key-in-use", str(hidden["detail"]), title=str(hidden["title"]))
     if result.outcome is Outcome.CONFLICT:
@@ -79,7 +85,7 @@ def _single_response(result: AppendResult, decision: Decision) -> Response:
             event_id=result.event_id,
             incident_id=result.incident_id,
         )
-    body = result.as_dict()
+    body = result_body(result)
     return json_response(body, 201 if result.outcome is Outcome.CREATED else 200)
 
 
@@ -183,11 +189,11 @@ async def append_events(request: Request, decision: Decided) -> Response:
             )
             continue
         result = next(appended)
-        if not result.may_be_disclosed_to(decision):
+        if not may_be_disclosed_to(result, decision):
             counts["conflicts"] += 1
             out.append(key_in_use(result))
             continue
-        entry = result.as_dict()
+        entry = result_body(result)
         if result.outcome is Outcome.CREATED:
             counts["created"] += 1
             entry["status"] = 201

@@ -9,18 +9,23 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 from rich.table import Table
-from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from incidents.app import (
+    Database,
+    build_container,
+    database_revision,
+    load_configuration,
+    open_database,
+)
 from incidents.cli import outbox
 from incidents.cli.client import CliError
-from incidents.config import load_settings, mask_url_password
+from incidents.config import mask_url_password
 from incidents.events.timeformat import format_micros
 from incidents.identity.directory import Directory, GrantKind, PrincipalType
 from incidents.identity.tokens import TokenNotFound, TokenService
 from incidents.policy.model import ROLES
-from incidents.store.engine import make_engine
-from incidents.store.migrate import current_revision, head_revision, migrate
+from incidents.store.migrate import head_revision, migrate
 
 app = typer.Typer(help="Local administration (runs against IM_DATABASE_URL).", no_args_is_help=True)
 token_app = typer.Typer(help="Create, list and revoke API tokens.", no_args_is_help=True)
@@ -28,26 +33,23 @@ app.add_typer(token_app, name="token")
 app.add_typer(outbox.app, name="outbox")
 
 
-def _engine() -> Engine:
-    settings = load_settings()
-    engine = make_engine(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
-    migrate(engine)
-    return engine
+def _database() -> Database:
+    return open_database(load_configuration())
 
 
 def _tokens() -> TokenService:
-    return TokenService(_engine())
+    return TokenService(_database().engine)
 
 
 @app.command("migrate")
 def migrate_command() -> None:
     """Apply pending schema migrations (also done on every server start)."""
-    settings = load_settings()
-    engine = make_engine(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
+    settings = load_configuration()
+    database = open_database(settings, apply_migrations=False)
     try:
-        before, after = migrate(engine)
+        before, after = migrate(database.engine)
     finally:
-        engine.dispose()
+        database.engine.dispose()
     where = mask_url_password(settings.database_url)
     if before == after:
         typer.echo(f"{where}: already at revision {after}")
@@ -58,12 +60,8 @@ def migrate_command() -> None:
 @app.command("status")
 def status_command() -> None:
     """Show the database's schema revision and the newest one this build knows."""
-    settings = load_settings()
-    engine = make_engine(settings.database_url)
-    try:
-        current = current_revision(engine)
-    finally:
-        engine.dispose()
+    settings = load_configuration()
+    current = database_revision(settings)
     typer.echo(f"database: {mask_url_password(settings.database_url)}")
     typer.echo(f"revision: {current or 'empty'} (newest known: {head_revision()})")
 
@@ -75,10 +73,7 @@ def rebuild_projections_command() -> None:
     Holds the log's write lock while it runs: servers on the same database keep
     answering reads, and their appends wait until the rebuild commits.
     """
-    # The container brings in the web stack; only this admin command needs it.
-    from incidents.app import build_container
-
-    container = build_container(load_settings())
+    container = build_container(load_configuration())
     try:
         # Not container.start(): that would build never-built projections first.
         container.appender.start()
@@ -128,13 +123,22 @@ def token_create(
     The user is added to the directory if new. Without --role an existing user keeps
     their grants and a new one has none (every request is then refused with 403).
     """
-    engine = _engine()
-    directory = Directory(engine)
+    settings = load_configuration()
+    database = open_database(settings)
+    if database.created:
+        # A token in a database no server reads is a puzzling 401 later: say so now.
+        typer.echo(
+            f"warning: {mask_url_password(settings.database_url)} had no schema: a new, "
+            "empty database was created. Check IM_DATABASE_URL if a server already runs "
+            "elsewhere.",
+            err=True,
+        )
+    directory = Directory(database.engine)
     try:
         account = directory.ensure_user(user)
         for value in role or []:
             directory.grant(PrincipalType.USER, account.user_id, GrantKind.ROLE, value)
-        info, secret = TokenService(engine).create(account.email, name)
+        info, secret = TokenService(database.engine).create(account.email, name)
     except ValueError as exc:
         raise CliError(str(exc)) from None
     typer.echo(secret)

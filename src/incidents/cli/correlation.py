@@ -26,11 +26,9 @@ from incidents.incident.aggregate import Incident
 from incidents.incident.correlation.alert import TRIGGER, Alert
 from incidents.incident.correlation.engine import AlertOutcome, IngestAlerts
 from incidents.incident.correlation.rules import CorrelationRules, RulesError, parse_rules
-from incidents.incident.projection import ProjectionSession
-from incidents.integrations.alertmanager.inbound import alerts_from_payload
-from incidents.integrations.credentials import ALERTMANAGER, Integration
+from incidents.integrations.alertmanager.inbound import ALERTMANAGER, alerts_from_payload
+from incidents.integrations.credentials import Integration
 from incidents.integrations.payload import PayloadError
-from incidents.log.session import GroupCommitAppender
 from incidents.store.memory_writer import MemoryWriter
 
 app = typer.Typer(help="Try correlation rules before they go live.", no_args_is_help=True)
@@ -129,8 +127,9 @@ class Replay:
 def replay(rules: CorrelationRules, alerts: list[Alert]) -> Replay:
     """Correlate ``alerts`` in time order on an in-memory log; nothing is written."""
     ordered = sorted(alerts, key=lambda a: a.time_us)
-    writer = MemoryWriter()
-    appender = GroupCommitAppender(writer, projection=ProjectionSession)
+    from incidents.app import build_replay_appender
+
+    appender, writer = build_replay_appender()
     appender.start()
     try:
         # One command per alert, as deliveries arrive one by one at a server.

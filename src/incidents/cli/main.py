@@ -20,7 +20,6 @@ from incidents.cli.credentials import Credentials, save_credentials
 from incidents.config import (
     DEFAULT_DATABASE_URL,
     ConfigError,
-    load_settings,
     mask_url_password,
 )
 
@@ -57,12 +56,16 @@ def serve(
     import uvicorn
     import uvicorn.supervisors
 
-    from incidents.app import build_container, create_app, tune_runtime
+    from incidents.app import (
+        build_container,
+        create_app,
+        load_configuration,
+        open_database,
+        tune_runtime,
+    )
     from incidents.cli.listen import PerProcessSockets, can_reuse_port, check_port
-    from incidents.store.engine import make_engine
-    from incidents.store.migrate import migrate
 
-    settings = load_settings()
+    settings = load_configuration()
     processes = workers or settings.workers
     bind_host, bind_port = host or settings.host, port or settings.port
     # The instance is known by where it listens (its bus consumer is named after it);
@@ -89,11 +92,7 @@ def serve(
         uvicorn.run(app, **common)  # type: ignore[arg-type]
         return
     # Migrate once here, so the workers do not race each other to do it.
-    engine = make_engine(settings.database_url)
-    try:
-        migrate(engine)
-    finally:
-        engine.dispose()
+    open_database(settings).engine.dispose()
     config = uvicorn.Config(
         "incidents.app:create_worker_app",
         factory=True,
@@ -140,7 +139,9 @@ def version() -> None:
 @config_app.command("show")
 def config_show() -> None:
     """Print the effective configuration, with secrets masked."""
-    typer.echo(json.dumps(load_settings().masked(), indent=2, default=str))
+    from incidents.app import load_configuration
+
+    typer.echo(json.dumps(load_configuration().masked(), indent=2, default=str))
 
 
 def main() -> None:

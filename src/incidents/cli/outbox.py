@@ -9,10 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from incidents.cli.client import CliError
-from incidents.config import load_settings
 from incidents.events.timeformat import format_micros, now_micros
-from incidents.store.engine import backend_of, make_engine
-from incidents.store.migrate import migrate
 from incidents.store.outbox_store import OutboxRowNotFound, OutboxStateError, OutboxStore
 
 app = typer.Typer(
@@ -22,10 +19,10 @@ app = typer.Typer(
 
 
 def _store() -> OutboxStore:
-    settings = load_settings()
-    engine = make_engine(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
-    migrate(engine)
-    return OutboxStore(engine, backend_of(settings.database_url))
+    from incidents.app import build_outbox_store, load_configuration, open_database
+
+    settings = load_configuration()
+    return build_outbox_store(settings, open_database(settings))
 
 
 @app.command("list")

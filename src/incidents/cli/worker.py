@@ -9,9 +9,7 @@ from types import FrameType
 import typer
 
 from incidents import __version__
-from incidents.config import load_settings, mask_url_password, outbox_destinations
-from incidents.store.engine import backend_of, make_engine
-from incidents.store.migrate import migrate
+from incidents.config import mask_url_password, outbox_destinations
 
 
 def worker() -> None:
@@ -21,19 +19,14 @@ def worker() -> None:
     IM_OUTBOX_RELAY=false there to leave delivery to workers). Several workers on one
     PostgreSQL database share the work without delivering a row twice.
     """
-    # Imported here: the bus adapters are only needed by this command.
-    from incidents.bus.wiring import build_bus, build_relay
+    from incidents.app import build_worker, load_configuration
 
-    settings = load_settings()
+    settings = load_configuration()
     destinations = outbox_destinations(settings)
     if not destinations:
         typer.echo("error: IM_OUTBOX_DESTINATIONS is empty: nothing to deliver", err=True)
         raise typer.Exit(1)
-    engine = make_engine(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
-    migrate(engine)
-    bus = build_bus(settings, consume=False)
-    bus.start()
-    relay = build_relay(settings, engine, backend_of(settings.database_url), bus)
+    running = build_worker(settings)
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -47,11 +40,9 @@ def worker() -> None:
         f"{', '.join(destinations)} ({where})",
         err=True,
     )
-    relay.start()
+    running.start()
     try:
         stop.wait()
     finally:
-        relay.stop()
-        bus.close()
-        engine.dispose()
+        running.close()
     typer.echo("worker stopped", err=True)

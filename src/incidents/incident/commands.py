@@ -23,8 +23,10 @@ from incidents.incident.lifecycle import (
     parse_severity,
     severity_rank,
 )
-from incidents.incident.projection import ProjectionSession
-from incidents.log.session import AppendResult, AppendSession, Outcome, Rejected
+from incidents.incident.projection import INCIDENTS, ProjectionSession
+from incidents.log.commands import Rejected
+from incidents.log.projections import ProjectionSessions
+from incidents.log.session import AppendResult, AppendSession, Outcome
 
 ORCHESTRATOR_SOURCE = "incidents://orchestrator"
 
@@ -61,7 +63,10 @@ def snapshot(incident: Incident) -> Incident:
 
 
 def state_of(session: AppendSession) -> ProjectionSession:
+    """The incident projection's state in the transaction under way."""
     state = session.projection
+    if isinstance(state, ProjectionSessions):
+        state = state.get(INCIDENTS)
     if not isinstance(state, ProjectionSession):
         raise RuntimeError("commands need the orchestrator's projection session")
     return state

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from incidents.log.session import Rejected
+from incidents.log.commands import Rejected
 
 
 class Status(StrEnum):

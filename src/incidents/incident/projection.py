@@ -24,15 +24,15 @@ from incidents.incident.aggregate import (
     incident_number,
 )
 from incidents.incident.correlation.records import AlertRecord, GroupRecord
+from incidents.log.ports import ProjectionRows
+from incidents.log.projections import ProjectionSpec
 from incidents.log.records import StoredEvent
-from incidents.log.session import ProjectionRows
 
 ALERT_TYPES = frozenset({"im.alert.trigger", "im.alert.acknowledge", "im.alert.resolve"})
 PROJECTED_TYPES = INCIDENT_TYPES | ALERT_TYPES
 # Types whose incident the fold may load (prefetched for a batch in one query).
 _FOLDED_PREFIXES = ("im.incident.", "im.alert.", "im.note.")
 _COUNTER = "incident_number"
-BUILT = "built"
 
 
 def _micros(value: object, default: int) -> int:
@@ -399,4 +399,19 @@ def incident_row(incident: Incident) -> tuple[Any, ...]:
         incident.updated_us,
         incident.last_position,
         incident.to_json(),
+    )
+
+
+# The name the incident domain's projection is registered under.
+INCIDENTS = "incidents"
+
+
+def incident_projection() -> ProjectionSpec:
+    """Incidents, their labels, alerts and correlation groups, as one projection."""
+    return ProjectionSpec(
+        INCIDENTS,
+        # Every event: the fold picks incident, alert and note events itself.
+        None,
+        ProjectionSession,
+        ("incidents", "incident_labels", "alerts", "correlation_groups"),
     )

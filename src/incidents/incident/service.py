@@ -14,12 +14,13 @@ from incidents.incident.correlation.engine import AlertOutcome, IngestAlerts
 from incidents.incident.correlation.rules import CorrelationRules
 from incidents.incident.document import relatives
 from incidents.incident.listing import IncidentQuery, decode_after, encode_after
-from incidents.incident.projection import BUILT
-from incidents.incident.rebuild import RebuildProjections, RebuildReport
+from incidents.incident.ports import IncidentStore
+from incidents.log.commands import Command
+from incidents.log.ports import EventLog
+from incidents.log.projections import BUILT, Projections
 from incidents.log.query import CursorCodec
-from incidents.log.session import Command, GroupCommitAppender
-from incidents.store.event_reader import EventReader
-from incidents.store.incident_reader import IncidentReader
+from incidents.log.rebuild import RebuildProjections, RebuildReport
+from incidents.timeline.group_commit import GroupCommitAppender
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,12 +48,14 @@ class IncidentService:
     def __init__(
         self,
         appender: GroupCommitAppender,
-        reader: IncidentReader,
-        events: EventReader,
+        reader: IncidentStore,
+        events: EventLog,
         rules: CorrelationRules,
         cursors: CursorCodec,
+        projections: Projections,
     ) -> None:
         self._appender = appender
+        self._projections = projections
         self._cursors = cursors
         self._events = events
         self.reader = reader
@@ -126,7 +129,7 @@ class IncidentService:
 
     def rebuild(self, progress: Callable[[int], None] | None = None) -> RebuildReport:
         """Rebuild every projection from the log (holds the write lock while it runs)."""
-        command = RebuildProjections(self._events.in_position_order, progress)
+        command = RebuildProjections(self._projections, self._events.in_position_order, progress)
         report: RebuildReport = self.submit(command).result()
         return report
 
@@ -134,6 +137,8 @@ class IncidentService:
         """Build the projections once on a database that has never had them."""
         if self.reader.meta(BUILT) is not None:
             return None
-        command = RebuildProjections(self._events.in_position_order, only_if_missing=True)
+        command = RebuildProjections(
+            self._projections, self._events.in_position_order, only_if_missing=True
+        )
         report: RebuildReport | None = self.submit(command).result()
         return report

@@ -1,0 +1,1 @@
+"""Providers the platform talks to, one folder each; see :mod:`.registry`."""

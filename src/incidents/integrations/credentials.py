@@ -19,12 +19,10 @@ from __future__ import annotations
 
 import hmac
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-ALERTMANAGER = "alertmanager"
-PAGERDUTY = "pagerduty"
-PROVIDERS = (ALERTMANAGER, PAGERDUTY)
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 # Shorter credentials could be guessed; webhook secrets from PagerDuty are far longer.
 MIN_SECRET_CHARS = 16
@@ -101,21 +99,31 @@ def _credentials(entry: dict[str, Any], where: str, single: str, plural: str) ->
     return tuple(out)
 
 
-def parse_integrations(doc: object) -> Integrations:
-    """Validate the ``integrations`` section (None means no integrations)."""
+@dataclass(frozen=True, slots=True)
+class CredentialKeys:
+    """How a provider's entries name their credentials: one (``token``) or several
+    while rotating (``tokens``)."""
+
+    single: str
+    plural: str
+
+
+def parse_integrations(doc: object, providers: Mapping[str, CredentialKeys]) -> Integrations:
+    """Validate the ``integrations`` section (None means no integrations) for the
+    ``providers`` this build knows."""
     if doc is None:
         return Integrations()
     if not isinstance(doc, dict):
         raise IntegrationsError("integrations: must be a mapping of provider to a list")
     items: list[Integration] = []
     for provider, entries in doc.items():
-        if provider not in PROVIDERS:
+        if provider not in providers:
             raise IntegrationsError(
-                f"integrations: unknown provider {provider!r} (known: {', '.join(PROVIDERS)})"
+                f"integrations: unknown provider {provider!r} (known: {', '.join(providers)})"
             )
         if not isinstance(entries, list):
             raise IntegrationsError(f"integrations.{provider}: must be a list of integrations")
-        single, plural = ("token", "tokens") if provider == ALERTMANAGER else ("secret", "secrets")
+        single, plural = providers[provider].single, providers[provider].plural
         seen: set[str] = set()
         for index, entry in enumerate(entries):
             where = f"integrations.{provider}[{index}]"

@@ -13,12 +13,12 @@ import logging
 import threading
 import time
 from collections.abc import Iterable
+from typing import Protocol
 
 from opentelemetry.trace import StatusCode, Tracer
 
-from incidents.identity.directory import Directory
 from incidents.policy.decision_point import DecisionPoint, EmbeddedDecisionPoint
-from incidents.policy.model import REQUIRED_ROLE, Action, Decision, PolicyUnavailable
+from incidents.policy.model import REQUIRED_ROLE, Action, Decision, PolicyUnavailable, Subject
 
 audit = logging.getLogger("incidents.audit")
 
@@ -45,12 +45,20 @@ class PolicyDenied(PermissionError):
         )
 
 
+class SubjectLookup(Protocol):
+    """Where a caller's roles, attributes and clearance come from (the directory)."""
+
+    def subject_for(self, email: str, extra_groups: Iterable[str] = ()) -> Subject | None:
+        """The subject for an active user, or None if unknown or deactivated."""
+        ...
+
+
 class PolicyService:
     """Takes decisions for subjects and records them for audit."""
 
     def __init__(
         self,
-        directory: Directory,
+        directory: SubjectLookup,
         pdp: DecisionPoint,
         tracer: Tracer,
         cache_seconds: float = 5.0,

@@ -93,8 +93,8 @@ class MemoryProjectionRows:
         index = self._store.column(table, column)
         return [row for row in self._store.tables[table].values() if row[index] == value]
 
-    def clear(self) -> None:
-        for table in PROJECTION_TABLES:
+    def truncate(self, tables: Sequence[str]) -> None:
+        for table in tables:
             for key in list(self._store.tables[table]):
                 self._put(table, key, None)
 

@@ -33,10 +33,10 @@ from sqlalchemy import (
     update,
 )
 
+from incidents.log.cloudevent import cloudevent_json
 from incidents.log.records import EVENT_COLUMNS, StoredEvent
 from incidents.store.engine import Backend, writes
 from incidents.store.schema import outbox, timeline_events
-from incidents.timeline.render import cloudevent_json
 
 _o = outbox.c
 _EVENT_COLUMNS = [timeline_events.c[name] for name in EVENT_COLUMNS]

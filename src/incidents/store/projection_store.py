@@ -182,8 +182,9 @@ class ProjectionStore:
         cur.execute(f"SELECT {columns} FROM {table} WHERE {column} = {self._ph}", (_clean(value),))
         return [tuple(row) for row in cur.fetchall()]
 
-    def clear(self) -> None:
-        """Empty every projection table (before a rebuild)."""
+    def truncate(self, tables: Sequence[str]) -> None:
+        """Empty the named projection tables (before a rebuild)."""
         cur = self._cursor()
-        for table in PROJECTION_TABLES:
-            cur.execute(f"DELETE FROM {table}")
+        for table in tables:
+            # Only known tables: the name goes into the statement.
+            cur.execute(f"DELETE FROM {PROJECTION_TABLES[table].name}")

@@ -27,9 +27,9 @@ from functools import lru_cache
 
 from starlette.concurrency import run_in_threadpool
 
+from incidents.log.ports import EventLog
 from incidents.log.query import TimelineFilter
 from incidents.log.records import StoredEvent
-from incidents.store.event_reader import EventReader
 
 # A subscriber this far behind stops queueing and catches up from the database.
 QUEUE_LIMIT = 256
@@ -122,7 +122,7 @@ class Subscription:
 class LiveFeed:
     """Follows the log for this process's streams."""
 
-    def __init__(self, reader: EventReader, poll_seconds: float = 1.0) -> None:
+    def __init__(self, reader: EventLog, poll_seconds: float = 1.0) -> None:
         self.reader = reader
         self._poll = poll_seconds
         self._subscribers: set[Subscription] = set()

@@ -4,23 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
-from incidents.events.attributes import SPEC_VERSION, Extension, output_name
 from incidents.events.timeformat import format_micros
 from incidents.events.types import human_title
+from incidents.log.cloudevent import body_of, stored_cloudevent
 from incidents.log.records import StoredEvent
 from incidents.policy.model import Decision
 from incidents.policy.redaction import redact_body
 
 _TITLE_KEYS = ("title", "summary", "name")
 _CONTENT_KEYS = ("content", "description", "message", "text", "note", "reason", "body")
-
-
-def body_of(row: StoredEvent) -> dict[str, Any]:
-    """The decoded body column: data and the attributes without a column of their own."""
-    decoded: dict[str, Any] = orjson.loads(row.body)
-    return decoded
 
 
 def visible_body(row: StoredEvent, decision: Decision | None) -> tuple[dict[str, Any], bool]:
@@ -34,26 +26,6 @@ def visible_body(row: StoredEvent, decision: Decision | None) -> tuple[dict[str,
     return redact_body(body, decision)
 
 
-def _context_attributes(row: StoredEvent, body: dict[str, Any]) -> dict[str, Any]:
-    """The CloudEvent's required and optional context attributes, in spec order."""
-    event: dict[str, Any] = {
-        "specversion": SPEC_VERSION,
-        "id": row.event_id,
-        "source": row.source,
-        "type": row.type,
-    }
-    if row.subject is not None:
-        event["subject"] = row.subject
-    event["time"] = format_micros(row.time_us)
-    if "datacontenttype" in body:
-        event["datacontenttype"] = body["datacontenttype"]
-    elif "data" in body:
-        event["datacontenttype"] = "application/json"
-    if "dataschema" in body:
-        event["dataschema"] = body["dataschema"]
-    return event
-
-
 def to_cloudevent(
     row: StoredEvent,
     dialect: str = "spec",
@@ -61,101 +33,15 @@ def to_cloudevent(
     *,
     body: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The stored event as a structured-mode CloudEvent v1.0.
+    """The stored event as a structured-mode CloudEvent v1.0, as ``decision`` lets its
+    reader see it (see :func:`incidents.log.cloudevent.stored_cloudevent`).
 
-    ``dialect="spec"`` writes spec-conformant extension names (``imactor``) and lists
-    as comma-separated strings; ``"dotted"`` writes the guide's ``im.actor`` spelling.
+    ``body``, when given without a decision, is the row's decoded body column.
     """
     if body is None or decision is not None:
         body, redacted = visible_body(row, decision)
-    else:
-        # The caller decoded the body column already (or holds what it was made from).
-        redacted = False
-    dotted = dialect == "dotted"
-    event = _context_attributes(row, body)
-
-    def put(ext: Extension, value: Any) -> None:
-        if value is not None:
-            event[output_name(ext, dialect)] = value
-
-    put(Extension.ACTOR, row.actor)
-    put(Extension.ORIGIN_ID, row.origin_id)
-    put(Extension.INCIDENT_ID, row.incident_id)
-    put(Extension.VISIBILITY, row.visibility)
-    put(Extension.CORRELATION_KEY, row.correlation_key)
-    put(Extension.FINGERPRINT, row.fingerprint)
-    put(Extension.RECORDED_BY, row.recorded_by)
-    data_class = body.get("data_class")
-    if data_class is not None:
-        if dotted:
-            put(Extension.DATA_CLASS, data_class)
-        elif isinstance(data_class, dict):
-            # CloudEvents extension values are scalars: the path map travels as JSON text.
-            put(Extension.DATA_CLASS, orjson.dumps(data_class).decode())
-        else:
-            put(Extension.DATA_CLASS, ",".join(data_class))
-    related = body.get("related_ids")
-    if related is not None:
-        put(Extension.RELATED_IDS, related if dotted else ",".join(related))
-    for name, value in body.get("ext", {}).items():
-        event[name] = value
-    if redacted:
-        put(Extension.REDACTION_APPLIED, True)
-    if "data" in body:
-        event["data"] = body["data"]
-    elif "data_base64" in body:
-        event["data_base64"] = body["data_base64"]
-    return event
-
-
-# A body holding JSON data and nothing else, as commands and alerts store it. Keys are
-# sorted, so "data" comes first; the check for '"data_' keeps out data_base64 and
-# data_class (which sort between the two), wherever the text occurs.
-_DATA_ONLY_PREFIX = b'{"data":'
-_DATA_ONLY_SUFFIX = b',"datacontenttype":"application/json"}'
-
-
-def cloudevent_json(row: StoredEvent, body: dict[str, Any] | None = None) -> bytes:
-    """The stored event as structured-mode CloudEvent JSON (spec dialect, unredacted):
-    exactly ``orjson.dumps(to_cloudevent(row))``, made faster.
-
-    What the outbox relay delivers for every appended event; readers apply policy on
-    their side. ``body`` is the decoded body column, when the caller has it.
-    """
-    raw = row.body
-    spliced = (
-        body is None
-        and raw.startswith(_DATA_ONLY_PREFIX)
-        and raw.endswith(_DATA_ONLY_SUFFIX)
-        and b'"data_' not in raw
-    )
-    if spliced:
-        # The data goes out as stored (the stored JSON is what decoding and encoding
-        # it again would give), without decoding it.
-        event = _context_attributes(row, {"datacontenttype": "application/json"})
-    else:
-        body = body_of(row) if body is None else body
-        if len(body) > 1 or "data" not in body:
-            # The rarer attributes: leave them to the general renderer.
-            return orjson.dumps(to_cloudevent(row, body=body))
-        event = _context_attributes(row, body)
-    event["imactor"] = row.actor
-    for name, value in (
-        ("imoriginid", row.origin_id),
-        ("imincidentid", row.incident_id),
-        ("imvisibility", row.visibility),
-        ("imcorrelationkey", row.correlation_key),
-        ("imfingerprint", row.fingerprint),
-    ):
-        if value is not None:
-            event[name] = value
-    event["imrecordedby"] = row.recorded_by
-    if spliced:
-        data = raw[len(_DATA_ONLY_PREFIX) : -len(_DATA_ONLY_SUFFIX)]
-        return orjson.dumps(event)[:-1] + b',"data":' + data + b"}"
-    assert body is not None
-    event["data"] = body["data"]
-    return orjson.dumps(event)
+        return stored_cloudevent(row, dialect, body=body, redacted=redacted)
+    return stored_cloudevent(row, dialect, body=body)
 
 
 def title_and_content(row: StoredEvent, body: dict[str, Any]) -> tuple[str, str | None, bool]:

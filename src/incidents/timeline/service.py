@@ -13,19 +13,15 @@ from opentelemetry.trace import Span, StatusCode, Tracer
 from incidents.events.envelope import Event
 from incidents.events.types import TITLES
 from incidents.log.chain import ChainReport, chain_key, verify_chain
+from incidents.log.commands import Command
+from incidents.log.ports import EventLog
 from incidents.log.query import Cursor, CursorCodec, TimelineFilter
 from incidents.log.records import StoredEvent
-from incidents.log.session import (
-    AppendResult,
-    Command,
-    GroupCommitAppender,
-    Outcome,
-    PendingEvent,
-)
+from incidents.log.session import AppendResult, Outcome, PendingEvent
 from incidents.observability.metrics import TimelineMetrics
 from incidents.policy.model import Decision
-from incidents.store.event_reader import EventReader
 from incidents.timeline.export import ExportFormat, export_json, export_markdown
+from incidents.timeline.group_commit import GroupCommitAppender
 
 
 class NotFound(LookupError):
@@ -64,7 +60,7 @@ class TimelineService:
 
     def __init__(
         self,
-        reader: EventReader,
+        reader: EventLog,
         appender: GroupCommitAppender,
         cursors: CursorCodec,
         metrics: TimelineMetrics,

@@ -16,8 +16,10 @@ import orjson
 
 from incidents.events.timeformat import TimeFormatError, now_micros, parse_micros
 from incidents.incident.correlation.alert import RESOLVE, TRIGGER, Alert
-from incidents.integrations.credentials import ALERTMANAGER, Integration
+from incidents.integrations.credentials import Integration
 from incidents.integrations.payload import MAX_PROVIDER_ID, PayloadError
+
+ALERTMANAGER = "alertmanager"
 
 # Alertmanager's way of saying "no time" (Go's zero time).
 ZERO_TIME = "0001-01-01T00:00:00Z"

@@ -21,8 +21,10 @@ import orjson
 
 from incidents.events.timeformat import TimeFormatError, now_micros, parse_micros
 from incidents.incident.correlation.alert import ACKNOWLEDGE, RESOLVE, TRIGGER, Alert
-from incidents.integrations.credentials import PAGERDUTY, Integration
+from incidents.integrations.credentials import Integration
 from incidents.integrations.payload import MAX_PROVIDER_ID, PayloadError
+
+PAGERDUTY = "pagerduty"
 
 SIGNATURE_HEADER = "x-pagerduty-signature"
 WEBHOOK_ID_HEADER = "x-webhook-id"

@@ -1,11 +1,12 @@
-"""Rebuilding every projection from the log, with the same fold the live path uses."""
+"""Rebuilding every registered projection from the log, with the same fold the live
+path uses."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from incidents.incident.projection import BUILT, ProjectionSession
+from incidents.log.projections import BUILT, META_TABLE, Projections
 from incidents.log.records import StoredEvent
 from incidents.log.session import AppendSession
 
@@ -27,6 +28,7 @@ class RebuildProjections:
     the last one folded and the end of the rebuild.
     """
 
+    projections: Projections
     # Every stored event up to a position, in position order (a reader's iterator).
     events_up_to: Callable[[int], Iterator[StoredEvent]]
     progress: Callable[[int], None] | None = None
@@ -36,20 +38,20 @@ class RebuildProjections:
 
     def execute(self, session: AppendSession) -> RebuildReport | None:
         rows = session.tx.projections
-        if self.only_if_missing and rows.load("projection_meta", [BUILT]):
+        if self.only_if_missing and rows.load(META_TABLE, [BUILT]):
             return None
         head = session.head_position
-        rows.clear()
-        state = ProjectionSession(rows)
+        rows.truncate(self.projections.tables())
+        state = self.projections.open(rows)
         count = 0
         for row in self.events_up_to(head):
             state.fold(row)
             count += 1
             if count % _FLUSH_EVERY == 0:
                 state.flush()
-                state = ProjectionSession(rows)
+                state = self.projections.open(rows)
                 if self.progress is not None:
                     self.progress(count)
         state.flush()
-        rows.save("projection_meta", [(BUILT, head)])
+        rows.save(META_TABLE, [(BUILT, head)])
         return RebuildReport(count, head)
