@@ -181,3 +181,14 @@ def event(
     for key, value in attrs.items():
         out[key.replace("__", ".")] = value
     return out
+
+
+_LAYERS = ("unit", "contract", "integration")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test by its folder: ``pytest -m unit`` runs the fast ones alone."""
+    for item in items:
+        folder = item.path.parent.name
+        if folder in _LAYERS:
+            item.add_marker(getattr(pytest.mark, folder))

@@ -10,6 +10,7 @@ from fastapi import APIRouter, FastAPI
 
 from incidents import __version__
 from incidents.api import alerts, health, incidents, scim, session, streams, timeline
+from incidents.api.docs import mount_docs
 from incidents.api.graphql import graphql_router
 from incidents.api.problems import install_problem_handlers
 
@@ -38,8 +39,8 @@ def build_api(container: Container, routers: Sequence[APIRouter] = ()) -> FastAP
         # The platform emits its own spans and metrics; the framework's per-request
         # telemetry hooks would only cost time on the hot path.
         telemetry={"tracing": False, "metrics": False, "logs": False},
-        # Every endpoint but health and metrics authenticates: the schema is served
-        # by an authenticated route below instead of the framework's open pages.
+        # Every endpoint but health, metrics and the API's description authenticates:
+        # the description and its page are served by api/docs.py instead.
         docs_url=None,
         redoc_url=None,
         openapi_url=None,
@@ -47,6 +48,7 @@ def build_api(container: Container, routers: Sequence[APIRouter] = ()) -> FastAP
     app.state.container = container
     install_problem_handlers(app)
     app.include_router(health.router)
+    mount_docs(app)
     app.include_router(session.router)
     app.include_router(timeline.router)
     app.include_router(scim.router)

@@ -4,21 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 
-from incidents.api.auth import authenticate, decide
+from incidents.api.auth import decide
 from incidents.policy.model import Decision
 
 router = APIRouter(prefix="/api/v1", tags=["session"])
-
-
-@router.get("/openapi.json", summary="The OpenAPI description of this API")
-async def openapi(
-    request: Request, subject: Annotated[str, Depends(authenticate)]
-) -> dict[str, Any]:
-    """The API's OpenAPI 3 document (for clients, code generators and fuzzers)."""
-    document: dict[str, Any] = request.app.openapi()
-    return document
 
 
 @router.get("/whoami", summary="Who the bearer token belongs to, and what they may do")

@@ -1,0 +1,2 @@
+"""The incident domain: the aggregate and its state machine, commands, projections
+and alert correlation."""

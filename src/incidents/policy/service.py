@@ -35,14 +35,17 @@ class UnknownSubject(PermissionError):
 class PolicyDenied(PermissionError):
     """The decision does not allow the action; the message names the missing role."""
 
-    def __init__(self, action: Action, subject: str) -> None:
+    def __init__(self, action: Action, subject: Subject) -> None:
         self.action = action
         self.role = REQUIRED_ROLE[action]
         verb = action.value.split(".", 1)[1]
-        super().__init__(
-            f"{subject} lacks the {self.role} role needed to {verb}; an administrator can "
-            f"grant it with: incidents user roles add --email {subject} --role {self.role}"
-        )
+        # Only an administrator can run the grant command: anyone else is told whom
+        # to ask, not a command that would be refused too.
+        if REQUIRED_ROLE[Action.ADMIN] in subject.roles:
+            how = f"grant it with: incidents user roles add --email {subject.id} --role {self.role}"
+        else:
+            how = f"ask an administrator of this server to grant you the {self.role} role"
+        super().__init__(f"{subject.id} lacks the {self.role} role needed to {verb}; {how}")
 
 
 class SubjectLookup(Protocol):
@@ -139,7 +142,7 @@ class PolicyService:
             },
         )
         if not allowed:
-            raise PolicyDenied(action, decision.subject.id)
+            raise PolicyDenied(action, decision.subject)
 
 
 __all__ = [

@@ -1,0 +1,1 @@
+"""Alert correlation: fingerprints, grouping rules, and placing alerts on incidents."""

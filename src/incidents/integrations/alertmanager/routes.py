@@ -7,13 +7,13 @@ from starlette.responses import Response
 
 from incidents.api.body import read_body_or_413
 from incidents.api.state import container_of
-from incidents.api.webhooks import answer, ingest_alerts, invalid_payload, refused
 from incidents.integrations.alertmanager.inbound import (
     ALERTMANAGER,
     alerts_from_payload,
     parse_payload,
 )
 from incidents.integrations.payload import PayloadError
+from incidents.integrations.webhooks import answer, ingest_alerts, invalid_payload, refused
 
 router = APIRouter(prefix="/api/v1", tags=["ingest"])
 

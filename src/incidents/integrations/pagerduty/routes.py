@@ -7,10 +7,10 @@ from starlette.responses import Response
 
 from incidents.api.body import read_body_or_413
 from incidents.api.state import container_of
-from incidents.api.webhooks import answer, ingest_alerts, invalid_payload, refused
 from incidents.integrations.pagerduty import inbound as pagerduty
 from incidents.integrations.pagerduty.inbound import PAGERDUTY
 from incidents.integrations.payload import PayloadError
+from incidents.integrations.webhooks import answer, ingest_alerts, invalid_payload, refused
 
 router = APIRouter(prefix="/api/v1", tags=["ingest"])
 

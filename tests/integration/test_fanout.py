@@ -22,9 +22,9 @@ import pytest
 
 from incidents.app import build_container
 from tests.conftest import event, grant_access, make_settings
-from tests.test_bus_nats import NATS_URL, Stream, _delete_stream, require_nats
-from tests.test_cli import CONSOLE_SCRIPT, free_port
-from tests.test_streams import SseClient
+from tests.integration.test_bus_nats import NATS_URL, Stream, _delete_stream, require_nats
+from tests.integration.test_cli import CONSOLE_SCRIPT, free_port
+from tests.integration.test_streams import SseClient
 
 
 def _start(

@@ -609,12 +609,24 @@ def test_unknown_route_is_a_problem(api: Api) -> None:
     assert resp.headers["content-type"].startswith("application/problem+json")
 
 
-def test_the_api_description_needs_a_token_too(api: Api) -> None:
-    for path in ("/docs", "/redoc", "/openapi.json"):
+def test_the_api_description_and_its_page_are_open_and_nothing_else(api: Api) -> None:
+    for path in ("/redoc", "/openapi.json"):
         assert api.client.get(path).status_code == 404
-    assert api.client.get("/api/v1/openapi.json").status_code == 401
-    document = api.get("/api/v1/openapi.json").json()
+    document = api.client.get("/api/v1/openapi.json").json()
     assert "/api/v1/timeline/events" in document["paths"]
+    # It says how to authenticate, so the page's Authorize button sends the token.
+    assert document["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+    assert document["security"] == [{"bearer": []}]
+    page = api.client.get("/docs")
+    assert page.status_code == 200
+    assert "/api/v1/openapi.json" in page.text
+    # Its scripts come from this server, not from a CDN.
+    assert "/docs/assets/swagger-ui-bundle.js" in page.text and "cdn" not in page.text
+    script = api.client.get("/docs/assets/swagger-ui-bundle.js")
+    assert script.status_code == 200 and "SwaggerUIBundle" in script.text
+    # What it describes still needs a token.
+    assert api.client.get("/api/v1/incidents").status_code == 401
+    assert api.client.get("/api/v1/whoami").status_code == 401
 
 
 def test_nul_characters_are_refused_without_harming_the_rest_of_a_batch(api: Api) -> None:

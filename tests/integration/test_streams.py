@@ -21,8 +21,8 @@ from starlette.websockets import WebSocketDisconnect
 
 from incidents.app import Container, build_container, create_app
 from tests.conftest import event, grant_access, make_settings, stream_settings
-from tests.test_cli import Server, serve
-from tests.test_policy import _CLASS_MARKERS, _VISIBILITY_MARKERS, _sensitive_events
+from tests.contract.test_policy import _CLASS_MARKERS, _VISIBILITY_MARKERS, _sensitive_events
+from tests.integration.test_cli import Server, serve
 
 WAIT = 10.0
 

@@ -11,7 +11,7 @@ import pytest
 
 from incidents.app import build_container
 from tests.conftest import grant_access, make_settings
-from tests.test_cli import Cli, Server, one_error_line, serve
+from tests.integration.test_cli import Cli, Server, one_error_line, serve
 
 
 @pytest.fixture

@@ -857,3 +857,17 @@ def test_verify_tampered_chain_exits_3(cli: Cli, incident: str) -> None:
     assert done.returncode == 3
     assert done.stdout == ""
     assert f"{incident}: chain BROKEN at position {position}" in done.stderr
+
+
+def test_admin_token_create_warns_when_it_creates_a_new_database(offline_cli: Cli) -> None:
+    db = offline_cli.server.database_url
+    first = offline_cli.ok(
+        "admin", "token", "create", "--user", "dan@example.com", IM_DATABASE_URL=db
+    )
+    assert first.stdout.strip().startswith("im_")
+    assert "warning:" in first.stderr and "new, empty database" in first.stderr
+    assert "IM_DATABASE_URL" in first.stderr
+    again = offline_cli.ok(
+        "admin", "token", "create", "--user", "dan@example.com", IM_DATABASE_URL=db
+    )
+    assert "warning:" not in again.stderr
