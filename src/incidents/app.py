@@ -106,22 +106,29 @@ def projections() -> Projections:
 
 @dataclass(frozen=True, slots=True)
 class Database:
-    """An engine on the configured database, and whether this opening created it."""
+    """An engine on the configured database, and what opening it did to the schema."""
 
     engine: Engine
     backend: Backend
-    # True when the database had no schema before (a new, empty database).
-    created: bool
+    # The schema revision before and after the migrations this opening applied
+    # (both None when it applied none).
+    migrated_from: str | None = None
+    revision: str | None = None
+
+    @property
+    def created(self) -> bool:
+        """Whether this opening created the schema (a new, empty database)."""
+        return self.migrated_from is None and self.revision is not None
 
 
 def open_database(settings: Settings, *, apply_migrations: bool = True) -> Database:
     """The configured database with its durability setting, migrated unless told not to."""
     engine = make_engine(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
-    created = False
-    if apply_migrations:
-        before, _after = migrate(engine)
-        created = before is None
-    return Database(engine, backend_of(settings.database_url), created)
+    backend = backend_of(settings.database_url)
+    if not apply_migrations:
+        return Database(engine, backend)
+    before, after = migrate(engine)
+    return Database(engine, backend, before, after)
 
 
 def database_revision(settings: Settings) -> str | None:
@@ -131,6 +138,16 @@ def database_revision(settings: Settings) -> str | None:
         return current_revision(engine)
     finally:
         engine.dispose()
+
+
+def build_tokens(settings: Settings, database: Database) -> TokenService:
+    """API tokens, with lookups cached for IM_TOKEN_CACHE_SECONDS."""
+    return TokenService(database.engine, settings.token_cache_seconds)
+
+
+def build_directory(settings: Settings, database: Database) -> Directory:
+    """Users, groups and grants, with subjects cached for IM_POLICY_CACHE_SECONDS."""
+    return Directory(database.engine, settings.policy_cache_seconds)
 
 
 def build_outbox_store(settings: Settings, database: Database) -> OutboxStore:
@@ -313,8 +330,8 @@ def build_container(
     )
     timeline = TimelineService(reader, appender, cursors, metrics, tracer)
     timeline.route = correlation_route(incidents.rules)
-    tokens = TokenService(engine, settings.token_cache_seconds)
-    directory = Directory(engine, settings.policy_cache_seconds)
+    tokens = build_tokens(settings, database)
+    directory = build_directory(settings, database)
     pdp: DecisionPoint = (
         RemoteDecisionPoint(settings.opa_url)
         if settings.opa_url

@@ -11,21 +11,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemaining
 from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
-from incidents.app import (
-    Database,
-    build_container,
-    database_revision,
-    load_configuration,
-    open_database,
-)
 from incidents.cli import outbox
 from incidents.cli.client import CliError
 from incidents.config import mask_url_password
 from incidents.events.timeformat import format_micros
-from incidents.identity.directory import Directory, GrantKind, PrincipalType
+from incidents.identity.directory import GrantKind, PrincipalType
 from incidents.identity.tokens import TokenNotFound, TokenService
 from incidents.policy.model import ROLES
-from incidents.store.migrate import head_revision, migrate
+from incidents.store.migrate import head_revision
 
 app = typer.Typer(help="Local administration (runs against IM_DATABASE_URL).", no_args_is_help=True)
 token_app = typer.Typer(help="Create, list and revoke API tokens.", no_args_is_help=True)
@@ -33,23 +26,26 @@ app.add_typer(token_app, name="token")
 app.add_typer(outbox.app, name="outbox")
 
 
-def _database() -> Database:
-    return open_database(load_configuration())
+# The composition root is imported by the commands that use it, not at start-up:
+# every other command of the CLI is an HTTP client and should start fast.
 
 
 def _tokens() -> TokenService:
-    return TokenService(_database().engine)
+    from incidents.app import build_tokens, load_configuration, open_database
+
+    settings = load_configuration()
+    return build_tokens(settings, open_database(settings))
 
 
 @app.command("migrate")
 def migrate_command() -> None:
     """Apply pending schema migrations (also done on every server start)."""
+    from incidents.app import load_configuration, open_database
+
     settings = load_configuration()
-    database = open_database(settings, apply_migrations=False)
-    try:
-        before, after = migrate(database.engine)
-    finally:
-        database.engine.dispose()
+    database = open_database(settings)
+    database.engine.dispose()
+    before, after = database.migrated_from, database.revision
     where = mask_url_password(settings.database_url)
     if before == after:
         typer.echo(f"{where}: already at revision {after}")
@@ -60,6 +56,8 @@ def migrate_command() -> None:
 @app.command("status")
 def status_command() -> None:
     """Show the database's schema revision and the newest one this build knows."""
+    from incidents.app import database_revision, load_configuration
+
     settings = load_configuration()
     current = database_revision(settings)
     typer.echo(f"database: {mask_url_password(settings.database_url)}")
@@ -73,6 +71,8 @@ def rebuild_projections_command() -> None:
     Holds the log's write lock while it runs: servers on the same database keep
     answering reads, and their appends wait until the rebuild commits.
     """
+    from incidents.app import build_container, load_configuration
+
     container = build_container(load_configuration())
     try:
         # Not container.start(): that would build never-built projections first.
@@ -123,6 +123,8 @@ def token_create(
     The user is added to the directory if new. Without --role an existing user keeps
     their grants and a new one has none (every request is then refused with 403).
     """
+    from incidents.app import build_directory, build_tokens, load_configuration, open_database
+
     settings = load_configuration()
     database = open_database(settings)
     if database.created:
@@ -133,12 +135,12 @@ def token_create(
             "elsewhere.",
             err=True,
         )
-    directory = Directory(database.engine)
+    directory = build_directory(settings, database)
     try:
         account = directory.ensure_user(user)
         for value in role or []:
             directory.grant(PrincipalType.USER, account.user_id, GrantKind.ROLE, value)
-        info, secret = TokenService(database.engine).create(account.email, name)
+        info, secret = build_tokens(settings, database).create(account.email, name)
     except ValueError as exc:
         raise CliError(str(exc)) from None
     typer.echo(secret)
