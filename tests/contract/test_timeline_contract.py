@@ -617,6 +617,11 @@ def test_the_api_description_and_its_page_are_open_and_nothing_else(api: Api) ->
     # It says how to authenticate, so the page's Authorize button sends the token.
     assert document["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
     assert document["security"] == [{"bearer": []}]
+    # The endpoints that take no user token say so; the rest inherit the requirement.
+    for path, method in (("/healthz", "get"), ("/api/v1/openapi.json", "get")):
+        assert document["paths"][path][method]["security"] == []
+    assert document["paths"]["/api/v1/ingest/pagerduty"]["post"]["security"] == []
+    assert "security" not in document["paths"]["/api/v1/timeline/events"]["post"]
     page = api.client.get("/docs")
     assert page.status_code == 200
     assert "/api/v1/openapi.json" in page.text

@@ -871,3 +871,21 @@ def test_admin_token_create_warns_when_it_creates_a_new_database(offline_cli: Cl
         "admin", "token", "create", "--user", "dan@example.com", IM_DATABASE_URL=db
     )
     assert "warning:" not in again.stderr
+
+
+def test_admin_token_create_with_an_unknown_role_stores_nothing(offline_cli: Cli) -> None:
+    db = offline_cli.server.database_url
+    done = offline_cli.process(
+        "admin",
+        "token",
+        "create",
+        "--user",
+        "eve@example.com",
+        "--role",
+        "nope",
+        IM_DATABASE_URL=db,
+    )
+    assert done.returncode == 1
+    assert "unknown role 'nope'" in one_error_line(done)
+    # Refused before the database was opened: no user, not even a new database file.
+    assert not Path(db.removeprefix("sqlite:///")).exists()

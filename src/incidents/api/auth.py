@@ -1,4 +1,5 @@
-"""Authentication: every endpoint but health and metrics needs ``Authorization: Bearer``.
+"""Authentication: every endpoint but operations, the API description and webhooks needs
+``Authorization: Bearer``.
 
 The bearer value is an API token (``im_...``) or, when OIDC is configured, a JWT from
 the identity provider.

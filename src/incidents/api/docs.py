@@ -23,9 +23,15 @@ BEARER_SCHEME = "bearer"
 
 router = APIRouter(tags=["session"])
 
+# An operation's OpenAPI extra for the few endpoints that take no bearer token
+# (operations endpoints, this description, webhooks that check their sender's own
+# credential): it overrides the document-wide bearer requirement.
+NO_BEARER_TOKEN: dict[str, Any] = {"security": []}
+
 
 def describe(app: FastAPI) -> dict[str, Any]:
-    """The OpenAPI document, stating that every operation takes a bearer token."""
+    """The OpenAPI document, stating that operations take a bearer token unless they
+    are marked :data:`NO_BEARER_TOKEN`."""
     if app.openapi_schema is None:
         document = app.openapi()
         schemes = document.setdefault("components", {}).setdefault("securitySchemes", {})
@@ -39,7 +45,11 @@ def describe(app: FastAPI) -> dict[str, Any]:
     return app.openapi_schema
 
 
-@router.get(OPENAPI_PATH, summary="The OpenAPI description of this API (no token needed)")
+@router.get(
+    OPENAPI_PATH,
+    summary="The OpenAPI description of this API (no token needed)",
+    openapi_extra=NO_BEARER_TOKEN,
+)
 async def openapi(request: Request) -> dict[str, Any]:
     """The API's OpenAPI 3 document (for clients, code generators and fuzzers)."""
     return describe(request.app)

@@ -1,6 +1,6 @@
 """Incident endpoints: declare, list, read, change, and the lifecycle actions.
 
-Every change runs as an orchestrator command under the log's write lock and answers
+Every change runs as an incident command under the log's write lock and answers
 once its events are committed. Reads come from the projections, filtered by the
 caller's visible classifications (an incident outside them is a 404, exactly like
 one that does not exist) and passed through the one redaction function.

@@ -15,7 +15,7 @@ from incidents.cli import outbox
 from incidents.cli.client import CliError
 from incidents.config import mask_url_password
 from incidents.events.timeformat import format_micros
-from incidents.identity.directory import GrantKind, PrincipalType
+from incidents.identity.directory import GrantKind, PrincipalType, validate_grant
 from incidents.identity.tokens import TokenNotFound, TokenService
 from incidents.policy.model import ROLES
 from incidents.store.migrate import head_revision
@@ -125,6 +125,13 @@ def token_create(
     """
     from incidents.app import build_directory, build_tokens, load_configuration, open_database
 
+    # Every role is checked before anything is stored: a typo must not leave a user
+    # behind without the grant that was asked for.
+    try:
+        for value in role or []:
+            validate_grant(GrantKind.ROLE, value)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
     settings = load_configuration()
     database = open_database(settings)
     if database.created:

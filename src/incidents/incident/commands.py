@@ -68,7 +68,7 @@ def state_of(session: AppendSession) -> ProjectionSession:
     if isinstance(state, ProjectionSessions):
         state = state.get(INCIDENTS)
     if not isinstance(state, ProjectionSession):
-        raise RuntimeError("commands need the orchestrator's projection session")
+        raise RuntimeError("commands need the incident projection session")
     return state
 
 

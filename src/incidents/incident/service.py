@@ -1,4 +1,4 @@
-"""The orchestrator's service layer: what the API, CLI and connectors ask of incidents."""
+"""The incident service layer: what the API, CLI and integrations ask of incidents."""
 
 from __future__ import annotations
 

@@ -99,7 +99,7 @@ _DATA_ONLY_SUFFIX = b',"datacontenttype":"application/json"}'
 
 def cloudevent_json(row: StoredEvent, body: dict[str, Any] | None = None) -> bytes:
     """The stored event as structured-mode CloudEvent JSON (spec dialect, unredacted):
-    exactly ``orjson.dumps(to_cloudevent(row))``, made faster.
+    exactly ``orjson.dumps(stored_cloudevent(row))``, made faster.
 
     What the outbox relay delivers for every appended event; readers apply policy on
     their side. ``body`` is the decoded body column, when the caller has it.

@@ -32,13 +32,26 @@ class UnknownSubject(PermissionError):
     """The caller authenticated but is not an active user of the directory."""
 
 
+# What each action lets its holder do, as a refusal names it.
+_PURPOSE = {
+    Action.READ: "read timelines",
+    Action.APPEND: "append events",
+    Action.EXPORT: "export timelines",
+    Action.VERIFY: "verify timelines",
+    Action.ADMIN: "administer users, groups and tokens",
+    Action.INCIDENT_READ: "read incidents",
+    Action.INCIDENT_WRITE: "change incidents",
+    Action.INCIDENT_CLOSE: "close incidents",
+}
+
+
 class PolicyDenied(PermissionError):
     """The decision does not allow the action; the message names the missing role."""
 
     def __init__(self, action: Action, subject: Subject) -> None:
         self.action = action
         self.role = REQUIRED_ROLE[action]
-        verb = action.value.split(".", 1)[1]
+        verb = _PURPOSE[action]
         # Only an administrator can run the grant command: anyone else is told whom
         # to ask, not a command that would be refused too.
         if REQUIRED_ROLE[Action.ADMIN] in subject.roles:

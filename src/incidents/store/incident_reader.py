@@ -1,4 +1,4 @@
-"""Read queries on the orchestrator's projections (incidents, alerts), for both backends."""
+"""Read queries on the incident projections (incidents, alerts), for both backends."""
 
 from __future__ import annotations
 

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from incidents.api.body import read_body_or_413
+from incidents.api.docs import NO_BEARER_TOKEN
 from incidents.api.state import container_of
 from incidents.integrations.alertmanager.inbound import (
     ALERTMANAGER,
@@ -20,6 +21,7 @@ router = APIRouter(prefix="/api/v1", tags=["ingest"])
 
 @router.post(
     "/ingest/alertmanager",
+    openapi_extra=NO_BEARER_TOKEN,
     summary="Receive a Prometheus Alertmanager webhook (payload version 4)",
     responses={
         200: {"description": "Every alert recorded or recognised as a duplicate"},

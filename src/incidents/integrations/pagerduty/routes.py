@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from incidents.api.body import read_body_or_413
+from incidents.api.docs import NO_BEARER_TOKEN
 from incidents.api.state import container_of
 from incidents.integrations.pagerduty import inbound as pagerduty
 from incidents.integrations.pagerduty.inbound import PAGERDUTY
@@ -17,6 +18,7 @@ router = APIRouter(prefix="/api/v1", tags=["ingest"])
 
 @router.post(
     "/ingest/pagerduty",
+    openapi_extra=NO_BEARER_TOKEN,
     summary="Receive a PagerDuty v3 webhook",
     responses={
         200: {"description": "The event was recorded or recognised as a duplicate"},
