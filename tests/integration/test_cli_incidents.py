@@ -123,3 +123,12 @@ def test_errors_are_one_line_and_non_zero(icli: Cli) -> None:
     assert role.returncode == 2 and "--user" in one_error_line(role)
     sev = icli.process("incident", "declare", "x", "--sev", "SEV-9")
     assert sev.returncode != 0 and "SEV-1 ... SEV-4" in one_error_line(sev)
+
+
+def test_show_says_when_an_incident_was_canceled(icli: Cli) -> None:
+    icli.ok("incident", "declare", "False alarm")
+    assert "Canceled" not in icli.ok("incident", "show", "INC-1").stdout
+    icli.ok("incident", "status", "INC-1", "canceled")
+    shown = icli.ok("incident", "show", "INC-1").stdout
+    line = next(row for row in shown.splitlines() if row.strip().startswith("Canceled"))
+    assert line.split()[1].startswith("20") and line.split()[1].endswith("Z")

@@ -207,6 +207,8 @@ def show(
         ("Mitigated", incident.get("mitigated_at") or "-"),
         ("Resolved", incident.get("resolved_at") or "-"),
         ("Closed", incident.get("closed_at") or "-"),
+        # Canceled is a final state of its own: shown when it happened.
+        *([("Canceled", incident["canceled_at"])] if incident.get("canceled_at") else []),
         ("Alerts", f"{incident['alerts']['firing']} firing of {incident['alerts']['total']}"),
         ("Next moves", ", ".join(incident["allowed_transitions"]) or "none (final)"),
     ]
