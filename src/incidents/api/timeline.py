@@ -111,9 +111,10 @@ async def append_events(request: Request, decision: Decided) -> Response:
     body = await read_body_or_413(
         request, settings.max_batch_bytes if is_batch else settings.max_event_bytes
     )
-    headers = {k.lower(): v for k, v in request.headers.items()}
     try:
-        parsed = parse_request(content_type, headers, body)
+        # Every pair as received (ASGI names are lowercase): a repeated ce-* header
+        # must be seen, not folded into one value.
+        parsed = parse_request(content_type, request.headers.items(), body)
     except UnsupportedMediaType as exc:
         raise Problem(415, "unsupported-media-type", str(exc)) from None
     except MalformedBody as exc:

@@ -8,7 +8,8 @@ a JSON array of structured events (``application/cloudevents-batch+json``).
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -21,6 +22,11 @@ from incidents.events.envelope import Event, EventValidationError, FieldError, n
 STRUCTURED = "application/cloudevents+json"
 BATCH = "application/cloudevents-batch+json"
 ACCEPTED_TYPES = f"{STRUCTURED}, {BATCH}, or binary mode (ce-* headers with any body type)"
+CONTEXT_HEADER_PREFIX = "ce-"
+# A "%" that does not start a two-digit hex escape.
+_STRAY_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
+
+HeaderPairs = Mapping[str, str] | Iterable[tuple[str, str]]
 
 
 class Mode(Enum):
@@ -55,14 +61,21 @@ def is_json_media_type(mt: str) -> bool:
     return mt in ("application/json", "text/json") or mt.endswith("+json")
 
 
-def detect_mode(content_type: str | None, headers: Mapping[str, str]) -> Mode:
+def _pairs(headers: HeaderPairs) -> list[tuple[str, str]]:
+    """Every header as a (name, value) pair, repeats kept (a mapping has none)."""
+    if isinstance(headers, Mapping):
+        return list(headers.items())
+    return list(headers)
+
+
+def detect_mode(content_type: str | None, headers: HeaderPairs) -> Mode:
     """Decide the content mode from the Content-Type and the presence of ``ce-specversion``."""
     mt = media_type(content_type)
     if mt == STRUCTURED:
         return Mode.STRUCTURED
     if mt == BATCH:
         return Mode.BATCH
-    if "ce-specversion" in headers:
+    if any(name == "ce-specversion" for name, _ in _pairs(headers)):
         return Mode.BINARY
     if mt == "application/json":
         # Lenient: a structured event sent as plain JSON is still unambiguous.
@@ -85,18 +98,19 @@ def _validated(raw: Any) -> Event | EventValidationError:
         return exc
 
 
-def parse_request(
-    content_type: str | None, headers: Mapping[str, str], body: bytes
-) -> ParsedRequest:
+def parse_request(content_type: str | None, headers: HeaderPairs, body: bytes) -> ParsedRequest:
     """Parse an append request in any content mode into validated events.
 
-    ``headers`` must have lowercase names. Raises :class:`UnsupportedMediaType` or
-    :class:`MalformedBody` when the request as a whole cannot be read; a single bad
-    event is returned in place as its :class:`EventValidationError`.
+    ``headers`` must have lowercase names: a mapping, or every (name, value) pair as
+    received, so that a repeated ``ce-*`` header is noticed. Raises
+    :class:`UnsupportedMediaType` or :class:`MalformedBody` when the request as a whole
+    cannot be read; a single bad event is returned in place as its
+    :class:`EventValidationError`.
     """
-    mode = detect_mode(content_type, headers)
+    pairs = _pairs(headers)
+    mode = detect_mode(content_type, pairs)
     if mode is Mode.BINARY:
-        return ParsedRequest(mode, [_validated_binary(content_type, headers, body)])
+        return ParsedRequest(mode, [_validated_binary(content_type, pairs, body)])
     document = _loads(body)
     if mode is Mode.BATCH:
         if not isinstance(document, list):
@@ -107,14 +121,56 @@ def parse_request(
     return ParsedRequest(mode, [_validated(document)])
 
 
-def _validated_binary(
-    content_type: str | None, headers: Mapping[str, str], body: bytes
-) -> Event | EventValidationError:
+def decode_header_value(value: str) -> str:
+    """A ``ce-*`` header value, percent-decoded as UTF-8; ``ValueError`` if it is not that.
+
+    Nothing is decoded leniently: replacement characters or a kept-as-is ``%zz`` would
+    let different ids sent by a client become one stored id (one dedupe key).
+    """
+    # Header bytes arrive as latin-1 text; anything beyond ASCII was sent raw, in
+    # some unknown encoding, instead of percent-encoded.
+    if not value.isascii():
+        raise ValueError("holds characters outside ASCII; percent-encode them as UTF-8")
+    if _STRAY_PERCENT.search(value):
+        raise ValueError("holds a '%' that does not start a %XX escape; send '%' as %25")
+    try:
+        return unquote(value, errors="strict")
+    except UnicodeDecodeError:
+        raise ValueError("is not valid percent-encoded UTF-8") from None
+
+
+def _context_attributes(
+    headers: Iterable[tuple[str, str]],
+) -> dict[str, Any] | EventValidationError:
+    """The attributes of the ``ce-*`` headers, or the errors naming the bad headers."""
     attributes: dict[str, Any] = {}
-    for name, value in headers.items():
-        if name.startswith("ce-"):
-            # CloudEvents HTTP binding: header values are percent-encoded.
-            attributes[name[3:]] = unquote(value)
+    errors: list[FieldError] = []
+    seen: set[str] = set()
+    for name, value in headers:
+        if not name.startswith(CONTEXT_HEADER_PREFIX):
+            continue
+        attribute = name[len(CONTEXT_HEADER_PREFIX) :]
+        if attribute in seen:
+            # Which of two values is meant cannot be known; keeping either one would
+            # store something the client may not have meant.
+            errors.append(FieldError(name, "is given more than once; send each attribute once"))
+            continue
+        seen.add(attribute)
+        try:
+            attributes[attribute] = decode_header_value(value)
+        except ValueError as exc:
+            errors.append(FieldError(name, str(exc)))
+    return EventValidationError(errors) if errors else attributes
+
+
+def _validated_binary(
+    content_type: str | None, headers: list[tuple[str, str]], body: bytes
+) -> Event | EventValidationError:
+    # CloudEvents HTTP binding: header values are percent-encoded.
+    context = _context_attributes(headers)
+    if isinstance(context, EventValidationError):
+        return context
+    attributes: dict[str, Any] = context
     if content_type:
         attributes["datacontenttype"] = content_type
     if body:

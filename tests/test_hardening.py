@@ -1,0 +1,88 @@
+"""Hardening of the API's edges: what a hostile or broken client sends is refused
+cleanly (4xx problem details, one log line), never stored lossily, never a 500."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from incidents.app import build_container, create_app
+from tests.conftest import Api, event, grant_access, make_settings
+
+PROBLEM_JSON = "application/problem+json"
+
+
+@pytest.fixture
+def edge(tmp_path: Path) -> Iterator[Api]:
+    """An API on SQLite only, for checks that happen before anything is stored."""
+    container = build_container(make_settings(f"sqlite:///{tmp_path / 'edge.db'}"))
+    grant_access(container, "alice@example.com", ("timeline.reader", "timeline.writer", "admin"))
+    _, token = container.tokens.create("alice@example.com")
+    with TestClient(create_app(container)) as client:
+        yield Api(client, token, container)
+
+
+def _problem(response: Any, status: int) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith(PROBLEM_JSON), response.headers
+    body: dict[str, Any] = response.json()
+    assert body["status"] == status
+    return body
+
+
+# --- CloudEvents binary mode: ce-* headers -----------------------------------------
+
+
+def _binary(api: Api, headers: list[tuple[str, str | bytes]]) -> Any:
+    base: list[tuple[str, str | bytes]] = [
+        ("ce-specversion", "1.0"),
+        ("ce-source", "im://tests"),
+        ("ce-type", "im.note.add"),
+        ("content-type", "text/plain"),
+        ("authorization", f"Bearer {api.token}"),
+    ]
+    return api.client.post("/api/v1/timeline/events", content=b"hello", headers=base + headers)
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("fz-%ff%fe", "UTF-8"),
+        ("fz-%zz", "%XX"),
+        ("fz-%4", "%XX"),
+        ("fz-50%", "%XX"),
+        ("fz-\u00e9".encode("utf-8"), "ASCII"),
+    ],
+)
+def test_ce_headers_that_are_not_percent_encoded_utf8_are_refused(
+    edge: Api, value: str | bytes, reason: str
+) -> None:
+    body = _problem(_binary(edge, [("ce-id", value)]), 400)
+    assert "ce-id" in body["detail"] and reason in body["detail"], body
+    assert body["errors"][0]["field"] == "ce-id"
+    assert edge.get("/api/v1/timeline/events/fz-").status_code == 404
+
+
+def test_distinct_undecodable_ids_never_share_a_dedupe_key(edge: Api) -> None:
+    # Decoded leniently, both became "fz-\ufffd\ufffd": the second was a duplicate.
+    for value in ("fz-%ff%fe", "fz-%fe%ff"):
+        assert _binary(edge, [("ce-id", value)]).status_code == 400
+    good = _binary(edge, [("ce-id", "fz-%C3%A9%25")])
+    assert good.status_code == 201, good.text
+    assert good.json()["event_id"] == "fz-\u00e9%"
+
+
+def test_a_repeated_context_header_is_refused(edge: Api) -> None:
+    body = _problem(_binary(edge, [("ce-id", "one"), ("ce-id", "two")]), 400)
+    assert body["errors"] == [
+        {"field": "ce-id", "detail": "is given more than once; send each attribute once"}
+    ]
+    assert edge.get("/api/v1/timeline/events/two").status_code == 404
+    assert edge.get("/api/v1/timeline/events/one").status_code == 404
+    # Other headers may repeat as HTTP allows.
+    ok = _binary(edge, [("ce-id", "three"), ("x-note", "a"), ("x-note", "b")])
+    assert ok.status_code == 201, ok.text
