@@ -86,3 +86,25 @@ def test_a_repeated_context_header_is_refused(edge: Api) -> None:
     # Other headers may repeat as HTTP allows.
     ok = _binary(edge, [("ce-id", "three"), ("x-note", "a"), ("x-note", "b")])
     assert ok.status_code == 201, ok.text
+
+
+# --- batches: the one-event size limit holds for each event -----------------------
+
+
+def test_an_event_of_a_batch_is_capped_like_a_single_event(edge: Api) -> None:
+    limit = edge.container.settings.max_event_bytes
+    huge = event("huge", data={"blob": "x" * (5 * 1024 * 1024)})
+    near = event("near", data={"blob": "y" * (limit - 4096)})
+    r = edge.post_batch([event(1), huge, near])
+    assert r.status_code == 200, r.text[:500]
+    body = r.json()
+    assert [result["status"] for result in body["results"]] == [201, 413, 201]
+    refused = body["results"][1]
+    assert refused["title"] == "Event too large" and refused["created"] is False
+    assert refused["limit_bytes"] == limit and refused["size_bytes"] > 5 * 1024 * 1024
+    assert str(limit) in refused["detail"]
+    assert (body["created"], body["rejected"]) == (2, 1)
+    assert edge.get("/api/v1/timeline/events/evt-huge").status_code == 404
+    # The same event alone is refused as a whole, before its body is read.
+    alone = edge.post_event(huge)
+    assert _problem(alone, 413)["limit_bytes"] == limit

@@ -17,6 +17,7 @@ from incidents.api.state import container_of, json_response
 from incidents.events.envelope import Event, EventValidationError
 from incidents.events.parsing import (
     BATCH,
+    EventTooLarge,
     MalformedBody,
     Mode,
     UnsupportedMediaType,
@@ -114,7 +115,9 @@ async def append_events(request: Request, decision: Decided) -> Response:
     try:
         # Every pair as received (ASGI names are lowercase): a repeated ce-* header
         # must be seen, not folded into one value.
-        parsed = parse_request(content_type, request.headers.items(), body)
+        parsed = parse_request(
+            content_type, request.headers.items(), body, max_event_bytes=settings.max_event_bytes
+        )
     except UnsupportedMediaType as exc:
         raise Problem(415, "unsupported-media-type", str(exc)) from None
     except MalformedBody as exc:
@@ -168,6 +171,19 @@ async def append_events(request: Request, decision: Decided) -> Response:
                     "title": refused.title,
                     "detail": refused.detail,
                     **refused.extra,
+                }
+            )
+            continue
+        if isinstance(item, EventTooLarge):
+            counts["rejected"] += 1
+            out.append(
+                {
+                    "status": 413,
+                    "created": False,
+                    "title": "Event too large",
+                    "detail": item.errors[0].detail,
+                    "size_bytes": item.size,
+                    "limit_bytes": item.limit,
                 }
             )
             continue

@@ -43,6 +43,41 @@ class MalformedBody(ValueError):
     """The body is not the JSON its content type promises."""
 
 
+class EventTooLarge(EventValidationError):
+    """An event of a batch is larger than one event may be on its own."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        self.size = size
+        self.limit = limit
+        super().__init__(
+            [
+                FieldError(
+                    "",
+                    f"the event is {size} bytes as stored, more than the limit of {limit} "
+                    "bytes for one event; it was not stored",
+                )
+            ]
+        )
+
+
+def stored_size(event: Event) -> int:
+    """An event's size as stored: its body (data and extensions) and its attributes.
+
+    Measured on what validation already encoded, so a batch is not encoded twice.
+    """
+    attributes = (
+        event.id,
+        event.source,
+        event.type,
+        event.subject,
+        event.actor,
+        event.origin_id,
+        event.correlation_key,
+        event.fingerprint,
+    )
+    return len(event.body_json) + sum(len(a.encode()) for a in attributes if a)
+
+
 @dataclass(frozen=True, slots=True)
 class ParsedRequest:
     """The events of one append request, each either valid or the reason it is not."""
@@ -98,14 +133,22 @@ def _validated(raw: Any) -> Event | EventValidationError:
         return exc
 
 
-def parse_request(content_type: str | None, headers: HeaderPairs, body: bytes) -> ParsedRequest:
+def parse_request(
+    content_type: str | None,
+    headers: HeaderPairs,
+    body: bytes,
+    *,
+    max_event_bytes: int | None = None,
+) -> ParsedRequest:
     """Parse an append request in any content mode into validated events.
 
     ``headers`` must have lowercase names: a mapping, or every (name, value) pair as
     received, so that a repeated ``ce-*`` header is noticed. Raises
     :class:`UnsupportedMediaType` or :class:`MalformedBody` when the request as a whole
     cannot be read; a single bad event is returned in place as its
-    :class:`EventValidationError`.
+    :class:`EventValidationError`. A batch's event over ``max_event_bytes`` is
+    returned as :class:`EventTooLarge`: a batch must not carry what could not be sent
+    alone (structured and binary bodies are capped before they are read).
     """
     pairs = _pairs(headers)
     mode = detect_mode(content_type, pairs)
@@ -115,10 +158,19 @@ def parse_request(content_type: str | None, headers: HeaderPairs, body: bytes) -
     if mode is Mode.BATCH:
         if not isinstance(document, list):
             raise MalformedBody(f"a {BATCH} body must be a JSON array of events")
-        return ParsedRequest(mode, [_validated(item) for item in document])
+        items = [_validated(item) for item in document]
+        if max_event_bytes is not None:
+            items = [_capped(item, max_event_bytes) for item in items]
+        return ParsedRequest(mode, items)
     if isinstance(document, list):
         raise MalformedBody(f"a JSON array is a batch: send it as {BATCH}")
     return ParsedRequest(mode, [_validated(document)])
+
+
+def _capped(item: Event | EventValidationError, limit: int) -> Event | EventValidationError:
+    if isinstance(item, Event) and (size := stored_size(item)) > limit:
+        return EventTooLarge(size, limit)
+    return item
 
 
 def decode_header_value(value: str) -> str:
