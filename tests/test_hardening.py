@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from starlette.websockets import WebSocketDisconnect
 
 from incidents.app import build_container, create_app
 from tests.conftest import Api, event, grant_access, make_settings
@@ -108,3 +109,73 @@ def test_an_event_of_a_batch_is_capped_like_a_single_event(edge: Api) -> None:
     # The same event alone is refused as a whole, before its body is read.
     alone = edge.post_event(huge)
     assert _problem(alone, 413)["limit_bytes"] == limit
+
+
+# --- NUL: refused at the edge, alike on both backends -----------------------------
+
+
+@pytest.fixture
+def admin_api(database_url: str) -> Iterator[Api]:
+    """Both backends; the token's user may also manage the directory (SCIM)."""
+    container = build_container(make_settings(database_url))
+    grant_access(container, "alice@example.com", ("timeline.reader", "timeline.writer", "admin"))
+    _, token = container.tokens.create("alice@example.com")
+    with TestClient(create_app(container)) as client:
+        yield Api(client, token, container)
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "field"),
+    [
+        ("/api/v1/incidents/INC%00X", {}, "incident_id"),
+        ("/api/v1/incidents/INC%00X/timeline", {}, "incident_id"),
+        ("/api/v1/timeline/events/evt%00", {}, "event_id"),
+        ("/api/v1/alerts", {"provider": "a\x00b"}, "provider"),
+        ("/api/v1/incidents", {"q": "a\x00b"}, "q"),
+        ("/api/v1/incidents/INC-1/timeline", {"actor": "\x00"}, "actor"),
+        ("/api/v1/incidents", {"q\x00": "x"}, "q\\x00"),
+    ],
+)
+def test_a_nul_in_a_path_or_query_value_is_a_400_on_both_backends(
+    admin_api: Api, path: str, params: dict[str, str], field: str
+) -> None:
+    body = _problem(admin_api.get(path, **params), 400)
+    assert body["type"] == "urn:incidents:problem:invalid-value", body
+    assert body["errors"] == [
+        {"field": field, "detail": "must not contain NUL (U+0000) characters"}
+    ]
+
+
+def test_scim_refuses_nul_in_bodies_and_filters_on_both_backends(admin_api: Api) -> None:
+    users = "/api/v1/users"
+    schema = "urn:ietf:params:scim:schemas:core:2.0:User"
+    r = admin_api.client.post(
+        users,
+        json={"schemas": [schema], "userName": "x\x00y@example.com"},
+        headers=admin_api.auth,
+    )
+    # SCIM endpoints answer every error in the SCIM error format (RFC 7644 3.12).
+    assert r.status_code == 400, r.text
+    assert r.json()["scimType"] == "invalidValue"
+    assert "userName" in r.json()["detail"] and "NUL" in r.json()["detail"]
+    listed = admin_api.get(users).json()
+    assert [u["userName"] for u in listed["Resources"]] == ["alice@example.com"]
+    nested = admin_api.client.post(
+        users,
+        json={"schemas": [schema], "userName": "z@example.com", "name": {"formatted": "\x00"}},
+        headers=admin_api.auth,
+    )
+    assert nested.status_code == 400 and "name.formatted" in nested.json()["detail"]
+    found = admin_api.get(users, filter='userName eq "x\\u0000y@example.com"')
+    assert found.status_code == 400 and found.json()["scimType"] == "invalidFilter"
+    query = admin_api.get(users, filter='userName eq "a\x00"')
+    assert query.status_code == 400 and "filter" in query.json()["detail"]
+
+
+def test_a_websocket_with_nul_in_its_query_is_closed_before_it_opens(edge: Api) -> None:
+    with (
+        pytest.raises(WebSocketDisconnect) as refused,
+        edge.client.websocket_connect("/api/v1/events/ws?incident=a%00", headers=edge.auth) as ws,
+    ):
+        ws.receive_json()
+    assert refused.value.code == 1003

@@ -6,11 +6,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from incidents import __version__
 from incidents.api import alerts, health, incidents, ingest, scim, session, streams, timeline
 from incidents.api.graphql import graphql_router
+from incidents.api.nul import refuse_nul
 from incidents.api.problems import install_problem_handlers
 
 if TYPE_CHECKING:
@@ -42,6 +43,8 @@ def build_api(container: Container) -> FastAPI:
         docs_url=None,
         redoc_url=None,
         openapi_url=None,
+        # Before any route touches a database: both backends answer NUL alike.
+        dependencies=[Depends(refuse_nul)],
     )
     app.state.container = container
     install_problem_handlers(app)
