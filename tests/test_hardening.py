@@ -3,6 +3,8 @@ cleanly (4xx problem details, one log line), never stored lossily, never a 500."
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -179,3 +181,65 @@ def test_a_websocket_with_nul_in_its_query_is_closed_before_it_opens(edge: Api) 
     ):
         ws.receive_json()
     assert refused.value.code == 1003
+
+
+# --- a client that disconnects mid-body -------------------------------------------
+
+
+def _disconnect_mid_body(app: Any, path: str, headers: dict[str, str]) -> list[dict[str, Any]]:
+    """Call ``app`` as a server would when the client hangs up after part of the body."""
+    messages: list[dict[str, Any]] = [
+        {"type": "http.request", "body": b'{"specversion": "1.0", "id": "cut', "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+
+    async def receive() -> dict[str, Any]:
+        if messages:
+            return messages.pop(0)
+        return {"type": "http.disconnect"}
+
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8080),
+        "state": {},
+    }
+    asyncio.run(app(scope, receive, send))
+    return sent
+
+
+@pytest.mark.parametrize(
+    ("path", "content_type"),
+    [
+        ("/api/v1/timeline/events", "application/cloudevents+json"),
+        ("/api/v1/users", "application/scim+json"),
+        ("/api/v1/incidents", "application/json"),
+        ("/graphql", "application/json"),
+    ],
+)
+def test_a_client_gone_mid_body_is_one_info_line(
+    edge: Api, caplog: pytest.LogCaptureFixture, path: str, content_type: str
+) -> None:
+    app = edge.client.app
+    headers = {**edge.auth, "Content-Type": content_type, "Content-Length": "5000"}
+    with caplog.at_level(logging.INFO, logger="incidents"):
+        _disconnect_mid_body(app, path, headers)
+    mine = [r for r in caplog.records if "disconnected" in r.getMessage()]
+    assert [(r.levelno, r.getMessage()) for r in mine] == [
+        (logging.INFO, f"client disconnected before sending its whole body: POST {path}")
+    ]
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info]
