@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from graphql import get_introspection_query
 from starlette.websockets import WebSocketDisconnect
 
 from incidents.app import build_container, create_app
@@ -243,3 +244,105 @@ def test_a_client_gone_mid_body_is_one_info_line(
         (logging.INFO, f"client disconnected before sending its whole body: POST {path}")
     ]
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info]
+
+
+# --- GraphQL: nesting, depth, aliases, size, NUL ------------------------------------
+
+
+def _graphql_site(database_url: str, **settings: Any) -> TestClient:
+    container = build_container(make_settings(database_url, **settings))
+    grant_access(container, "cora@example.com", ("incident.commander",))
+    _, token = container.tokens.create("cora@example.com")
+    client = TestClient(create_app(container))
+    client.headers["Authorization"] = f"Bearer {token}"
+    return client
+
+
+@pytest.fixture
+def gql(tmp_path: Path) -> Iterator[TestClient]:
+    with _graphql_site(
+        f"sqlite:///{tmp_path / 'gql.db'}", graphql_max_depth=2, graphql_max_aliases=2
+    ) as client:
+        yield client
+
+
+DEEP = "[" * 1000 + "]" * 1000
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"query": "{ incidents { items { id } } }", "variables": {"x": ' + DEEP + "}}",
+        '{"query": "{ incidents { items { id } } }", "extensions": {"x": ' + DEEP + "}}",
+        DEEP,
+        "[" * 5000,
+    ],
+)
+def test_deeply_nested_graphql_json_is_a_400_problem(gql: TestClient, body: str) -> None:
+    r = gql.post("/graphql", content=body, headers={"Content-Type": "application/json"})
+    problem = _problem(r, 400)
+    assert problem["type"] == "urn:incidents:problem:malformed-body"
+    assert "levels deep" in problem["detail"], problem
+
+
+def test_deeply_nested_graphql_get_variables_are_a_400_problem(gql: TestClient) -> None:
+    r = gql.get("/graphql", params={"query": "{ incidents { items { id } } }", "variables": DEEP})
+    assert _problem(r, 400)["type"] == "urn:incidents:problem:malformed-body"
+
+
+def test_a_deeply_nested_subscription_message_closes_the_socket(gql: TestClient) -> None:
+    with gql.websocket_connect("/graphql", subprotocols=["graphql-transport-ws"]) as ws:
+        ws.send_text('{"type": "connection_init", "payload": ' + DEEP + "}")
+        with pytest.raises(WebSocketDisconnect) as closed:
+            ws.receive_json()
+    assert closed.value.code == 4400
+
+
+def _errors(client: TestClient, query: str, **variables: Any) -> list[str]:
+    r = client.post("/graphql", json={"query": query, "variables": variables})
+    assert r.status_code == 200, r.text
+    return [e["message"] for e in r.json().get("errors", [])]
+
+
+def test_graphql_operations_are_limited_in_depth_aliases_and_size(gql: TestClient) -> None:
+    assert _errors(gql, "{ incidents { items { labels { key } } } }") == [
+        "'anonymous' exceeds maximum operation depth of 2"
+    ]
+    assert _errors(gql, "{ incidents { items { id } } }") == []
+    too_deep = (
+        "query Deep { incident(id: 1) { timeline { id } } incidents { items { labels { key } } } }"
+    )
+    assert "'Deep' exceeds maximum operation depth of 2" in _errors(gql, too_deep)
+    aliased = (
+        "{ a: incidents { nextCursor } b: incidents { nextCursor } c: incidents { nextCursor } }"
+    )
+    assert _errors(gql, aliased) == ["3 aliases found. Allowed: 2"]
+    huge = "{ incidents { items { " + "id " * 3000 + "} } }"
+    assert _errors(gql, huge) == [
+        "Syntax Error: Document contains more than 2000 tokens. Parsing aborted."
+    ]
+
+
+def test_graphql_limits_have_sensible_defaults(tmp_path: Path) -> None:
+    with _graphql_site(f"sqlite:///{tmp_path / 'defaults.db'}") as client:
+        aliased = " ".join(f"a{i}: incidents {{ nextCursor }}" for i in range(20))
+        assert _errors(client, "{ " + aliased + " }") == []
+        assert _errors(client, "{ " + aliased + " b: incidents { nextCursor } }") == [
+            "21 aliases found. Allowed: 20"
+        ]
+        nested = "{ " + "incidents { items { " * 6 + "id" + " } }" * 6 + " }"
+        assert any("maximum operation depth of 10" in m for m in _errors(client, nested))
+        # Tools that read the schema still can.
+        assert _errors(client, get_introspection_query(descriptions=True)) == []
+
+
+def test_graphql_refuses_nul_in_arguments_on_both_backends(database_url: str) -> None:
+    with _graphql_site(database_url) as client:
+        literal = _errors(client, 'query { incident(id: "INC\\u0000") { id } }')
+        assert literal == ["a string argument must not contain NUL (U+0000) characters"]
+        variable = _errors(
+            client,
+            "query Q($s: String) { incidents(service: $s) { items { id } } }",
+            s="a\x00",
+        )
+        assert variable == ["variable s must not contain NUL (U+0000) characters"]

@@ -56,5 +56,5 @@ def build_api(container: Container) -> FastAPI:
     app.include_router(alerts.router)
     app.include_router(ingest.router)
     app.include_router(streams.router)
-    app.include_router(graphql_router())
+    app.include_router(graphql_router(container.settings))
     return app

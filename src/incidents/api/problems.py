@@ -71,6 +71,11 @@ def invalid_parameter(exc: InvalidQuery) -> Problem:
     )
 
 
+def malformed_body(exc: Exception) -> Problem:
+    """A 400 for a body that is not the JSON document it must be."""
+    return Problem(400, "malformed-body", str(exc), title="Malformed request body")
+
+
 def problem_response(
     status: int,
     slug: str,

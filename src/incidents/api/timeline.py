@@ -12,7 +12,7 @@ from starlette.responses import Response
 
 from incidents.api.auth import decide, require
 from incidents.api.body import read_body_or_413
-from incidents.api.problems import Problem, invalid_parameter
+from incidents.api.problems import Problem, invalid_parameter, malformed_body
 from incidents.api.state import container_of, json_response
 from incidents.events.envelope import Event, EventValidationError
 from incidents.events.parsing import (
@@ -121,7 +121,7 @@ async def append_events(request: Request, decision: Decided) -> Response:
     except UnsupportedMediaType as exc:
         raise Problem(415, "unsupported-media-type", str(exc)) from None
     except MalformedBody as exc:
-        raise Problem(400, "malformed-body", str(exc), title="Malformed request body") from None
+        raise malformed_body(exc) from None
 
     timeline = container.timeline
     if parsed.mode is not Mode.BATCH:

@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import Enum
+from itertools import accumulate
 from typing import Any
 from urllib.parse import unquote
 
@@ -119,7 +120,32 @@ def detect_mode(content_type: str | None, headers: HeaderPairs) -> Mode:
     raise UnsupportedMediaType(f"{shown} is not a CloudEvents content mode; send {ACCEPTED_TYPES}")
 
 
-def _loads(body: bytes) -> Any:
+# JSON strings (whose brackets do not nest) and the step each bracket takes.
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+_STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
+
+
+def nesting_depth(text: bytes | str) -> int:
+    """How deeply arrays and objects nest in a JSON text, found without decoding it."""
+    raw = text.encode() if isinstance(text, str) else text
+    brackets = _JSON_STRING.sub(b"", raw).translate(None, _NOT_BRACKETS)
+    return max(accumulate(map(_STEP.__getitem__, brackets)), default=0)
+
+
+def loads_body(body: bytes | str, *, max_depth: int | None = None) -> Any:
+    """A request body's JSON document; :class:`MalformedBody` (a 400) if it is not one.
+
+    The decoder is orjson's, which bounds nesting itself (1024 levels) without
+    recursing in Python, so no body can exhaust the interpreter's stack while it is
+    decoded. ``max_depth`` refuses shallower nesting before decoding, for documents
+    handed on to code that does recurse (GraphQL variables).
+    """
+    if max_depth is not None and (depth := nesting_depth(body)) > max_depth:
+        raise MalformedBody(
+            f"the body nests arrays and objects {depth} levels deep; at most {max_depth} "
+            "are accepted"
+        )
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -154,7 +180,7 @@ def parse_request(
     mode = detect_mode(content_type, pairs)
     if mode is Mode.BINARY:
         return ParsedRequest(mode, [_validated_binary(content_type, pairs, body)])
-    document = _loads(body)
+    document = loads_body(body)
     if mode is Mode.BATCH:
         if not isinstance(document, list):
             raise MalformedBody(f"a {BATCH} body must be a JSON array of events")
