@@ -5,17 +5,27 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from graphql import get_introspection_query
 from starlette.websockets import WebSocketDisconnect
 
-from incidents.app import build_container, create_app
+from incidents.app import Container, build_container, create_app
+from incidents.identity.tokens import TokenService
+from incidents.policy.decision_point import EmbeddedDecisionPoint
+from incidents.policy.model import Decision, Subject
+from incidents.policy.service import PolicyService
 from tests.conftest import Api, event, grant_access, make_settings
+from tests.test_cli import serve
+from tests.test_streams import Site
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -346,3 +356,180 @@ def test_graphql_refuses_nul_in_arguments_on_both_backends(database_url: str) ->
             s="a\x00",
         )
         assert variable == ["variable s must not contain NUL (U+0000) characters"]
+
+
+# --- live streams: no frame leaves once a revocation has taken effect --------------
+
+# Long caches and heartbeats: a stream that only re-checks its grant every so often
+# (rather than before each frame) would still be trusting the revoked token.
+SLOW_CACHES = {
+    "token_cache_seconds": 30.0,
+    "policy_cache_seconds": 30.0,
+    "stream_heartbeat_seconds": 30.0,
+}
+
+
+def _revoked_everywhere(url: str, headers: dict[str, str]) -> None:
+    """Wait until a request with the token is refused, as the issue's client would."""
+    deadline = time.monotonic() + 15
+    while httpx.get(f"{url}/api/v1/whoami", headers=headers).status_code != 401:
+        assert time.monotonic() < deadline, "the revocation never took effect"
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def live(database_url: str) -> Iterator[Site]:
+    container = build_container(make_settings(database_url, **SLOW_CACHES))
+    handle = serve(container, "unused", database_url)
+    site = Site(handle, container)
+    try:
+        yield site
+    finally:
+        for stream in site.streams:
+            stream.close()
+        handle.stop()
+
+
+def test_an_sse_stream_sends_nothing_after_its_token_is_revoked(live: Site) -> None:
+    writer = live.token("w@example.com")
+    info, token = live.container.tokens.create("w@example.com")
+    reader = {"Authorization": f"Bearer {token}"}
+    stream = live.open(reader)
+    live.append(writer, [event(1)])
+    assert [f.data["id"] for f in stream.events(1)] == ["evt-1"]
+    live.container.tokens.revoke(info.token_id)
+    _revoked_everywhere(live.server.url, reader)
+    live.append(writer, [event(2)])
+    assert stream.quiet(1.5) == [], "a frame left after the revocation took effect"
+    assert stream.thread is not None
+    stream.thread.join(timeout=10)
+    assert not stream.thread.is_alive(), "the stream outlived its revoked token"
+
+
+def test_a_revocation_by_another_process_ends_the_stream_once_it_takes_effect(
+    tmp_path: Path,
+) -> None:
+    # The CLI revokes in its own process: this server's token cache is not told, and
+    # whoami keeps answering until the cached check expires (token_cache_seconds).
+    database_url = f"sqlite:///{tmp_path / 'other.db'}"
+    settings = {**SLOW_CACHES, "token_cache_seconds": 1.0, "policy_cache_seconds": 1.0}
+    container = build_container(make_settings(database_url, **settings))
+    handle = serve(container, "unused", database_url)
+    site = Site(handle, container)
+    try:
+        writer = site.token("w@example.com")
+        info, token = container.tokens.create("w@example.com")
+        reader = {"Authorization": f"Bearer {token}"}
+        stream = site.open(reader)
+        TokenService(container.engine).revoke(info.token_id)
+        _revoked_everywhere(handle.url, reader)
+        site.append(writer, [event(1)])
+        assert stream.quiet(1.5) == [], "a frame left after the revocation took effect"
+    finally:
+        for stream in site.streams:
+            stream.close()
+        handle.stop()
+
+
+@pytest.fixture
+def slow(tmp_path: Path) -> Iterator[tuple[TestClient, Container, dict[str, str], str]]:
+    container = build_container(make_settings(f"sqlite:///{tmp_path / 's.db'}", **SLOW_CACHES))
+    grant_access(container, "w@example.com", ("timeline.reader", "timeline.writer"))
+    grant_access(container, "r@example.com", ("timeline.reader", "incident.reader"))
+    _, writer = container.tokens.create("w@example.com")
+    info, reader = container.tokens.create("r@example.com")
+    with TestClient(create_app(container)) as client:
+        client.headers["Authorization"] = f"Bearer {reader}"
+        yield client, container, {"Authorization": f"Bearer {writer}"}, info.token_id
+
+
+def _subscribed(container: Container) -> None:
+    deadline = time.monotonic() + 10
+    while container.feed.subscribers < 1:
+        assert time.monotonic() < deadline, "the stream never subscribed"
+        time.sleep(0.01)
+
+
+def _revoke_then_append(
+    client: TestClient, container: Container, writer: dict[str, str], token_id: str
+) -> None:
+    container.tokens.revoke(token_id)
+    assert client.get("/api/v1/whoami").status_code == 401
+    r = client.post(
+        "/api/v1/timeline/events",
+        json=event(1),
+        headers={**writer, "Content-Type": "application/cloudevents+json"},
+    )
+    assert r.status_code == 201, r.text
+
+
+def test_a_websocket_sends_nothing_after_its_token_is_revoked(
+    slow: tuple[TestClient, Container, dict[str, str], str],
+) -> None:
+    client, container, writer, token_id = slow
+    with client.websocket_connect("/api/v1/events/ws") as ws:
+        _subscribed(container)
+        _revoke_then_append(client, container, writer, token_id)
+        with pytest.raises(WebSocketDisconnect):
+            message = ws.receive_json()
+            pytest.fail(f"sent after the revocation took effect: {message}")
+
+
+def test_a_graphql_subscription_sends_nothing_after_its_token_is_revoked(
+    slow: tuple[TestClient, Container, dict[str, str], str],
+) -> None:
+    client, container, writer, token_id = slow
+    with client.websocket_connect("/graphql", subprotocols=["graphql-transport-ws"]) as ws:
+        ws.send_json({"type": "connection_init", "payload": {}})
+        assert ws.receive_json()["type"] == "connection_ack"
+        query = "subscription S($id: ID!) { timelineEventAdded(incidentId: $id) { id } }"
+        payload = {"query": query, "variables": {"id": "INC-1"}}
+        ws.send_json({"id": "1", "type": "subscribe", "payload": payload})
+        _subscribed(container)
+        _revoke_then_append(client, container, writer, token_id)
+        message = ws.receive_json()
+        assert message["type"] == "complete", f"sent after the revocation: {message}"
+
+
+@dataclass
+class _CountingDecisionPoint:
+    """A decision point whose decisions the policy service may not cache (like OPA)."""
+
+    inner: EmbeddedDecisionPoint = field(default_factory=EmbeddedDecisionPoint)
+    calls: Counter[str] = field(default_factory=Counter)
+
+    def decide(self, subject: Subject) -> Decision:
+        self.calls[subject.id] += 1
+        return self.inner.decide(subject)
+
+
+def test_a_stream_asks_a_remote_decision_point_only_every_so_often(tmp_path: Path) -> None:
+    container = build_container(make_settings(f"sqlite:///{tmp_path / 'r.db'}", **SLOW_CACHES))
+    pdp = _CountingDecisionPoint()
+    container.policy = PolicyService(container.directory, pdp, container.tracer, 30.0)
+    assert not container.policy.reuses_decisions
+    grant_access(container, "w@example.com", ("timeline.writer",))
+    grant_access(container, "r@example.com", ("timeline.reader",))
+    _, writer = container.tokens.create("w@example.com")
+    _, reader = container.tokens.create("r@example.com")
+    with (
+        TestClient(create_app(container)) as client,
+        client.websocket_connect(
+            "/api/v1/events/ws", headers={"Authorization": f"Bearer {reader}"}
+        ) as ws,
+    ):
+        _subscribed(container)
+        for n in range(5):
+            client.post(
+                "/api/v1/timeline/events",
+                json=event(n),
+                headers={
+                    "Authorization": f"Bearer {writer}",
+                    "Content-Type": "application/cloudevents+json",
+                },
+            )
+        received = 0
+        while received < 5:
+            received += ws.receive_json()["kind"] == "event"
+    # One decision when the socket opened, none per frame within IM_POLICY_CACHE_SECONDS.
+    assert pdp.calls["r@example.com"] == 1

@@ -324,8 +324,11 @@ class _Follow:
         # Like SSE: a revoked token or changed grants end the subscription.
         grant = Grant(self.ctx.connection, self.ctx.decision, recheck_seconds(self.ctx.container))
         try:
-            while await grant.holds():
+            while True:
                 rows = await sub.next(_IDLE_SECONDS)
+                # Checked after the wait and before the rows are rendered, as for SSE.
+                if not await grant.holds():
+                    break
                 if rows:
                     yield rows
         finally:
