@@ -60,6 +60,11 @@ class Settings:
     # within stream_poll_seconds even without a bus notification.
     stream_heartbeat_seconds: float = 15.0
     stream_poll_seconds: float = 1.0
+    # GraphQL: how deeply one operation may nest fields, how many aliases it may use
+    # (each repeats a field's work), and how many tokens its text may hold.
+    graphql_max_depth: int = 10
+    graphql_max_aliases: int = 20
+    graphql_max_tokens: int = 2000
     # OIDC: bearer JWTs from this issuer, for this audience, authenticate users beside
     # API tokens. Both empty (the default) turns OIDC off; one without the other is
     # refused, since a token checked against only one of them proves too little.
@@ -251,6 +256,9 @@ def _validate(settings: Settings) -> None:
         raise ConfigError("IM_STREAM_HEARTBEAT_SECONDS: must be between 0.5 and 300")
     if not 0.05 <= settings.stream_poll_seconds <= 60:
         raise ConfigError("IM_STREAM_POLL_SECONDS: must be between 0.05 and 60")
+    for name in ("graphql_max_depth", "graphql_max_aliases", "graphql_max_tokens"):
+        if getattr(settings, name) < 1:
+            raise ConfigError(f"IM_{name.upper()}: must be at least 1")
     validate_outbox(settings)
     validate_oidc(settings)
 

@@ -6,12 +6,13 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 
 from incidents import __version__
 from incidents.api import alerts, health, incidents, scim, session, streams, timeline
 from incidents.api.docs import mount_docs
 from incidents.api.graphql import graphql_router
+from incidents.api.nul import refuse_nul
 from incidents.api.problems import install_problem_handlers
 
 if TYPE_CHECKING:
@@ -44,6 +45,8 @@ def build_api(container: Container, routers: Sequence[APIRouter] = ()) -> FastAP
         docs_url=None,
         redoc_url=None,
         openapi_url=None,
+        # Before any route touches a database: both backends answer NUL alike.
+        dependencies=[Depends(refuse_nul)],
     )
     app.state.container = container
     install_problem_handlers(app)
@@ -57,5 +60,5 @@ def build_api(container: Container, routers: Sequence[APIRouter] = ()) -> FastAP
     for router in routers:
         app.include_router(router)
     app.include_router(streams.router)
-    app.include_router(graphql_router())
+    app.include_router(graphql_router(container.settings))
     return app

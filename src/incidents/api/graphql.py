@@ -11,6 +11,7 @@ holds the one decision taken for the request (or the WebSocket connection).
 from __future__ import annotations
 
 import enum
+import json
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Annotated, Any
@@ -23,10 +24,14 @@ from strawberry.fastapi import BaseContext, GraphQLRouter
 from strawberry.scalars import JSON
 
 from incidents.api.auth import decide, require
+from incidents.api.graphql_limits import MAX_JSON_DEPTH, limit_extensions
 from incidents.api.incidents import shown, shown_all
+from incidents.api.problems import malformed_body
 from incidents.api.state import container_of
 from incidents.api.streams import Grant, recheck_seconds
 from incidents.api.timeline import timeline_filter
+from incidents.config import Settings
+from incidents.events.parsing import MalformedBody, loads_body
 from incidents.incident.lifecycle import Status
 from incidents.incident.listing import incident_query
 from incidents.log.query import MAX_LIMIT, InvalidQuery
@@ -319,8 +324,11 @@ class _Follow:
         # Like SSE: a revoked token or changed grants end the subscription.
         grant = Grant(self.ctx.connection, self.ctx.decision, recheck_seconds(self.ctx.container))
         try:
-            while await grant.holds():
+            while True:
                 rows = await sub.next(_IDLE_SECONDS)
+                # Checked after the wait and before the rows are rendered, as for SSE.
+                if not await grant.holds():
+                    break
                 if rows:
                     yield rows
         finally:
@@ -350,12 +358,35 @@ class Subscription:
                 yield TimelineEvent.of(row, ctx.decision)
 
 
-schema = strawberry.Schema(query=Query, subscription=Subscription)
+class _Router(GraphQLRouter[GraphQLContext, None]):
+    """Strawberry's router, decoding JSON as the REST endpoints do (``loads_body``).
+
+    Strawberry's own decoder (the standard library's) recurses once per nesting
+    level, so a body nested about a thousand levels deep raised RecursionError: a
+    500. Here nesting is bounded before decoding, and the answer is a 400 problem.
+    """
+
+    def parse_json(self, data: str | bytes) -> Any:
+        # HTTP: the body, or the variables and extensions query parameters of a GET.
+        try:
+            return loads_body(data, max_depth=MAX_JSON_DEPTH)
+        except MalformedBody as exc:
+            raise malformed_body(exc) from None
+
+    def decode_json(self, data: str | bytes) -> object:
+        # WebSocket messages: Strawberry closes the connection (4400) on a decode error.
+        try:
+            return loads_body(data, max_depth=MAX_JSON_DEPTH)
+        except MalformedBody as exc:
+            raise json.JSONDecodeError(str(exc), "", 0) from None
 
 
-def graphql_router() -> GraphQLRouter[GraphQLContext, None]:
+def graphql_router(settings: Settings) -> GraphQLRouter[GraphQLContext, None]:
     """The ``/graphql`` endpoint: HTTP queries and graphql-transport-ws subscriptions."""
-    return GraphQLRouter(
+    schema = strawberry.Schema(
+        query=Query, subscription=Subscription, extensions=limit_extensions(settings)
+    )
+    return _Router(
         schema,
         path="/graphql",
         context_getter=context,

@@ -13,6 +13,7 @@ import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
 from incidents.log.query import InvalidQuery
@@ -68,6 +69,11 @@ def invalid_parameter(exc: InvalidQuery) -> Problem:
         title="Invalid query parameter",
         errors=[{"field": exc.parameter, "detail": str(exc).split(": ", 1)[-1]}],
     )
+
+
+def malformed_body(exc: Exception) -> Problem:
+    """A 400 for a body that is not the JSON document it must be."""
+    return Problem(400, "malformed-body", str(exc), title="Malformed request body")
 
 
 def problem_response(
@@ -130,6 +136,9 @@ def _from_validation(request: Request, exc: Exception) -> Response:
 
 def _from_http(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
+    if isinstance(exc.__cause__, ClientDisconnect):
+        # The framework's own body parsing turns a disconnect into a 400.
+        return _from_disconnect(request, exc.__cause__)
     status = exc.status_code
     slug = {404: "not-found", 405: "method-not-allowed"}.get(status, "http-error")
     detail = str(exc.detail)
@@ -173,6 +182,22 @@ def _from_unstorable(request: Request, exc: Exception) -> Response:
     )
 
 
+def _from_disconnect(request: Request, exc: Exception) -> Response:
+    # The client went away before sending its whole body: routine on flaky networks
+    # and nothing the server got wrong, so one line, no traceback. Nothing was stored:
+    # no body is parsed before it is complete.
+    log.info(
+        "client disconnected before sending its whole body: %s %s", request.method, request.url.path
+    )
+    return problem_response(
+        400,
+        "client-disconnected",
+        "Bad Request",
+        "the client disconnected before sending the whole request body; nothing was stored",
+        instance=request.url.path,
+    )
+
+
 def _from_unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return problem_response(
@@ -191,6 +216,7 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _from_http)
     for storage_error in STORAGE_ERRORS:
         app.add_exception_handler(storage_error, _from_storage)
+    app.add_exception_handler(ClientDisconnect, _from_disconnect)
     app.add_exception_handler(psycopg.DataError, _from_unstorable)
     app.add_exception_handler(sqlalchemy.exc.DataError, _from_unstorable)
     app.add_exception_handler(Exception, _from_unexpected)

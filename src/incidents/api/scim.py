@@ -25,6 +25,7 @@ from starlette.responses import Response
 
 from incidents.api.auth import decide, require
 from incidents.api.body import BodyTooLarge, read_body
+from incidents.api.nul import NUL, REFUSED, nul_path
 from incidents.api.problems import Problem
 from incidents.events.timeformat import format_micros
 from incidents.identity.directory import (
@@ -150,6 +151,10 @@ async def _body(request: Request) -> dict[str, Any]:
         raise _invalid(f"the body is not valid JSON: {exc}", "invalidSyntax") from None
     if not isinstance(body, dict):
         raise _invalid("the body must be a JSON object", "invalidSyntax")
+    where = nul_path(body)
+    if where is not None:
+        # Refused here, not by the database: PostgreSQL would fail, SQLite would store it.
+        raise _invalid(f"{where} {REFUSED}")
     return body
 
 
@@ -206,6 +211,8 @@ def _eq_filter(request: Request, attribute: str) -> str | None:
         value: str = json.loads(f'"{match.group(1)}"')
     except json.JSONDecodeError:
         raise _invalid(f"bad escape in filter {raw!r}", "invalidFilter") from None
+    if NUL in value:
+        raise _invalid(f"the filter value {REFUSED}", "invalidFilter")
     return value
 
 

@@ -37,8 +37,8 @@ SSE_MEDIA_TYPE = "text/event-stream"
 
 
 def recheck_seconds(container: Container) -> float:
-    # As often as a grant may change anywhere else (the caches' lifetime), at least
-    # every heartbeat's worth of seconds.
+    # How long a decision of a decision point that is never cached (a remote OPA) is
+    # trusted by a stream: as long as a cached one would be, at least a second.
     settings = container.settings
     return max(settings.policy_cache_seconds, settings.token_cache_seconds, 1.0)
 
@@ -74,11 +74,17 @@ def sse_frame(row: StoredEvent, decision: Decision) -> bytes:
 
 @dataclass
 class Grant:
-    """The caller's right to keep a stream open, checked again as it runs.
+    """The caller's right to keep a stream open, checked before every frame it sends.
 
-    A revoked token, a deactivated user or changed grants end the stream within
-    ``every`` seconds (plus the token and policy caches); the client reconnects,
+    Each check authenticates the way a new request would, through the same token and
+    policy caches, so it costs no database query while they are fresh. A frame
+    therefore leaves only while a request with the same token would be answered:
+    once a revocation has taken effect (``whoami`` answers 401), the next check
+    fails and the stream ends before sending anything more. The client reconnects,
     resuming from its last frame, under whatever it may see now.
+
+    Decisions of a decision point that never caches them (a remote OPA) are taken
+    again at most every ``every`` seconds, not before every frame.
     """
 
     connection: HTTPConnection
@@ -87,20 +93,25 @@ class Grant:
     checked: float = field(default_factory=time.monotonic)
 
     async def holds(self) -> bool:
-        if time.monotonic() - self.checked < self.every:
-            return True
         try:
             subject = await authenticate(self.connection)
-            decision = await decide(self.connection, subject)
+            decision = await self._decision(subject)
         except Problem:
             return False
-        self.checked = time.monotonic()
         same = (
             decision.visibilities == self.decision.visibilities
             and decision.data_classes == self.decision.data_classes
             and decision.field_rules == self.decision.field_rules
         )
         return same and decision.allows(Action.READ)
+
+    async def _decision(self, subject: str) -> Decision:
+        policy = container_of(self.connection).policy
+        if policy.reuses_decisions or time.monotonic() - self.checked >= self.every:
+            # From the policy cache when fresh; taken again, as whoami would, if not.
+            self.checked = time.monotonic()
+            return await decide(self.connection, subject)
+        return self.decision
 
 
 async def _sse(
@@ -116,8 +127,12 @@ async def _sse(
     try:
         # Tells EventSource clients how long to wait before reconnecting.
         yield b"retry: 2000\n: connected\n\n"
-        while await grant.holds():
+        while True:
             rows = await sub.next(heartbeat)
+            # Checked after the wait, however long it lasted, and before anything is
+            # rendered: no frame leaves once the grant has been withdrawn.
+            if not await grant.holds():
+                break
             if rows is None:
                 yield b": heartbeat\n\n"
                 continue
@@ -234,8 +249,11 @@ async def events_websocket(
     grant = Grant(websocket, decision, recheck_seconds(container))
     try:
         await websocket.accept()
-        while await grant.holds():
+        while True:
             rows = await sub.next(heartbeat)
+            # As for SSE: checked after the wait, before anything is sent.
+            if not await grant.holds():
+                break
             if rows is None:
                 await websocket.send_text('{"kind":"heartbeat"}')
                 continue

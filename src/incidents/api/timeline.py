@@ -18,11 +18,12 @@ from incidents.api.append_answers import (
 )
 from incidents.api.auth import decide, require
 from incidents.api.body import read_body_or_413
-from incidents.api.problems import Problem, invalid_parameter
+from incidents.api.problems import Problem, invalid_parameter, malformed_body
 from incidents.api.state import container_of, json_response
 from incidents.events.envelope import Event, EventValidationError
 from incidents.events.parsing import (
     BATCH,
+    EventTooLarge,
     MalformedBody,
     Mode,
     UnsupportedMediaType,
@@ -117,13 +118,16 @@ async def append_events(request: Request, decision: Decided) -> Response:
     body = await read_body_or_413(
         request, settings.max_batch_bytes if is_batch else settings.max_event_bytes
     )
-    headers = {k.lower(): v for k, v in request.headers.items()}
     try:
-        parsed = parse_request(content_type, headers, body)
+        # Every pair as received (ASGI names are lowercase): a repeated ce-* header
+        # must be seen, not folded into one value.
+        parsed = parse_request(
+            content_type, request.headers.items(), body, max_event_bytes=settings.max_event_bytes
+        )
     except UnsupportedMediaType as exc:
         raise Problem(415, "unsupported-media-type", str(exc)) from None
     except MalformedBody as exc:
-        raise Problem(400, "malformed-body", str(exc), title="Malformed request body") from None
+        raise malformed_body(exc) from None
 
     timeline = container.timeline
     if parsed.mode is not Mode.BATCH:
@@ -173,6 +177,19 @@ async def append_events(request: Request, decision: Decided) -> Response:
                     "title": refused.title,
                     "detail": refused.detail,
                     **refused.extra,
+                }
+            )
+            continue
+        if isinstance(item, EventTooLarge):
+            counts["rejected"] += 1
+            out.append(
+                {
+                    "status": 413,
+                    "created": False,
+                    "title": "Event too large",
+                    "detail": item.errors[0].detail,
+                    "size_bytes": item.size,
+                    "limit_bytes": item.limit,
                 }
             )
             continue

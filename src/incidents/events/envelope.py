@@ -348,6 +348,12 @@ def _seal(event: Event, body: dict[str, Any] | None = None) -> None:
             event.body() if body is None else body, option=orjson.OPT_SORT_KEYS
         )
     except TypeError as exc:
+        if "Recursion limit" in str(exc):
+            # orjson encodes at most 254 levels of nesting (the body object is one of
+            # them); say so, rather than "not Unicode".
+            raise EventValidationError(
+                [FieldError("data", "nests arrays and objects too deeply (at most 253 levels)")]
+            ) from None
         # A lone surrogate ("\ud800") is valid in JSON text but is not Unicode text;
         # an integer beyond 64 bits is valid JSON that no reader agrees on.
         raise EventValidationError(

@@ -89,6 +89,11 @@ class PolicyService:
         self._recent: dict[str, tuple[Decision, float]] = {}
         self._lock = threading.Lock()
 
+    @property
+    def reuses_decisions(self) -> bool:
+        """Whether :meth:`recent` can answer (decisions are cached for a while)."""
+        return self._cacheable
+
     def invalidate(self) -> None:
         """Forget reused decisions (after a directory change)."""
         with self._lock:
