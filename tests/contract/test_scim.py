@@ -619,7 +619,9 @@ def test_only_admins_provision(api: Api, method: str, path: str) -> None:
     refused = api.client.request(method, path, json=body, headers=api.auth)
     error = assert_error(refused, 403)
     assert "admin role" in error["detail"]
-    assert "--role admin" in error["detail"]
+    # She cannot grant it to herself: she is told whom to ask, not a command.
+    assert "ask an administrator of this server to grant you the admin role" in error["detail"]
+    assert "--role admin" not in error["detail"]
 
 
 # --- effect on access --------------------------------------------------------------------
