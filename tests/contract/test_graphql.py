@@ -219,3 +219,31 @@ def test_a_subscription_ends_when_its_token_is_revoked(site: Site) -> None:
                 break
             assert message["type"] in ("ping", "pong"), message
     assert site.container.feed.subscribers == 0
+
+
+def test_an_unexpected_resolver_error_is_masked(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site.declare(title="Checkout errors")
+
+    def broken(incident_id: str) -> None:
+        raise RuntimeError('relation "incidents" does not exist: SELECT state FROM incidents')
+
+    monkeypatch.setattr(site.container.incidents.reader, "get", broken)
+    body = site.gql(INCIDENT, id="INC-1")
+    assert body["errors"][0]["message"] == "Internal error."
+    assert "SELECT" not in orjson.dumps(body).decode()
+    # What a resolver says on purpose still reaches the client.
+    bad = site.gql("{ incidents(limit: 0) { items { id } } }")
+    assert "limit must be between 1 and" in bad["errors"][0]["message"]
+
+
+def test_a_graphql_body_over_the_limit_is_a_413(site: Site) -> None:
+    limit = site.container.settings.max_event_bytes
+    query = "{ incidents { items { id } } }" + " " * limit
+    response = site.client.post("/graphql", json={"query": query}, headers=site.auth("cora"))
+    assert response.status_code == 413
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert response.json()["limit_bytes"] == limit
+    # The same endpoint still answers a request within the limit.
+    assert "errors" not in site.gql("{ incidents { items { id } } }")

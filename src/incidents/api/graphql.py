@@ -14,16 +14,20 @@ import enum
 import json
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
 from fastapi import Depends
+from graphql import GraphQLError
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import HTTPConnection
+from starlette.requests import HTTPConnection, Request
+from strawberry.extensions import MaskErrors
 from strawberry.fastapi import BaseContext, GraphQLRouter
 from strawberry.scalars import JSON
 
 from incidents.api.auth import decide, require
+from incidents.api.body import read_body_or_413
 from incidents.api.graphql_limits import MAX_JSON_DEPTH, limit_extensions
 from incidents.api.incidents import shown, shown_all
 from incidents.api.problems import malformed_body
@@ -381,10 +385,39 @@ class _Router(GraphQLRouter[GraphQLContext, None]):
             raise json.JSONDecodeError(str(exc), "", 0) from None
 
 
+async def _bounded_body(connection: HTTPConnection) -> None:
+    """Read an HTTP request's body within IM_MAX_EVENT_BYTES before Strawberry does.
+
+    Strawberry reads whatever arrives; here the body is refused with a 413 problem
+    once it passes the limit, and kept for Strawberry's own read of it.
+    """
+    if not isinstance(connection, Request) or connection.method != "POST":
+        return
+    limit = container_of(connection).settings.max_event_bytes
+    # Starlette's Request.body() returns what is cached here instead of reading again.
+    connection._body = await read_body_or_413(connection, limit)
+
+
+def _unexpected(error: GraphQLError) -> bool:
+    """Whether an error's message must not reach the client: anything a resolver did
+    not raise on purpose (a database error would otherwise show its SQL)."""
+    original = error.original_error
+    return original is not None and not isinstance(original, _MEANT_FOR_CLIENTS)
+
+
+# What resolvers raise to tell the client what was wrong with its request.
+_MEANT_FOR_CLIENTS = (ValueError, PermissionError, GraphQLError)
+
+
 def graphql_router(settings: Settings) -> GraphQLRouter[GraphQLContext, None]:
     """The ``/graphql`` endpoint: HTTP queries and graphql-transport-ws subscriptions."""
     schema = strawberry.Schema(
-        query=Query, subscription=Subscription, extensions=limit_extensions(settings)
+        query=Query,
+        subscription=Subscription,
+        extensions=[
+            *limit_extensions(settings),
+            partial(MaskErrors, should_mask_error=_unexpected, error_message="Internal error."),
+        ],
     )
     return _Router(
         schema,
@@ -393,4 +426,5 @@ def graphql_router(settings: Settings) -> GraphQLRouter[GraphQLContext, None]:
         # The IDE page would load scripts from a CDN; the schema is introspectable instead.
         graphql_ide=None,
         include_in_schema=False,
+        dependencies=[Depends(_bounded_body)],
     )
