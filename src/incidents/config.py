@@ -95,6 +95,8 @@ class Settings:
     # This instance's durable consumer; empty means <hostname>-<port>.
     nats_consumer: str = ""
     nats_duplicate_window_seconds: float = 120.0
+    # A Redis server /readyz checks (redis://, rediss:// or unix://); empty: not checked.
+    redis_url: str = ""
     # Structured sections, from the YAML file only (IM_CONFIG): correlation rules in
     # the overview's shape, and the inbound integrations (alert sources) with their
     # tokens and signing secrets. See docs/configuration.md.
@@ -106,7 +108,7 @@ class Settings:
         out: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name in ("database_url", "nats_url"):
+            if f.name in ("database_url", "nats_url", "redis_url"):
                 value = mask_url_password(value)
             elif f.name == "integrations" and value:
                 value = mask_secrets(value)
@@ -251,6 +253,13 @@ def _validate(settings: Settings) -> None:
         raise ConfigError("IM_STREAM_HEARTBEAT_SECONDS: must be between 0.5 and 300")
     if not 0.05 <= settings.stream_poll_seconds <= 60:
         raise ConfigError("IM_STREAM_POLL_SECONDS: must be between 0.05 and 60")
+    if settings.redis_url and not settings.redis_url.startswith(
+        ("redis://", "rediss://", "unix://")
+    ):
+        raise ConfigError(
+            "IM_REDIS_URL: expected redis://HOST:PORT/DB, rediss:// or unix://, "
+            f"got {mask_url_password(settings.redis_url)!r}"
+        )
     validate_outbox(settings)
     validate_oidc(settings)
     # Imported here: the rules module belongs to the correlation layer, above config.

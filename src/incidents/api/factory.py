@@ -12,6 +12,7 @@ from incidents import __version__
 from incidents.api import alerts, health, incidents, ingest, scim, session, streams, timeline
 from incidents.api.graphql import graphql_router
 from incidents.api.problems import install_problem_handlers
+from incidents.observability.readiness import readiness_for
 
 if TYPE_CHECKING:
     from incidents.app import Container
@@ -28,6 +29,7 @@ def build_api(container: Container) -> FastAPI:
         finally:
             await container.feed.close()
             container.close()
+            app.state.readiness.close()
 
     app = FastAPI(
         title="Incidents",
@@ -44,6 +46,7 @@ def build_api(container: Container) -> FastAPI:
         openapi_url=None,
     )
     app.state.container = container
+    app.state.readiness = readiness_for(container)
     install_problem_handlers(app)
     app.include_router(health.router)
     app.include_router(session.router)

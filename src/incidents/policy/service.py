@@ -18,9 +18,18 @@ from opentelemetry.trace import StatusCode, Tracer
 
 from incidents.identity.directory import Directory
 from incidents.policy.decision_point import DecisionPoint, EmbeddedDecisionPoint
-from incidents.policy.model import REQUIRED_ROLE, Action, Decision, PolicyUnavailable
+from incidents.policy.model import (
+    REQUIRED_ROLE,
+    Action,
+    Decision,
+    PolicyUnavailable,
+    Subject,
+)
 
 audit = logging.getLogger("incidents.audit")
+
+# Who readiness probes ask about; never a directory user (no '@').
+READINESS_SUBJECT = "readiness-probe"
 
 PDP_UNAVAILABLE = (
     "Policy Decision Point not responding: the request was refused because access "
@@ -113,6 +122,14 @@ class PolicyService:
                     time.monotonic() + self._cache_seconds,
                 )
         return decision
+
+    def ping(self) -> None:
+        """Raise :class:`PolicyUnavailable` unless the decision point decides (readiness).
+
+        Asks for a subject with no grants: it exercises the policy (or OPA) without
+        touching the directory.
+        """
+        self._pdp.decide(Subject(id=READINESS_SUBJECT))
 
     def require(self, decision: Decision, action: Action, resource: str) -> None:
         """Allow ``action`` on ``resource`` or raise :class:`PolicyDenied`; audit either way."""
