@@ -94,10 +94,10 @@ class Container:
         self.incidents.ensure_built()
 
     def close(self) -> None:
-        """Finish queued appends, then release the database."""
+        """Finish queued appends, deliver what they queued, then release the database."""
         self.appender.stop()
         if self.relay is not None:
-            self.relay.stop()
+            self.relay.stop(drain_seconds=self.settings.shutdown_drain_seconds)
         self.bus.close()
         self.writer.close()
         self.engine.dispose()

@@ -88,6 +88,9 @@ class Settings:
     # How long delivered rows are kept (marked processed) before the relay deletes
     # them; 0 deletes each row as it is delivered, the cheapest for the database.
     outbox_retention_seconds: float = 0.0
+    # On SIGTERM, after the last request: how long the relay may keep delivering what
+    # is due before the process exits (0: leave it for the next relay).
+    shutdown_drain_seconds: float = 10.0
     # The bus: in-process unless a NATS server (with JetStream) is named.
     nats_url: str = ""
     nats_stream: str = "INCIDENTS"
@@ -302,6 +305,8 @@ def validate_outbox(settings: Settings) -> None:
         raise ConfigError(
             "IM_OUTBOX_RETENTION_SECONDS: must be 0 (delete rows once delivered) or more"
         )
+    if settings.shutdown_drain_seconds < 0:
+        raise ConfigError("IM_SHUTDOWN_DRAIN_SECONDS: must be 0 (do not drain) or more")
     if settings.outbox_backoff_cap_seconds < settings.outbox_backoff_base_seconds:
         raise ConfigError("IM_OUTBOX_BACKOFF_CAP_SECONDS: must be at least the base")
     if settings.nats_url and not settings.nats_url.startswith(("nats://", "tls://")):

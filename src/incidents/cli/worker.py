@@ -51,7 +51,7 @@ def worker() -> None:
     try:
         stop.wait()
     finally:
-        relay.stop()
+        relay.stop(drain_seconds=settings.shutdown_drain_seconds)
         bus.close()
         engine.dispose()
     typer.echo("worker stopped", err=True)
