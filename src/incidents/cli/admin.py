@@ -12,7 +12,7 @@ from rich.table import Table
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from incidents.cli import outbox
+from incidents.cli import backup, outbox
 from incidents.cli.client import CliError
 from incidents.config import load_settings, mask_url_password
 from incidents.events.timeformat import format_micros
@@ -26,6 +26,8 @@ app = typer.Typer(help="Local administration (runs against IM_DATABASE_URL).", n
 token_app = typer.Typer(help="Create, list and revoke API tokens.", no_args_is_help=True)
 app.add_typer(token_app, name="token")
 app.add_typer(outbox.app, name="outbox")
+app.command("backup")(backup.backup_command)
+app.command("restore")(backup.restore_command)
 
 
 def _engine() -> Engine:
