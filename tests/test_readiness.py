@@ -24,7 +24,7 @@ from fastapi.testclient import TestClient
 
 from incidents.app import build_container, create_app
 from incidents.bus.jetstream import NatsBus
-from incidents.config import Settings
+from incidents.config import ConfigError, Settings, load_settings
 from incidents.observability.readiness import Readiness
 from incidents.store.engine import make_engine
 from incidents.store.event_reader import EventReader
@@ -211,3 +211,25 @@ def test_a_hung_check_times_out_and_is_not_started_twice() -> None:
         assert len(calls) == 1
     finally:
         release.set()
+
+
+@pytest.mark.parametrize(
+    ("env", "needle"),
+    [
+        ({"IM_REDIS_URL": "http://127.0.0.1:6379"}, "IM_REDIS_URL: expected redis://"),
+        ({"IM_REDIS_URL": "mysql://u:pw@h/0"}, "'mysql://u:***@h/0'"),
+        ({"IM_SHUTDOWN_DRAIN_SECONDS": "-1"}, "IM_SHUTDOWN_DRAIN_SECONDS: must be 0"),
+        ({"IM_SHUTDOWN_DRAIN_SECONDS": "soon"}, "IM_SHUTDOWN_DRAIN_SECONDS: expected a number"),
+    ],
+)
+def test_bad_readiness_and_drain_settings_name_the_variable(
+    env: dict[str, str], needle: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(env)
+    assert needle in str(caught.value)
+
+
+def test_the_redis_password_is_masked_in_the_shown_settings() -> None:
+    shown = load_settings({"IM_REDIS_URL": "redis://:s3cret@redis:6379/0"}).masked()
+    assert shown["redis_url"] == "redis://:***@redis:6379/0"
