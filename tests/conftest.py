@@ -8,6 +8,8 @@ IM_REQUIRE_SERVICES=1 (CI), which turns a missing service into a failure.
 from __future__ import annotations
 
 import os
+import socket
+import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,6 +24,18 @@ from incidents.app import Container, build_container, create_app
 from incidents.config import Settings
 from incidents.identity.directory import GrantKind, PrincipalType
 from incidents.policy.model import ATTRIBUTES
+
+# The installed command line, for tests that run it as a separate process.
+CONSOLE_SCRIPT = Path(sys.executable).with_name("incidents")
+
+
+def free_port() -> int:
+    """A TCP port on the loopback nobody listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
 
 PG_DSN = os.environ.get("IM_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 REQUIRE_SERVICES = os.environ.get("IM_REQUIRE_SERVICES") == "1"

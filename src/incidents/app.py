@@ -219,8 +219,9 @@ class Worker:
         self.bus.start()
         self.relay.start()
 
-    def close(self) -> None:
-        self.relay.stop()
+    def close(self, drain_seconds: float = 0.0) -> None:
+        """Stop, first delivering what is due for up to ``drain_seconds``."""
+        self.relay.stop(drain_seconds=drain_seconds)
         self.bus.close()
         self.database.engine.dispose()
 
@@ -279,10 +280,10 @@ class Container:
         self.incidents.ensure_built()
 
     def close(self) -> None:
-        """Finish queued appends, then release the database."""
+        """Finish queued appends, deliver what they queued, then release the database."""
         self.appender.stop()
         if self.relay is not None:
-            self.relay.stop()
+            self.relay.stop(drain_seconds=self.settings.shutdown_drain_seconds)
         self.bus.close()
         self.writer.close()
         self.engine.dispose()

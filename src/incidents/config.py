@@ -93,6 +93,9 @@ class Settings:
     # How long delivered rows are kept (marked processed) before the relay deletes
     # them; 0 deletes each row as it is delivered, the cheapest for the database.
     outbox_retention_seconds: float = 0.0
+    # On SIGTERM, after the last request: how long the relay may keep delivering what
+    # is due before the process exits (0: leave it for the next relay).
+    shutdown_drain_seconds: float = 10.0
     # The bus: in-process unless a NATS server (with JetStream) is named.
     nats_url: str = ""
     nats_stream: str = "INCIDENTS"
@@ -100,6 +103,8 @@ class Settings:
     # This instance's durable consumer; empty means <hostname>-<port>.
     nats_consumer: str = ""
     nats_duplicate_window_seconds: float = 120.0
+    # A Redis server /readyz checks (redis://, rediss:// or unix://); empty: not checked.
+    redis_url: str = ""
     # Structured sections, from the YAML file only (IM_CONFIG): correlation rules in
     # the overview's shape, and the inbound integrations (alert sources) with their
     # tokens and signing secrets. See docs/configuration.md.
@@ -111,7 +116,7 @@ class Settings:
         out: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name in ("database_url", "nats_url"):
+            if f.name in ("database_url", "nats_url", "redis_url"):
                 value = mask_url_password(value)
             elif f.name == "integrations" and value:
                 value = mask_secrets(value)
@@ -259,6 +264,13 @@ def _validate(settings: Settings) -> None:
     for name in ("graphql_max_depth", "graphql_max_aliases", "graphql_max_tokens"):
         if getattr(settings, name) < 1:
             raise ConfigError(f"IM_{name.upper()}: must be at least 1")
+    if settings.redis_url and not settings.redis_url.startswith(
+        ("redis://", "rediss://", "unix://")
+    ):
+        raise ConfigError(
+            "IM_REDIS_URL: expected redis://HOST:PORT/DB, rediss:// or unix://, "
+            f"got {mask_url_password(settings.redis_url)!r}"
+        )
     validate_outbox(settings)
     validate_oidc(settings)
 
@@ -288,6 +300,8 @@ def validate_outbox(settings: Settings) -> None:
         raise ConfigError(
             "IM_OUTBOX_RETENTION_SECONDS: must be 0 (delete rows once delivered) or more"
         )
+    if settings.shutdown_drain_seconds < 0:
+        raise ConfigError("IM_SHUTDOWN_DRAIN_SECONDS: must be 0 (do not drain) or more")
     if settings.outbox_backoff_cap_seconds < settings.outbox_backoff_base_seconds:
         raise ConfigError("IM_OUTBOX_BACKOFF_CAP_SECONDS: must be at least the base")
     if settings.nats_url and not settings.nats_url.startswith(("nats://", "tls://")):

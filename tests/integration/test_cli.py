@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import stat
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -24,16 +22,7 @@ from typer.testing import CliRunner
 from incidents.app import Container, build_container, create_app
 from incidents.cli.main import app
 from incidents.store.engine import make_engine, writes
-from tests.conftest import event, grant_access, make_settings
-
-CONSOLE_SCRIPT = Path(sys.executable).with_name("incidents")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+from tests.conftest import CONSOLE_SCRIPT, event, free_port, grant_access, make_settings
 
 
 @dataclass

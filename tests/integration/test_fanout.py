@@ -21,9 +21,8 @@ import orjson
 import pytest
 
 from incidents.app import build_container
-from tests.conftest import event, grant_access, make_settings
+from tests.conftest import CONSOLE_SCRIPT, event, free_port, grant_access, make_settings
 from tests.integration.test_bus_nats import NATS_URL, Stream, _delete_stream, require_nats
-from tests.integration.test_cli import CONSOLE_SCRIPT, free_port
 from tests.integration.test_streams import SseClient
 
 

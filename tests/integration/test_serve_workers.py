@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.test_cli import CONSOLE_SCRIPT, free_port
+from tests.conftest import CONSOLE_SCRIPT, free_port
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="reads /proc; SO_REUSEPORT balances on Linux"

@@ -14,6 +14,7 @@ from incidents.api.docs import mount_docs
 from incidents.api.graphql import graphql_router
 from incidents.api.nul import refuse_nul
 from incidents.api.problems import install_problem_handlers
+from incidents.api.readiness import readiness_for
 
 if TYPE_CHECKING:
     from incidents.app import Container
@@ -31,6 +32,7 @@ def build_api(container: Container, routers: Sequence[APIRouter] = ()) -> FastAP
         finally:
             await container.feed.close()
             container.close()
+            app.state.readiness.close()
 
     app = FastAPI(
         title="Incidents",
@@ -49,6 +51,7 @@ def build_api(container: Container, routers: Sequence[APIRouter] = ()) -> FastAP
         dependencies=[Depends(refuse_nul)],
     )
     app.state.container = container
+    app.state.readiness = readiness_for(container)
     install_problem_handlers(app)
     app.include_router(health.router)
     mount_docs(app)

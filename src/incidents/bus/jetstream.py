@@ -35,6 +35,7 @@ from incidents.bus.message import (
     Subscription,
     subject_for,
 )
+from incidents.config import mask_url_password
 
 log = logging.getLogger(__name__)
 
@@ -183,6 +184,19 @@ class NatsBus:
             self._reader = None
         if self._nc is not None and not self._nc.is_closed:
             await self._nc.close()
+
+    def ping(self) -> None:
+        """Raise unless the NATS server answers and the stream exists (for readiness)."""
+        self._call(self._ping(), timeout=self._timeout + 1)
+
+    async def _ping(self) -> None:
+        nc, js = self._nc, self._js
+        if nc is None or js is None:
+            raise ConnectionError("the NATS bus is not connected")
+        if not nc.is_connected:
+            # The client reconnects by itself; until then nothing is published.
+            raise ConnectionError(f"disconnected from NATS at {mask_url_password(self._url)}")
+        await js.stream_info(self._stream)
 
     def publish(self, message: BusMessage) -> None:
         error = self.publish_many([message])[0]

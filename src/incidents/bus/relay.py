@@ -14,6 +14,7 @@ import logging
 import random
 import re
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -172,14 +173,37 @@ class OutboxRelay:
                 self._thread = threading.Thread(target=self._run, name="outbox-relay", daemon=True)
                 self._thread.start()
 
-    def stop(self) -> None:
-        """Stop after the batch in hand (undelivered rows stay for the next relay)."""
+    def stop(self, drain_seconds: float = 0.0) -> None:
+        """Stop after the batch in hand (undelivered rows stay for the next relay).
+
+        With ``drain_seconds``, a relay that was running then delivers the rows that
+        are due, for at most that long: a server shutting down hands on what it
+        committed rather than leave it for another relay's next poll (or its own next
+        start). One that never ran delivers nothing: its bus may not be connected.
+        """
         with self._lock:
             thread, self._thread = self._thread, None
-        if thread is not None:
-            self._stopping.set()
-            self._wake.set()
-            thread.join()
+        if thread is None:
+            return
+        self._stopping.set()
+        self._wake.set()
+        thread.join()
+        if drain_seconds > 0:
+            self._drain_until(time.monotonic() + drain_seconds)
+
+    def _drain_until(self, deadline: float) -> None:
+        delivered = 0
+        while time.monotonic() < deadline:
+            try:
+                handled = self.run_once()
+            except Exception:
+                log.exception("outbox relay: the final drain failed; rows stay queued")
+                return
+            if not handled:
+                break
+            delivered += handled
+        if delivered:
+            log.info("outbox relay: %d rows handled while stopping", delivered)
 
     def _run(self) -> None:
         while not self._stopping.is_set():

@@ -11,7 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemaining
 from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
-from incidents.cli import outbox
+from incidents.cli import backup, outbox
 from incidents.cli.client import CliError
 from incidents.config import mask_url_password
 from incidents.events.timeformat import format_micros
@@ -24,6 +24,8 @@ app = typer.Typer(help="Local administration (runs against IM_DATABASE_URL).", n
 token_app = typer.Typer(help="Create, list and revoke API tokens.", no_args_is_help=True)
 app.add_typer(token_app, name="token")
 app.add_typer(outbox.app, name="outbox")
+app.command("backup")(backup.backup_command)
+app.command("restore")(backup.restore_command)
 
 
 # The composition root is imported by the commands that use it, not at start-up:

@@ -44,5 +44,5 @@ def worker() -> None:
     try:
         stop.wait()
     finally:
-        running.close()
+        running.close(drain_seconds=settings.shutdown_drain_seconds)
     typer.echo("worker stopped", err=True)

@@ -22,6 +22,9 @@ from incidents.policy.model import REQUIRED_ROLE, Action, Decision, PolicyUnavai
 
 audit = logging.getLogger("incidents.audit")
 
+# Who readiness probes ask about; never a directory user (no '@').
+READINESS_SUBJECT = "readiness-probe"
+
 PDP_UNAVAILABLE = (
     "Policy Decision Point not responding: the request was refused because access "
     "could not be decided (check the policy service, its bundle and connectivity)"
@@ -142,6 +145,14 @@ class PolicyService:
                     time.monotonic() + self._cache_seconds,
                 )
         return decision
+
+    def ping(self) -> None:
+        """Raise :class:`PolicyUnavailable` unless the decision point decides (readiness).
+
+        Asks for a subject with no grants: it exercises the policy (or OPA) without
+        touching the directory.
+        """
+        self._pdp.decide(Subject(id=READINESS_SUBJECT))
 
     def require(self, decision: Decision, action: Action, resource: str) -> None:
         """Allow ``action`` on ``resource`` or raise :class:`PolicyDenied`; audit either way."""
