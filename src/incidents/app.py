@@ -21,6 +21,8 @@ from opentelemetry.sdk.trace.export import SpanExporter
 from opentelemetry.trace import Tracer
 from sqlalchemy import Engine
 
+from incidents.boards.projection import board_projection
+from incidents.boards.service import BoardService
 from incidents.bus.destination import BusDestination, Destination
 from incidents.bus.jetstream import NatsBus
 from incidents.bus.memory import InProcessBus
@@ -54,6 +56,7 @@ from incidents.policy.decision_point import (
 )
 from incidents.policy.service import PolicyService
 from incidents.store.alert_reader import AlertReader
+from incidents.store.board_reader import BoardReader
 from incidents.store.engine import Backend, backend_of, make_engine
 from incidents.store.event_reader import EventReader
 from incidents.store.incident_reader import IncidentReader
@@ -101,7 +104,7 @@ def load_configuration(env: Mapping[str, str] | None = None) -> Settings:
 
 def projections() -> Projections:
     """Every projection an append keeps current (and a rebuild folds again)."""
-    return Projections([incident_projection()])
+    return Projections([incident_projection(), board_projection()])
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,6 +255,9 @@ class Container:
     bus: Bus = field(default_factory=InProcessBus)
     # Delivers outbox rows; None when IM_OUTBOX_RELAY is off (`incidents worker` does it).
     relay: OutboxRelay | None = None
+    # Persona status boards (GET /api/v1/incidents/{id}/board, the console); built with
+    # the container.
+    boards: BoardService | None = None
 
     def start(self) -> None:
         """Start background work (the group-commit writer); build projections if new."""
@@ -349,6 +355,7 @@ def build_container(
         alerts=AlertReader(engine, cursors),
         bus=bus,
         relay=relay,
+        boards=BoardService(BoardReader(engine), incidents.reader),
     )
 
 

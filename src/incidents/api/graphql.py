@@ -27,6 +27,7 @@ from incidents.api.incidents import shown, shown_all
 from incidents.api.state import container_of
 from incidents.api.streams import Grant, recheck_seconds
 from incidents.api.timeline import timeline_filter
+from incidents.boards.personas import Persona as BoardPersona
 from incidents.incident.lifecycle import Status
 from incidents.incident.listing import incident_query
 from incidents.log.query import MAX_LIMIT, InvalidQuery
@@ -123,10 +124,13 @@ class TimelineEvent:
 
 @strawberry.type
 class StatusBoard:
-    """A persona's view of an incident (filled in by the status boards)."""
+    """A persona's view of an incident, as ``GET /incidents/{id}/board`` shows it."""
 
     persona: Persona
+    # The board's parts, one {"name", "value"} object each, in the REST document's order.
     sections: list[JSON]
+    # The whole board document.
+    board: JSON
 
 
 @strawberry.type
@@ -203,9 +207,25 @@ class Incident:
         rows = await run_in_threadpool(ctx.container.reader.page, filt, None, offset + limit)
         return [TimelineEvent.of(row, ctx.decision) for row in rows[offset:]]
 
-    @strawberry.field(description="A persona's status board (empty until boards exist).")
-    def status_board(self, persona: Persona) -> StatusBoard:
-        return StatusBoard(persona=persona, sections=[])
+    @strawberry.field(description="A persona's status board, through the caller's policy.")
+    async def status_board(
+        self, info: strawberry.Info[GraphQLContext, None], persona: Persona
+    ) -> StatusBoard:
+        ctx = info.context
+        chosen = BoardPersona(persona.value)
+        if chosen is BoardPersona.COMPLIANCE:
+            try:
+                ctx.container.policy.require(ctx.decision, Action.VERIFY, f"incident/{self.id}")
+            except PolicyDenied as exc:
+                raise PermissionError(str(exc)) from None
+        boards = ctx.container.boards
+        assert boards is not None, "the container builds the board service"
+        board = await run_in_threadpool(boards.board, str(self.id), chosen, ctx.decision)
+        if board is None:
+            raise ValueError(f"no incident {str(self.id)!r}")
+        sections: list[Any] = [{"name": name, "value": value} for name, value in board.items()]
+        document: Any = board
+        return StatusBoard(persona=persona, sections=sections, board=document)
 
     @strawberry.field(description="ITSM tickets linked to the incident.")
     def connected_tickets(self) -> list[ExternalTicket]:
