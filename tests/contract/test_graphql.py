@@ -78,7 +78,14 @@ def test_incident_query_with_timeline(site: Site) -> None:
     assert incident["status"] == "OPEN" and incident["labels"] == [{"key": "t", "value": "p"}]
     assert [e["eventType"] for e in incident["timeline"]] == ["im.incident.declare", "im.note.add"]
     assert incident["timeline"][1]["data"] == {"incident_id": "INC-1", "text": "rolled back"}
-    assert incident["statusBoard"] == {"persona": "COMMANDER", "sections": []}
+    board = incident["statusBoard"]
+    assert board["persona"] == "COMMANDER"
+    sections = {s["name"]: s["value"] for s in board["sections"]}
+    assert sections["status"] == "open" and sections["roles"] == {}
+    assert [e["event_type"] for e in sections["key_entries"]] == [
+        "im.note.add",
+        "im.incident.declare",
+    ]
     assert incident["connectedTickets"] == []
     offset = site.gql(
         'query { incident(id: "INC-1") { timeline(limit: 1, offset: 1) { eventType } } }'
