@@ -258,6 +258,8 @@ class Container:
     # Persona status boards (GET /api/v1/incidents/{id}/board, the console); built with
     # the container.
     boards: BoardService | None = None
+    # Keys the web console's CSRF proofs (see api/cookie_session.py).
+    console_secret: bytes = b""
 
     def start(self) -> None:
         """Start background work (the group-commit writer); build projections if new."""
@@ -356,6 +358,7 @@ def build_container(
         bus=bus,
         relay=relay,
         boards=BoardService(BoardReader(engine), incidents.reader),
+        console_secret=reader.instance_secret("console-csrf"),
     )
 
 
@@ -375,8 +378,11 @@ def _build_api(container: Container) -> FastAPI:
     # The web stack is loaded only by what serves HTTP, not by every CLI command.
     from incidents.api.factory import build_api
     from incidents.integrations.registry import routers
+    from incidents.web.console import mount_console
 
-    return build_api(container, routers())
+    app = build_api(container, routers())
+    mount_console(app)
+    return app
 
 
 def create_worker_app() -> FastAPI:

@@ -16,6 +16,7 @@ from incidents.incident.aggregate import Incident
 from incidents.incident.lifecycle import ACTIVE
 from incidents.incident.listing import IncidentQuery
 from incidents.incident.ports import IncidentStore
+from incidents.log.records import StoredEvent
 from incidents.policy.model import Action, Decision
 
 # The all-boards view shows at most this many open incidents, newest first.
@@ -50,6 +51,10 @@ class BoardService:
         found = self._incidents.page(query, decision.visibilities, None, MAX_OPEN_BOARDS)
         shown = [i for i in found if incident_shown(persona, i, decision)]
         return self._render(shown, persona, decision, summary=True)
+
+    def events_at(self, positions: list[int]) -> dict[int, StoredEvent]:
+        """Stored events by position (callers pass each through the redaction path)."""
+        return self._boards.events_at(positions)
 
     def _render(
         self, incidents: list[Incident], persona: Persona, decision: Decision, *, summary: bool
