@@ -84,6 +84,7 @@ def _render(
         can_write=bool(decision and decision.allows(Action.INCIDENT_WRITE)),
         can_close=bool(decision and decision.allows(Action.INCIDENT_CLOSE)),
         can_append=bool(decision and decision.allows(Action.APPEND)),
+        can_export=bool(decision and decision.allows(Action.EXPORT)),
         csrf=csrf,
         **context,
     )
