@@ -22,6 +22,7 @@ import httpx
 import pytest
 
 from incidents.app import build_container
+from incidents.events.envelope import normalize
 from incidents.policy.model import ATTRIBUTES
 from tests.conftest import event, grant_access, make_settings
 from tests.integration.test_cli import free_port
@@ -49,9 +50,46 @@ pytestmark = pytest.mark.skipif(
 
 @dataclass
 class Running:
+    """``incidents serve`` as a subprocess on a fixed port, which can be restarted."""
+
     url: str
+    port: int
+    database: str
     admin: str
     reader: str
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        env = {**os.environ, "IM_DATABASE_URL": self.database, "IM_STREAM_HEARTBEAT_SECONDS": "1"}
+        self.process = subprocess.Popen(
+            [str(CONSOLE_SCRIPT), "serve", "--host", "127.0.0.1", "--port", str(self.port)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.process.kill()
+                _, err = self.process.communicate()
+                pytest.fail(f"incidents serve did not start: {err.decode()[-2000:]}")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
 
 
 @pytest.fixture(scope="module")
@@ -72,35 +110,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     _, reader = container.tokens.create("rex@example.com")
     container.close()
     port = free_port()
-    env = {**os.environ, "IM_DATABASE_URL": database, "IM_STREAM_HEARTBEAT_SECONDS": "1"}
-    process = subprocess.Popen(
-        [str(CONSOLE_SCRIPT), "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            _, err = process.communicate()
-            pytest.fail(f"incidents serve did not start: {err.decode()[-2000:]}")
-        time.sleep(0.1)
+    running = Running(f"http://127.0.0.1:{port}", port, database, admin, reader)
+    running.start()
     try:
-        yield Running(url, admin, reader)
+        yield running
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        running.stop()
 
 
 @pytest.fixture(scope="module")
@@ -213,6 +228,30 @@ def test_declare_watch_live_events_and_change_status(
         "resolved",
         "open",
     ]
+
+    # A dropped connection: the server goes away, events are stored meanwhile, and
+    # once it is back the page shows each of them once (the browser resumes with
+    # Last-Event-ID, the server continues after it).
+    server.stop()
+    sync_api.expect(page.locator("#live")).not_to_have_text("live", timeout=LIVE_WITHIN_MS)
+    offline = build_container(make_settings(server.database))
+    offline.start()
+    try:
+        missed = [
+            normalize(event(f"gap-{n}", incident="INC-1", time=None, data={"note": f"away {n}"}))
+            for n in range(3)
+        ]
+        offline.timeline.submit(missed, "ada@example.com").result()
+    finally:
+        offline.close()
+    server.start()
+    for n in range(3):
+        sync_api.expect(page.locator("#timeline")).to_contain_text(
+            f"away {n}", timeout=3 * LIVE_WITHIN_MS
+        )
+    sync_api.expect(page.locator("#live")).to_have_text("live")
+    for n in range(3):
+        assert page.locator(".entry-content", has_text=f"away {n}").count() == 1
 
     page.get_by_label("Add a note").fill("watching the error rate")
     page.get_by_role("button", name="Add note").click()
