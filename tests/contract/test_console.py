@@ -82,6 +82,15 @@ def test_pages_need_a_session_and_sign_in_keeps_the_token_out_of_urls(console: C
     )
     assert bad.status_code == 401 and "unknown, revoked or expired" in bad.text
     token = console.token()
+    elsewhere = anonymous.post(
+        "/sign-in",
+        content=f"token={token}",
+        headers={
+            "Content-Type": "application/x-www-form-urlencoded",
+            "Origin": "https://evil.example",
+        },
+    )
+    assert elsewhere.status_code == 403 and "set-cookie" not in elsewhere.headers
     resp = anonymous.post(
         "/sign-in",
         content=f"token={token}",

@@ -104,6 +104,16 @@ async def sign_in_page(request: Request) -> Response:
     return _render(request, "sign_in.html", None, error=None)
 
 
+def _same_origin(request: Request) -> bool:
+    """Whether a form post comes from this site (browsers send Origin with POSTs);
+    refuses signing a browser in, or out, from another site's page."""
+    origin = request.headers.get("origin")
+    if origin is None or origin == "null":
+        return origin is None
+    host = request.headers.get("host", "")
+    return origin.split("://", 1)[-1] == host
+
+
 async def _valid(request: Request, token: str) -> bool:
     container = container_of(request)
     if container.oidc is not None and not token.startswith(TOKEN_PREFIX) and looks_like_jwt(token):
@@ -118,6 +128,8 @@ async def _valid(request: Request, token: str) -> bool:
 @router.post("/sign-in")
 async def sign_in(request: Request) -> Response:
     """Check the token and keep it in an HttpOnly, SameSite=Strict session cookie."""
+    if not _same_origin(request):
+        return Response("sign in from this site's own page", 403, headers=_HEADERS)
     raw = await request.body()
     form = parse_qs(raw[:MAX_SIGN_IN_BODY].decode("utf-8", "replace"))
     token = (form.get("token") or [""])[0].strip()
@@ -144,6 +156,8 @@ async def sign_in(request: Request) -> Response:
 @router.post("/sign-out")
 async def sign_out(request: Request) -> Response:
     """Forget the session cookie (the form carries the page's CSRF proof)."""
+    if not _same_origin(request):
+        return Response("sign out from this site's own page", 403, headers=_HEADERS)
     raw = await request.body()
     form = parse_qs(raw[:MAX_SIGN_IN_BODY].decode("utf-8", "replace"))
     token = request.cookies.get(COOKIE, "")
