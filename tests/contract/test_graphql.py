@@ -208,6 +208,28 @@ def test_subscriptions_follow_appends_and_respect_policy(site: Site) -> None:
         assert updated == {"id": "INC-1", "status": "MITIGATED"}
 
 
+def test_a_board_subscription_follows_the_incident(site: Site) -> None:
+    site.declare(title="Checkout errors")
+    headers = site.auth("cora")
+    with site.client.websocket_connect(
+        "/graphql", subprotocols=["graphql-transport-ws"], headers=headers
+    ) as ws:
+        _subscribe(
+            ws,
+            "subscription S($id: ID!) { statusBoardUpdated(incidentId: $id, persona: EXECUTIVE)"
+            " { persona board } }",
+            {"id": "INC-1"},
+        )
+        _registered(site)
+        site.client.post(
+            "/api/v1/incidents/INC-1/status", json={"status": "mitigated"}, headers=headers
+        )
+        updated = _next(ws)["data"]["statusBoardUpdated"]
+        assert updated["persona"] == "EXECUTIVE"
+        assert updated["board"]["status"] == "mitigated"
+        assert " is monitoring;" in updated["board"]["summary"]
+
+
 def test_a_subscription_ends_when_its_token_is_revoked(site: Site) -> None:
     site.declare(title="Checkout errors")
     with site.client.websocket_connect(

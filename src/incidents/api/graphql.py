@@ -211,21 +211,10 @@ class Incident:
     async def status_board(
         self, info: strawberry.Info[GraphQLContext, None], persona: Persona
     ) -> StatusBoard:
-        ctx = info.context
-        chosen = BoardPersona(persona.value)
-        if chosen is BoardPersona.COMPLIANCE:
-            try:
-                ctx.container.policy.require(ctx.decision, Action.VERIFY, f"incident/{self.id}")
-            except PolicyDenied as exc:
-                raise PermissionError(str(exc)) from None
-        boards = ctx.container.boards
-        assert boards is not None, "the container builds the board service"
-        board = await run_in_threadpool(boards.board, str(self.id), chosen, ctx.decision)
+        board = await _status_board(info.context, str(self.id), persona)
         if board is None:
             raise ValueError(f"no incident {str(self.id)!r}")
-        sections: list[Any] = [{"name": name, "value": value} for name, value in board.items()]
-        document: Any = board
-        return StatusBoard(persona=persona, sections=sections, board=document)
+        return board
 
     @strawberry.field(description="ITSM tickets linked to the incident.")
     def connected_tickets(self) -> list[ExternalTicket]:
@@ -347,8 +336,46 @@ class _Follow:
             sub.close()
 
 
+async def _status_board(
+    ctx: GraphQLContext, incident_id: str, persona: Persona
+) -> StatusBoard | None:
+    """The board as ``GET /incidents/{id}/board`` shows it; None if not visible."""
+    chosen = BoardPersona(persona.value)
+    if chosen is BoardPersona.COMPLIANCE:
+        try:
+            ctx.container.policy.require(ctx.decision, Action.VERIFY, f"incident/{incident_id}")
+        except PolicyDenied as exc:
+            raise PermissionError(str(exc)) from None
+    boards = ctx.container.boards
+    assert boards is not None, "the container builds the board service"
+    board = await run_in_threadpool(boards.board, incident_id, chosen, ctx.decision)
+    if board is None:
+        return None
+    sections: list[Any] = [{"name": name, "value": value} for name, value in board.items()]
+    document: Any = board
+    return StatusBoard(persona=persona, sections=sections, board=document)
+
+
 @strawberry.type
 class Subscription:
+    @strawberry.subscription(
+        description="The persona's status board each time the incident's timeline grows."
+    )
+    async def status_board_updated(
+        self,
+        info: strawberry.Info[GraphQLContext, None],
+        incident_id: strawberry.ID,
+        persona: Persona,
+    ) -> AsyncGenerator[StatusBoard, None]:
+        ctx = info.context
+        current = await _status_board(ctx, str(incident_id), persona)
+        if current is None:
+            raise ValueError(f"no incident {str(incident_id)!r}")
+        async for _rows in _Follow(ctx, str(incident_id))():
+            board = await _status_board(ctx, str(incident_id), persona)
+            if board is not None:
+                yield board
+
     @strawberry.subscription(description="The incident each time one of its events is appended.")
     async def incident_updated(
         self, info: strawberry.Info[GraphQLContext, None], id: strawberry.ID
