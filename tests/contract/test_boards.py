@@ -191,6 +191,10 @@ def test_the_customer_view_names_no_one_and_shows_only_public_events(
     assert site.board(full, hidden, "responder").status_code == 200
     listed = site.client.get("/api/v1/boards", params={"persona": "customer"}, headers=full)
     assert [b["incident_id"] for b in listed.json()["boards"]] == [incident]
+    # The responders' description is not a public statement.
+    described = _declare(site, writer, description="MK-INTERNAL-DESC db01 failover by bob")
+    assert "MK-INTERNAL-DESC" not in site.board(full, described, "customer").text
+    assert "MK-INTERNAL-DESC" in site.board(full, described, "responder").text
 
 
 def test_boards_pass_the_policy_decision(seeded: tuple[Site, str]) -> None:

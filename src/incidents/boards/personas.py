@@ -186,16 +186,17 @@ def _timing(incident: Incident, now_us: int) -> dict[str, Any]:
 
 
 def _impact(doc: Mapping[str, Any]) -> dict[str, Any]:
-    labels = doc.get("labels") if isinstance(doc.get("labels"), dict) else {}
+    raw_labels = doc.get("labels")
+    labels: Mapping[str, Any] = raw_labels if isinstance(raw_labels, dict) else {}
     services = [doc["service"]] if doc.get("service") else []
     for name in ("services", "affected_services", "affected"):
-        raw = labels.get(name) if isinstance(labels, dict) else None
+        raw = labels.get(name)
         if isinstance(raw, str):
             services.extend(s.strip() for s in raw.split(",") if s.strip())
     return {
         "description": doc.get("description") or "",
         "affected_services": list(dict.fromkeys(services)),
-        "impact": labels.get("impact") if isinstance(labels, dict) else None,
+        "impact": labels.get("impact"),
     }
 
 
@@ -254,12 +255,14 @@ def _sentence(doc: Mapping[str, Any], incident: Incident, now_us: int) -> str:
 
 
 def _public_entry(entry: Mapping[str, Any]) -> dict[str, Any]:
-    # No actors, sources or raw data: a status page names no one.
+    # No actors, sources or raw data: a status page names no one. The declaration's
+    # text is the responders' description, not a public statement: only its title.
+    declared = entry["event_type"] == "im.incident.declare"
     return {
         "event_time": entry["event_time"],
         "event_type": entry["event_type"],
         "title": entry["title"],
-        "content": entry.get("content"),
+        "content": None if declared else entry.get("content"),
     }
 
 
