@@ -25,33 +25,28 @@ def board_row(state: BoardState) -> tuple[Any, ...]:
 
 
 class BoardSession:
-    """Board states loaded for one transaction, written back by :meth:`flush`."""
+    """Boards changed in one transaction, written back by :meth:`flush`.
+
+    Nothing in a transaction reads a board, so folding is deferred: events are
+    queued per incident, and :meth:`flush` loads every board they touch in one query,
+    applies them in order and saves them in one statement. Alerts that correlation
+    places on an incident as it goes would otherwise cost a query each.
+    """
 
     def __init__(self, rows: ProjectionRows) -> None:
         self._rows = rows
         self._boards: dict[str, BoardState | None] = {}
-        self._dirty: set[str] = set()
+        # Per incident, in log order: (row, its data, its data classes, rehash).
+        self._pending: dict[str, list[tuple[StoredEvent, object, list[str], bool]]] = {}
 
     def prepare(self, events: Sequence[Event]) -> None:
-        """Load the boards of every incident the events name, in one query."""
-        self._load(e.incident_id for e in events if e.incident_id is not None)
-
-    def _load(self, incident_ids: Any) -> None:
-        missing = [i for i in set(incident_ids) if i not in self._boards]
-        if not missing:
-            return
-        found = self._rows.load(TABLE, missing)
-        for incident_id in missing:
-            row = found.get(incident_id)
-            self._boards[incident_id] = BoardState.from_json(bytes(row[-1])) if row else None
+        """Nothing to load ahead: boards are loaded together when flushed."""
 
     def fold(self, row: StoredEvent, event: Event | None = None) -> None:
-        """Fold an event of an incident into that incident's board."""
+        """Queue an event of an incident for that incident's board."""
         incident_id = row.incident_id
         if incident_id is None:
             return
-        if incident_id not in self._boards:
-            self._load([incident_id])
         if event is not None:
             data: object = event.data if event.has_data else None
             tags = event.data_class
@@ -59,18 +54,29 @@ class BoardSession:
         else:
             body = orjson.loads(row.body) if row.body else {}
             data = body.get("data")
-        state = self._boards[incident_id]
-        if state is None:
-            state = self._boards[incident_id] = BoardState(incident_id)
-        state.fold(row, data, data_classes_of(body), rehash=event is None)
-        self._dirty.add(incident_id)
+        # A row the writer has just hashed is not hashed again (its link is checked).
+        item = (row, data, data_classes_of(body), event is None)
+        self._pending.setdefault(incident_id, []).append(item)
 
     def flush(self) -> None:
-        if not self._dirty:
+        if not self._pending:
             return
-        changed = [self._boards[i] for i in sorted(self._dirty)]
-        self._rows.save(TABLE, [board_row(s) for s in changed if s is not None])
-        self._dirty.clear()
+        missing = [i for i in self._pending if i not in self._boards]
+        if missing:
+            found = self._rows.load(TABLE, missing)
+            for incident_id in missing:
+                row = found.get(incident_id)
+                self._boards[incident_id] = BoardState.from_json(bytes(row[-1])) if row else None
+        changed: list[BoardState] = []
+        for incident_id in sorted(self._pending):
+            state = self._boards[incident_id]
+            if state is None:
+                state = self._boards[incident_id] = BoardState(incident_id)
+            for row, data, classes, rehash in self._pending[incident_id]:
+                state.fold(row, data, classes, rehash=rehash)
+            changed.append(state)
+        self._pending.clear()
+        self._rows.save(TABLE, [board_row(state) for state in changed])
 
 
 def board_projection() -> ProjectionSpec:
