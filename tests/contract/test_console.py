@@ -191,3 +191,33 @@ def test_unnamed_frames_carry_the_position_but_no_event_name(console: Console) -
     frame = sse_frame(row, decision, named=False)
     assert frame.startswith(b"id: 1\ndata: {") and b"\nevent:" not in frame
     assert sse_frame(row, decision).startswith(b"id: 1\nevent: im.incident.declare\n")
+
+
+def test_acknowledging_an_alert_keeps_its_description(console: Console) -> None:
+    client = console.browser(console.token())
+    csrf = _csrf(client.get("/").text)
+    headers = {"X-CSRF-Token": csrf, "Content-Type": "application/cloudevents+json"}
+    alert = {"key": "am:db-down", "provider": "alertmanager", "summary": "db down"}
+    trigger = {
+        "specversion": "1.0",
+        "id": "a-1",
+        "source": "alertmanager://prod",
+        "type": "im.alert.trigger",
+        "data": {"alert": {**alert, "severity": "critical", "service": "db"}},
+    }
+    assert client.post("/api/v1/timeline/events", json=trigger, headers=headers).is_success
+    # What the alerts page's button sends.
+    ack = {
+        "specversion": "1.0",
+        "id": "a-2",
+        "source": "im://console",
+        "type": "im.alert.acknowledge",
+        "data": {"alert": {"key": "am:db-down", "provider": "alertmanager"}},
+    }
+    assert client.post("/api/v1/timeline/events", json=ack, headers=headers).is_success
+    listed = client.get("/api/v1/alerts").json()["alerts"]
+    assert [(a["key"], a["summary"], a["alert"]["service"]) for a in listed] == [
+        ("am:db-down", "db down", "db")
+    ]
+    page = client.get("/alerts").text
+    assert "acknowledged" in page and "db down" in page
