@@ -24,7 +24,7 @@ import pytest
 from incidents.app import build_container
 from incidents.events.envelope import normalize
 from incidents.policy.model import ATTRIBUTES
-from tests.conftest import event, grant_access, make_settings
+from tests.conftest import REQUIRE_SERVICES, event, grant_access, make_settings
 from tests.integration.test_cli import free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -43,9 +43,6 @@ CONSOLE_SCRIPT = Path(sys.executable).with_name("incidents")
 LIVE_WITHIN_MS = 5_000
 
 sync_api = pytest.importorskip("playwright.sync_api")
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(), reason="needs Debian's chromium (make test installs it)"
-)
 
 
 @dataclass
@@ -120,6 +117,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[sync_api.Browser]:
+    if not CHROMIUM.exists():
+        # CI (IM_REQUIRE_SERVICES=1) must run these: a missing browser is a failure.
+        missing = "needs Debian's chromium at /usr/bin/chromium (make test installs it)"
+        if REQUIRE_SERVICES:
+            pytest.fail(missing)
+        pytest.skip(missing)
     with sync_api.sync_playwright() as playwright:
         launched = playwright.chromium.launch(
             executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
@@ -169,7 +172,7 @@ def _append(server: Running, token: str, body: dict[str, object]) -> None:
 
 
 def test_declare_watch_live_events_and_change_status(
-    server: Running, browser: sync_api.Browser
+    browser: sync_api.Browser, server: Running
 ) -> None:
     context = browser.new_context(viewport={"width": 1280, "height": 860})
     page = context.new_page()
@@ -315,7 +318,7 @@ def test_declare_watch_live_events_and_change_status(
 
 
 def test_a_reader_without_clearance_sees_redacted(
-    server: Running, browser: sync_api.Browser
+    browser: sync_api.Browser, server: Running
 ) -> None:
     httpx.post(
         f"{server.url}/api/v1/incidents",
