@@ -356,4 +356,13 @@ def test_a_reader_without_clearance_sees_redacted(
     assert page.get_by_label("Change status").count() == 0
     assert page.get_by_role("link", name="Markdown").count() == 0
     _shot(page, "redacted")
+
+    # The keyboard alone: the first Tab reaches the skip link, and the persona list
+    # changes the board without a mouse.
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Skip to content"
+    page.get_by_label("Persona").focus()
+    page.keyboard.press("ArrowDown")
+    sync_api.expect(page).to_have_url(f"{server.url}/incidents/{incident}?persona=commander")
+    sync_api.expect(page.locator("#board")).to_contain_text("Open actions")
     context.close()
