@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: run test lint typecheck pytest install install-dev clean
+.PHONY: run test lint typecheck pytest install install-dev clean browser screenshots
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,8 +33,24 @@ lint: install-dev
 typecheck: install-dev
 	$(BIN)/mypy src
 
-pytest: install-dev
+# Debian's chromium for the console's browser tests (Playwright drives it; it never
+# downloads browsers of its own). CI starts on a fresh machine, so install when missing.
+browser:
+	@if [ ! -x /usr/bin/chromium ]; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; \
+		else \
+			echo "chromium is missing: sudo apt-get install chromium chromium-driver"; \
+		fi; \
+	fi
+
+pytest: install-dev browser
 	$(BIN)/pytest -q
+
+# Screenshots of the console's main pages for the docs (docs/images/).
+screenshots: install-dev browser
+	IM_SCREENSHOT_DIR=docs/images $(BIN)/pytest -q tests/integration/test_console_browser.py
 
 test: lint typecheck pytest
 

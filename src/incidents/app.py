@@ -21,6 +21,8 @@ from opentelemetry.sdk.trace.export import SpanExporter
 from opentelemetry.trace import Tracer
 from sqlalchemy import Engine
 
+from incidents.boards.projection import board_projection
+from incidents.boards.service import BoardService
 from incidents.bus.destination import BusDestination, Destination
 from incidents.bus.jetstream import NatsBus
 from incidents.bus.memory import InProcessBus
@@ -54,6 +56,7 @@ from incidents.policy.decision_point import (
 )
 from incidents.policy.service import PolicyService
 from incidents.store.alert_reader import AlertReader
+from incidents.store.board_reader import BoardReader
 from incidents.store.engine import Backend, backend_of, make_engine
 from incidents.store.event_reader import EventReader
 from incidents.store.incident_reader import IncidentReader
@@ -101,7 +104,7 @@ def load_configuration(env: Mapping[str, str] | None = None) -> Settings:
 
 def projections() -> Projections:
     """Every projection an append keeps current (and a rebuild folds again)."""
-    return Projections([incident_projection()])
+    return Projections([incident_projection(), board_projection()])
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,6 +273,11 @@ class Container:
     bus: Bus = field(default_factory=InProcessBus)
     # Delivers outbox rows; None when IM_OUTBOX_RELAY is off (`incidents worker` does it).
     relay: OutboxRelay | None = None
+    # Persona status boards (GET /api/v1/incidents/{id}/board, the console); built with
+    # the container.
+    boards: BoardService | None = None
+    # Keys the web console's CSRF proofs (see api/cookie_session.py).
+    console_secret: bytes = b""
 
     def start(self) -> None:
         """Start background work (the group-commit writer); build projections if new."""
@@ -367,6 +375,8 @@ def build_container(
         alerts=AlertReader(engine, cursors),
         bus=bus,
         relay=relay,
+        boards=BoardService(BoardReader(engine), incidents.reader),
+        console_secret=reader.instance_secret("console-csrf"),
     )
 
 
@@ -386,8 +396,11 @@ def _build_api(container: Container) -> FastAPI:
     # The web stack is loaded only by what serves HTTP, not by every CLI command.
     from incidents.api.factory import build_api
     from incidents.integrations.registry import routers
+    from incidents.web.console import mount_console
 
-    return build_api(container, routers())
+    app = build_api(container, routers())
+    mount_console(app)
+    return app
 
 
 def create_worker_app() -> FastAPI:

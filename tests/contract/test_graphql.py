@@ -78,7 +78,14 @@ def test_incident_query_with_timeline(site: Site) -> None:
     assert incident["status"] == "OPEN" and incident["labels"] == [{"key": "t", "value": "p"}]
     assert [e["eventType"] for e in incident["timeline"]] == ["im.incident.declare", "im.note.add"]
     assert incident["timeline"][1]["data"] == {"incident_id": "INC-1", "text": "rolled back"}
-    assert incident["statusBoard"] == {"persona": "COMMANDER", "sections": []}
+    board = incident["statusBoard"]
+    assert board["persona"] == "COMMANDER"
+    sections = {s["name"]: s["value"] for s in board["sections"]}
+    assert sections["status"] == "open" and sections["roles"] == {}
+    assert [e["event_type"] for e in sections["key_entries"]] == [
+        "im.note.add",
+        "im.incident.declare",
+    ]
     assert incident["connectedTickets"] == []
     offset = site.gql(
         'query { incident(id: "INC-1") { timeline(limit: 1, offset: 1) { eventType } } }'
@@ -199,6 +206,28 @@ def test_subscriptions_follow_appends_and_respect_policy(site: Site) -> None:
         )
         updated = _next(ws)["data"]["incidentUpdated"]
         assert updated == {"id": "INC-1", "status": "MITIGATED"}
+
+
+def test_a_board_subscription_follows_the_incident(site: Site) -> None:
+    site.declare(title="Checkout errors")
+    headers = site.auth("cora")
+    with site.client.websocket_connect(
+        "/graphql", subprotocols=["graphql-transport-ws"], headers=headers
+    ) as ws:
+        _subscribe(
+            ws,
+            "subscription S($id: ID!) { statusBoardUpdated(incidentId: $id, persona: EXECUTIVE)"
+            " { persona board } }",
+            {"id": "INC-1"},
+        )
+        _registered(site)
+        site.client.post(
+            "/api/v1/incidents/INC-1/status", json={"status": "mitigated"}, headers=headers
+        )
+        updated = _next(ws)["data"]["statusBoardUpdated"]
+        assert updated["persona"] == "EXECUTIVE"
+        assert updated["board"]["status"] == "mitigated"
+        assert " is monitoring;" in updated["board"]["summary"]
 
 
 def test_a_subscription_ends_when_its_token_is_revoked(site: Site) -> None:

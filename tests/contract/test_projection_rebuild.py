@@ -286,6 +286,8 @@ def test_rebuild_after_a_known_history(container: Container) -> None:
     }
     assert len(live["alerts"]) == 3
     assert live["correlation_groups"]
+    # Every incident has a board, and the boards are rebuilt like the rest.
+    assert [r[0] for r in live["boards"]] == ["INC-1", "INC-2", "INC-3", "INC-4"]
     container.incidents.rebuild()
     assert snapshot(container.engine) == live
 

@@ -65,6 +65,11 @@ def _entry(item: ListedAlert, decision: Decision) -> dict[str, Any]:
     }
 
 
+def listed_alert(item: ListedAlert, decision: Decision) -> dict[str, Any]:
+    """One alert as the listing shows it to this reader (the console shows the same)."""
+    return _entry(item, decision)
+
+
 @router.get("/alerts", summary="List alerts")
 async def list_alerts(
     request: Request,

@@ -14,6 +14,7 @@ from fastapi import Depends
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection
 
+from incidents.api.cookie_session import CsrfRefused, cookie_credential
 from incidents.api.problems import Problem
 from incidents.identity.directory import DirectoryError
 from incidents.identity.oidc import OidcError, OidcUnavailable, OidcVerifier, looks_like_jwt
@@ -34,6 +35,18 @@ def _unauthorized(detail: str) -> Problem:
 async def authenticate(request: HTTPConnection) -> str:
     """The subject (user) calling, from the bearer token; 401 problem if there is none."""
     header = request.headers.get("authorization")
+    if not header:
+        # The web console's session cookie stands in for the header (see cookie_session).
+        try:
+            cookie = cookie_credential(request, request.app.state.container.console_secret)
+        except CsrfRefused:
+            raise Problem(
+                403,
+                "csrf-refused",
+                "a console request that changes state needs the page's X-CSRF-Token header",
+            ) from None
+        if cookie is not None:
+            header = f"Bearer {cookie}"
     if not header:
         raise _unauthorized(
             "this endpoint needs Authorization: Bearer TOKEN "

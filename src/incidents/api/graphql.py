@@ -34,6 +34,7 @@ from incidents.api.problems import malformed_body
 from incidents.api.state import container_of
 from incidents.api.streams import Grant, recheck_seconds
 from incidents.api.timeline import timeline_filter
+from incidents.boards.personas import Persona as BoardPersona
 from incidents.config import Settings
 from incidents.events.parsing import MalformedBody, loads_body
 from incidents.incident.lifecycle import Status
@@ -132,10 +133,13 @@ class TimelineEvent:
 
 @strawberry.type
 class StatusBoard:
-    """A persona's view of an incident (filled in by the status boards)."""
+    """A persona's view of an incident, as ``GET /incidents/{id}/board`` shows it."""
 
     persona: Persona
+    # The board's parts, one {"name", "value"} object each, in the REST document's order.
     sections: list[JSON]
+    # The whole board document.
+    board: JSON
 
 
 @strawberry.type
@@ -212,9 +216,14 @@ class Incident:
         rows = await run_in_threadpool(ctx.container.reader.page, filt, None, offset + limit)
         return [TimelineEvent.of(row, ctx.decision) for row in rows[offset:]]
 
-    @strawberry.field(description="A persona's status board (empty until boards exist).")
-    def status_board(self, persona: Persona) -> StatusBoard:
-        return StatusBoard(persona=persona, sections=[])
+    @strawberry.field(description="A persona's status board, through the caller's policy.")
+    async def status_board(
+        self, info: strawberry.Info[GraphQLContext, None], persona: Persona
+    ) -> StatusBoard:
+        board = await _status_board(info.context, str(self.id), persona)
+        if board is None:
+            raise ValueError(f"no incident {str(self.id)!r}")
+        return board
 
     @strawberry.field(description="ITSM tickets linked to the incident.")
     def connected_tickets(self) -> list[ExternalTicket]:
@@ -339,8 +348,46 @@ class _Follow:
             sub.close()
 
 
+async def _status_board(
+    ctx: GraphQLContext, incident_id: str, persona: Persona
+) -> StatusBoard | None:
+    """The board as ``GET /incidents/{id}/board`` shows it; None if not visible."""
+    chosen = BoardPersona(persona.value)
+    if chosen is BoardPersona.COMPLIANCE:
+        try:
+            ctx.container.policy.require(ctx.decision, Action.VERIFY, f"incident/{incident_id}")
+        except PolicyDenied as exc:
+            raise PermissionError(str(exc)) from None
+    boards = ctx.container.boards
+    assert boards is not None, "the container builds the board service"
+    board = await run_in_threadpool(boards.board, incident_id, chosen, ctx.decision)
+    if board is None:
+        return None
+    sections: list[Any] = [{"name": name, "value": value} for name, value in board.items()]
+    document: Any = board
+    return StatusBoard(persona=persona, sections=sections, board=document)
+
+
 @strawberry.type
 class Subscription:
+    @strawberry.subscription(
+        description="The persona's status board each time the incident's timeline grows."
+    )
+    async def status_board_updated(
+        self,
+        info: strawberry.Info[GraphQLContext, None],
+        incident_id: strawberry.ID,
+        persona: Persona,
+    ) -> AsyncGenerator[StatusBoard, None]:
+        ctx = info.context
+        current = await _status_board(ctx, str(incident_id), persona)
+        if current is None:
+            raise ValueError(f"no incident {str(incident_id)!r}")
+        async for _rows in _Follow(ctx, str(incident_id))():
+            board = await _status_board(ctx, str(incident_id), persona)
+            if board is not None:
+                yield board
+
     @strawberry.subscription(description="The incident each time one of its events is appended.")
     async def incident_updated(
         self, info: strawberry.Info[GraphQLContext, None], id: strawberry.ID

@@ -64,9 +64,12 @@ def _filter(decision: Decision, types: list[str] | None, incident: str | None) -
     )
 
 
-def sse_frame(row: StoredEvent, decision: Decision) -> bytes:
-    """One event as an SSE frame: ``id`` is its position, ``event`` its type."""
+def sse_frame(row: StoredEvent, decision: Decision, *, named: bool = True) -> bytes:
+    """One event as an SSE frame: ``id`` is its position, ``event`` its type (left out
+    when not ``named``: EventSource hands unnamed frames to one ``message`` handler)."""
     data = orjson.dumps(to_entry(row, decision))
+    if not named:
+        return b"id: %d\ndata: %s\n\n" % (row.position, data)
     # Types are validated without line breaks; stored ones are made safe all the same.
     kind = row.type.replace("\r", " ").replace("\n", " ").encode()
     return b"id: %d\nevent: %s\ndata: %s\n\n" % (row.position, kind, data)
@@ -120,6 +123,7 @@ async def _sse(
     resume: int | None,
     grant: Grant,
     heartbeat: float,
+    named: bool = True,
 ) -> AsyncIterator[bytes]:
     # Subscribed here, not before the response: a client gone before the first byte
     # leaves no subscription behind.
@@ -136,7 +140,7 @@ async def _sse(
             if rows is None:
                 yield b": heartbeat\n\n"
                 continue
-            yield b"".join(sse_frame(row, grant.decision) for row in rows)
+            yield b"".join(sse_frame(row, grant.decision, named=named) for row in rows)
     finally:
         sub.close()
 
@@ -148,6 +152,7 @@ async def _open_stream(
     types: list[str] | None,
     last_event_id: str | None,
     after: str | None,
+    named: bool = True,
 ) -> StreamingResponse:
     container = container_of(request)
     try:
@@ -165,7 +170,14 @@ async def _open_stream(
         raise Problem(404, "incident-not-found", f"no incident {incident!r}")
     grant = Grant(request, decision, recheck_seconds(container))
     return StreamingResponse(
-        _sse(container.feed, filt, resume, grant, container.settings.stream_heartbeat_seconds),
+        _sse(
+            container.feed,
+            filt,
+            resume,
+            grant,
+            container.settings.stream_heartbeat_seconds,
+            named,
+        ),
         media_type=SSE_MEDIA_TYPE,
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
@@ -209,10 +221,13 @@ async def stream_incident(
     after: Annotated[
         str | None, Query(alias="last_event_id", description="Resume after this frame id")
     ] = None,
+    named: Annotated[
+        bool, Query(description="false: frames carry no event name (one EventSource handler)")
+    ] = True,
 ) -> StreamingResponse:
     """New events of one incident, as SSE frames."""
     require(request, decision, Action.READ, f"incident/{incident_id}")
-    return await _open_stream(request, decision, incident_id, type_, last_event_id, after)
+    return await _open_stream(request, decision, incident_id, type_, last_event_id, after, named)
 
 
 @router.websocket("/events/ws")

@@ -33,6 +33,8 @@ PROJECTED_TYPES = INCIDENT_TYPES | ALERT_TYPES
 # Types whose incident the fold may load (prefetched for a batch in one query).
 _FOLDED_PREFIXES = ("im.incident.", "im.alert.", "im.note.")
 _COUNTER = "incident_number"
+# Alert document keys that identify an alert without describing it.
+_IDENTITY_ONLY = frozenset({"key", "provider"})
 
 
 def _micros(value: object, default: int) -> int:
@@ -238,7 +240,9 @@ class ProjectionSession:
         record.events += 1
         record.last_us = max(record.last_us, fact.time_us)
         record.last_position = fact.position
-        if doc:
+        # A document that only names the alert (an acknowledgement from the console
+        # says which alert, not what it is) leaves the description as it was.
+        if doc and not doc.keys() <= _IDENTITY_ONLY:
             record.alert = doc
             severity = doc.get("severity")
             summary = doc.get("summary") or doc.get("name")

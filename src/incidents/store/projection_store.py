@@ -14,6 +14,7 @@ from sqlalchemy import BigInteger, Integer, LargeBinary, Table
 
 from incidents.store.schema import (
     alerts,
+    boards,
     correlation_groups,
     incident_labels,
     incidents,
@@ -21,7 +22,8 @@ from incidents.store.schema import (
 )
 
 PROJECTION_TABLES: dict[str, Table] = {
-    t.name: t for t in (incidents, incident_labels, alerts, correlation_groups, projection_meta)
+    t.name: t
+    for t in (incidents, incident_labels, alerts, correlation_groups, boards, projection_meta)
 }
 
 

@@ -208,6 +208,15 @@ correlation_groups = Table(
 )
 Index("ix_correlation_groups_incident", correlation_groups.c.incident_id)
 
+# One row per incident: its status board (incidents.boards.state.BoardState as JSON).
+boards = Table(
+    "boards",
+    metadata,
+    Column("incident_id", String, primary_key=True),
+    Column("last_position", BigInteger, nullable=False),
+    Column("state", LargeBinary, nullable=False),
+)
+
 # Counters the projections keep (the highest INC-n seen, the last folded position).
 projection_meta = Table(
     "projection_meta",

@@ -1,0 +1,1 @@
+"""Status boards: a projection per incident, shown through persona views."""
