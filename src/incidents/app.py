@@ -53,7 +53,12 @@ from incidents.policy.decision_point import (
     RemoteDecisionPoint,
 )
 from incidents.policy.service import PolicyService
+from incidents.retention.job import RetentionJob
+from incidents.retention.service import TOMBSTONE_SECRET, RetentionService
+from incidents.retention.tiers import Periods
+from incidents.retention.tombstone import TombstoneSigner
 from incidents.store.alert_reader import AlertReader
+from incidents.store.archive_reader import ArchiveAwareReader
 from incidents.store.engine import Backend, backend_of, make_engine
 from incidents.store.event_reader import EventReader
 from incidents.store.incident_reader import IncidentReader
@@ -61,6 +66,7 @@ from incidents.store.memory_writer import MemoryWriter
 from incidents.store.migrate import current_revision, migrate
 from incidents.store.outbox_store import OutboxStore
 from incidents.store.postgres_writer import PostgresWriter
+from incidents.store.retention_store import SqlRetentionStore
 from incidents.store.sqlite_writer import SqliteWriter
 from incidents.timeline.feed import LiveFeed
 from incidents.timeline.group_commit import GroupCommitAppender
@@ -252,6 +258,10 @@ class Container:
     bus: Bus = field(default_factory=InProcessBus)
     # Delivers outbox rows; None when IM_OUTBOX_RELAY is off (`incidents worker` does it).
     relay: OutboxRelay | None = None
+    # Legal holds, archive, purge and erasure (see docs/retention.md).
+    retention: RetentionService | None = None
+    # The periodic retention run; None unless IM_RETENTION_INTERVAL_SECONDS is set.
+    retention_job: RetentionJob | None = None
 
     def start(self) -> None:
         """Start background work (the group-commit writer); build projections if new."""
@@ -260,9 +270,13 @@ class Container:
         if self.relay is not None:
             self.relay.start()
         self.incidents.ensure_built()
+        if self.retention_job is not None:
+            self.retention_job.start()
 
     def close(self) -> None:
         """Finish queued appends, then release the database."""
+        if self.retention_job is not None:
+            self.retention_job.stop()
         self.appender.stop()
         if self.relay is not None:
             self.relay.stop()
@@ -287,7 +301,8 @@ def build_container(
     writer: EventWriter = (
         SqliteWriter(engine) if backend is Backend.SQLITE else PostgresWriter(engine)
     )
-    reader = EventReader(engine)
+    # Incident reads include the compressed archive of archived incidents.
+    reader = ArchiveAwareReader(engine)
     registry = projections()
     appender = GroupCommitAppender(
         writer,
@@ -313,6 +328,13 @@ def build_container(
     )
     timeline = TimelineService(reader, appender, cursors, metrics, tracer)
     timeline.route = correlation_route(incidents.rules)
+    retention = build_retention(settings, database, reader, timeline)
+    timeline.seal = retention.trusted_seal
+    retention_job = (
+        RetentionJob(retention, settings.retention_interval_seconds)
+        if settings.retention_interval_seconds > 0
+        else None
+    )
     tokens = TokenService(engine, settings.token_cache_seconds)
     directory = Directory(engine, settings.policy_cache_seconds)
     pdp: DecisionPoint = (
@@ -349,6 +371,21 @@ def build_container(
         alerts=AlertReader(engine, cursors),
         bus=bus,
         relay=relay,
+        retention=retention,
+        retention_job=retention_job,
+    )
+
+
+def build_retention(
+    settings: Settings, database: Database, reader: ArchiveAwareReader, timeline: TimelineService
+) -> RetentionService:
+    """Retention on the configured database, with the instance's tombstone secret."""
+    return RetentionService(
+        SqlRetentionStore(database.engine, database.backend),
+        timeline,
+        TombstoneSigner(reader.instance_secret(TOMBSTONE_SECRET)),
+        Periods(settings.retention_archive_after_days, settings.retention_purge_after_days),
+        forget=reader.forget,
     )
 
 

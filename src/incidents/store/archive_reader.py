@@ -1,0 +1,125 @@
+"""Reads that see archived incidents as if their events were still in the timeline.
+
+An archived incident's events live in compressed chunks (``archived_events``). Every
+read of one incident (pages, counts, exports, the chain walked by verify) merges them
+with whatever is still in ``timeline_events`` (a legal-hold event placed after the
+archive, say), filtered and ordered exactly as the SQL does for live events.
+Decoded chunks are kept in a small cache: the archive of an incident only changes
+when it is archived again or purged, and both drop the entry here.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator
+
+from sqlalchemy import Engine, select
+
+from incidents.events.attributes import VISIBILITIES
+from incidents.log.query import Cursor, TimelineFilter
+from incidents.log.records import StoredEvent
+from incidents.retention.archive_codec import decode_chunk
+from incidents.store.event_reader import EventReader
+from incidents.store.schema import archived_events
+
+_a = archived_events.c
+_CACHED_INCIDENTS = 8
+
+
+def _glob(pattern: str) -> re.Pattern[str]:
+    return re.compile(
+        "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    )
+
+
+def matches(filt: TimelineFilter, row: StoredEvent) -> bool:
+    """Whether ``row`` passes ``filt`` (the Python twin of the reader's SQL conditions)."""
+    if filt.incident_id is not None and row.incident_id != filt.incident_id:
+        return False
+    if filt.types and not any(_glob(p).fullmatch(row.type) for p in filt.types):
+        return False
+    if filt.from_us is not None and row.time_us < filt.from_us:
+        return False
+    if filt.to_us is not None and row.time_us > filt.to_us:
+        return False
+    if filt.actor is not None and row.actor != filt.actor:
+        return False
+    if filt.correlation_key is not None and row.correlation_key != filt.correlation_key:
+        return False
+    if filt.fingerprint is not None and row.fingerprint != filt.fingerprint:
+        return False
+    if filt.max_position is not None and row.position > filt.max_position:
+        return False
+    if filt.visibilities is not None and not filt.visibilities >= VISIBILITIES:
+        return (row.visibility or "public") in filt.visibilities
+    return True
+
+
+class ArchiveAwareReader(EventReader):
+    """:class:`EventReader` whose incident reads include the incident's archive."""
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__(engine)
+        self._cache: OrderedDict[str, list[StoredEvent]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def forget(self, incident_id: str) -> None:
+        """Drop the cached archive of an incident (after it changed)."""
+        with self._lock:
+            self._cache.pop(incident_id, None)
+
+    def _archived(self, incident_id: str | None) -> list[StoredEvent]:
+        if incident_id is None:
+            return []
+        with self._lock:
+            cached = self._cache.get(incident_id)
+            if cached is not None:
+                self._cache.move_to_end(incident_id)
+                return cached
+        stmt = select(_a.data).where(_a.incident_id == incident_id).order_by(_a.seq)
+        with self._engine.connect() as conn:
+            chunks = [bytes(row[0]) for row in conn.execute(stmt)]
+        if not chunks:
+            return []
+        rows = [row for chunk in chunks for row in decode_chunk(chunk)]
+        with self._lock:
+            self._cache[incident_id] = rows
+            while len(self._cache) > _CACHED_INCIDENTS:
+                self._cache.popitem(last=False)
+        return rows
+
+    def page(self, filt: TimelineFilter, after: Cursor | None, limit: int) -> list[StoredEvent]:
+        archived = self._archived(filt.incident_id)
+        live = super().page(filt, after, limit)
+        if not archived:
+            return live
+        key = (after.time_us, after.position) if after is not None else None
+        picked = [
+            row
+            for row in archived
+            if matches(filt, row)
+            and (
+                key is None
+                or (
+                    (row.time_us, row.position) < key
+                    if filt.descending
+                    else (row.time_us, row.position) > key
+                )
+            )
+        ]
+        merged = sorted(
+            {row.position: row for row in [*picked, *live]}.values(),
+            key=lambda r: (r.time_us, r.position),
+            reverse=filt.descending,
+        )
+        return merged[:limit]
+
+    def count(self, filt: TimelineFilter) -> int:
+        archived = self._archived(filt.incident_id)
+        return super().count(filt) + sum(1 for row in archived if matches(filt, row))
+
+    def chain(self, incident_id: str | None, chunk: int = 1000) -> Iterator[StoredEvent]:
+        yield from self._archived(incident_id)
+        yield from super().chain(incident_id, chunk)
