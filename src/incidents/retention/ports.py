@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Protocol
 
 from incidents.retention.holds import Hold
@@ -13,6 +13,10 @@ from incidents.retention.tombstone import Tombstone
 StillDue = Callable[[Candidate], bool]
 # Signs a tombstone (filled in but for its signature).
 Sign = Callable[[Tombstone], bytes]
+
+
+class RetentionConflict(Exception):
+    """A retention step that cannot be carried out on the incident as it stands."""
 
 
 class RetentionStore(Protocol):
@@ -33,6 +37,10 @@ class RetentionStore(Protocol):
     def hold(self, incident_id: str) -> Hold | None: ...
 
     def is_archived(self, incident_id: str) -> bool: ...
+
+    def archived_among(self, incident_ids: Collection[str]) -> set[str]:
+        """Which of the incidents are archived."""
+        ...
 
     def archive(self, incident_id: str, rule: str, now_us: int, due: StillDue) -> int:
         """Move the incident's stored events to the compressed archive; how many moved

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
 from incidents.events.timeformat import now_micros
@@ -108,6 +108,10 @@ class RetentionService:
 
     def is_archived(self, incident_id: str) -> bool:
         return self._store.is_archived(incident_id)
+
+    def archived_among(self, incident_ids: Collection[str]) -> set[str]:
+        """Which of the incidents are archived (their timelines refuse writes)."""
+        return self._store.archived_among(incident_ids)
 
     def plan(self, now_us: int | None = None) -> list[Verdict]:
         """Every incident's tier and what a run would do to it, and why."""

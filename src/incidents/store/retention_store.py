@@ -10,7 +10,7 @@ the change. Whether the step is still due is decided again under the lock.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -23,7 +23,7 @@ from incidents.log.records import EVENT_COLUMNS, StoredEvent
 from incidents.retention.archive_codec import CHUNK_EVENTS, decode_chunk, encode_chunk
 from incidents.retention.erasure import ErasureError, erase_fields
 from incidents.retention.holds import HOLD_TYPES, PLACE, Hold
-from incidents.retention.ports import Sign, StillDue
+from incidents.retention.ports import RetentionConflict, Sign, StillDue
 from incidents.retention.tiers import FINISHED, Candidate
 from incidents.retention.tombstone import Tombstone, TombstoneKind
 from incidents.store.engine import Backend, writes
@@ -44,10 +44,6 @@ _t = timeline_events.c
 _a = archived_events.c
 _s = retention_tombstones.c
 _COLUMNS = [timeline_events.c[name] for name in EVENT_COLUMNS]
-
-
-class RetentionConflict(Exception):
-    """A retention step that cannot be carried out on the incident as it stands."""
 
 
 def _finished(status: str | None, state: bytes | None) -> int | None:
@@ -195,6 +191,13 @@ class SqlRetentionStore:
     def hold(self, incident_id: str) -> Hold | None:
         with self._engine.connect() as conn:
             return self._current_holds(conn, incident_id).get(incident_id)
+
+    def archived_among(self, incident_ids: Collection[str]) -> set[str]:
+        if not incident_ids:
+            return set()
+        stmt = select(_a.incident_id).where(_a.incident_id.in_(sorted(incident_ids))).distinct()
+        with self._engine.connect() as conn:
+            return {row[0] for row in conn.execute(stmt)}
 
     def is_archived(self, incident_id: str) -> bool:
         stmt = select(_a.seq).where(_a.incident_id == incident_id).limit(1)
