@@ -53,6 +53,7 @@ from incidents.policy.decision_point import (
     RemoteDecisionPoint,
 )
 from incidents.policy.service import PolicyService
+from incidents.ratelimit.limiter import InProcessLimiter, RateLimiter
 from incidents.retention.job import RetentionJob
 from incidents.retention.service import TOMBSTONE_SECRET, RetentionService
 from incidents.retention.tiers import Periods
@@ -66,6 +67,7 @@ from incidents.store.memory_writer import MemoryWriter
 from incidents.store.migrate import current_revision, migrate
 from incidents.store.outbox_store import OutboxStore
 from incidents.store.postgres_writer import PostgresWriter
+from incidents.store.redis_limiter import RedisLimiter
 from incidents.store.retention_store import SqlRetentionStore
 from incidents.store.sqlite_writer import SqliteWriter
 from incidents.timeline.feed import LiveFeed
@@ -262,6 +264,8 @@ class Container:
     retention: RetentionService | None = None
     # The periodic retention run; None unless IM_RETENTION_INTERVAL_SECONDS is set.
     retention_job: RetentionJob | None = None
+    # Rate limits of API tokens and webhook integrations (Redis with IM_REDIS_URL).
+    rate_limiter: RateLimiter = field(default_factory=InProcessLimiter)
 
     def start(self) -> None:
         """Start background work (the group-commit writer); build projections if new."""
@@ -373,7 +377,15 @@ def build_container(
         relay=relay,
         retention=retention,
         retention_job=retention_job,
+        rate_limiter=build_rate_limiter(settings),
     )
+
+
+def build_rate_limiter(settings: Settings) -> RateLimiter:
+    """Redis when IM_REDIS_URL is set (shared by every process), else in-process."""
+    if settings.redis_url:
+        return RedisLimiter(settings.redis_url)
+    return InProcessLimiter()
 
 
 def build_retention(

@@ -107,8 +107,9 @@ class Settings:
     redis_url: str = ""
     # Sliding one-minute windows: requests per API token, and deliveries per webhook
     # integration (generous: a limited sender retries, but should rarely have to).
-    rate_limit_token_per_minute: int = 1200
-    rate_limit_webhook_per_minute: int = 12000
+    # 0 turns a limit off.
+    rate_limit_token_per_minute: int = 6000
+    rate_limit_webhook_per_minute: int = 60000
     # Artifacts: a directory (default: artifacts/ next to a SQLite database, else
     # ./artifacts), or an S3-compatible bucket when artifacts_s3_bucket is set.
     artifacts_dir: str = ""
@@ -292,8 +293,8 @@ def validate_retention(settings: Settings) -> None:
     ):
         raise ConfigError("IM_REDIS_URL: expected a redis://, rediss:// or unix:// URL")
     for name in ("rate_limit_token_per_minute", "rate_limit_webhook_per_minute"):
-        if getattr(settings, name) < 1:
-            raise ConfigError(f"IM_{name.upper()}: must be at least 1")
+        if getattr(settings, name) < 0:
+            raise ConfigError(f"IM_{name.upper()}: must not be negative (0 turns it off)")
     if settings.artifacts_max_bytes < 1:
         raise ConfigError("IM_ARTIFACTS_MAX_BYTES: must be at least 1")
 

@@ -29,6 +29,7 @@ def build_api(container: Container, routers: Sequence[APIRouter] = ()) -> FastAP
             yield
         finally:
             await container.feed.close()
+            await container.rate_limiter.close()
             container.close()
 
     app = FastAPI(
