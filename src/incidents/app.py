@@ -21,6 +21,9 @@ from opentelemetry.sdk.trace.export import SpanExporter
 from opentelemetry.trace import Tracer
 from sqlalchemy import Engine
 
+from incidents.artifacts.local import LocalDirectoryStore
+from incidents.artifacts.ports import ObjectStore
+from incidents.artifacts.service import ArtifactService
 from incidents.bus.destination import BusDestination, Destination
 from incidents.bus.jetstream import NatsBus
 from incidents.bus.memory import InProcessBus
@@ -69,6 +72,7 @@ from incidents.store.outbox_store import OutboxStore
 from incidents.store.postgres_writer import PostgresWriter
 from incidents.store.redis_limiter import RedisLimiter
 from incidents.store.retention_store import SqlRetentionStore
+from incidents.store.s3_objects import S3ObjectStore
 from incidents.store.sqlite_writer import SqliteWriter
 from incidents.timeline.feed import LiveFeed
 from incidents.timeline.group_commit import GroupCommitAppender
@@ -266,6 +270,8 @@ class Container:
     retention_job: RetentionJob | None = None
     # Rate limits of API tokens and webhook integrations (Redis with IM_REDIS_URL).
     rate_limiter: RateLimiter = field(default_factory=InProcessLimiter)
+    # Files attached to incidents (a local directory, or S3-compatible storage).
+    artifacts: ArtifactService | None = None
 
     def start(self) -> None:
         """Start background work (the group-commit writer); build projections if new."""
@@ -378,7 +384,33 @@ def build_container(
         retention=retention,
         retention_job=retention_job,
         rate_limiter=build_rate_limiter(settings),
+        artifacts=ArtifactService(
+            build_object_store(settings), timeline, settings.artifacts_max_bytes
+        ),
     )
+
+
+def artifacts_directory(settings: Settings) -> Path:
+    """Where local artifacts go: IM_ARTIFACTS_DIR, else artifacts/ beside a SQLite
+    database, else ./artifacts."""
+    if settings.artifacts_dir:
+        return Path(settings.artifacts_dir)
+    if backend_of(settings.database_url) is Backend.SQLITE:
+        path = settings.database_url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            return Path(path).parent / "artifacts"
+    return Path("artifacts")
+
+
+def build_object_store(settings: Settings) -> ObjectStore:
+    """S3-compatible storage when IM_ARTIFACTS_S3_BUCKET is set, else a local directory."""
+    if settings.artifacts_s3_bucket:
+        return S3ObjectStore(
+            settings.artifacts_s3_bucket,
+            endpoint_url=settings.artifacts_s3_endpoint_url or None,
+            region=settings.artifacts_s3_region,
+        )
+    return LocalDirectoryStore(artifacts_directory(settings))
 
 
 def build_rate_limiter(settings: Settings) -> RateLimiter:

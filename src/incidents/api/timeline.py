@@ -23,6 +23,7 @@ from incidents.api.body import read_body_or_413
 from incidents.api.problems import Problem, invalid_parameter
 from incidents.api.retention import archived_refusal
 from incidents.api.state import container_of, json_response
+from incidents.artifacts.service import ATTACH
 from incidents.events.envelope import Event, EventValidationError
 from incidents.events.parsing import (
     BATCH,
@@ -81,7 +82,13 @@ def _refusal(
         return archived_refusal(event.incident_id)
     # Holds decide what retention may remove: only those who may place them may
     # record them, whichever way the event arrives.
-    action = Action.LEGAL_HOLD if event.type in HOLD_TYPES else action_for(event.type, event.data)
+    if event.type in HOLD_TYPES:
+        action: Action | None = Action.LEGAL_HOLD
+    elif event.type == ATTACH:
+        # Attachments go through the artifacts endpoint, which checks the bytes.
+        action = Action.ARTIFACT_WRITE
+    else:
+        action = action_for(event.type, event.data)
     if action is None:
         return None
     try:
