@@ -61,6 +61,7 @@ from incidents.retention.job import RetentionJob
 from incidents.retention.service import TOMBSTONE_SECRET, RetentionService
 from incidents.retention.tiers import Periods
 from incidents.retention.tombstone import TombstoneSigner
+from incidents.sessions.registry import ConnectionRegistry, InProcessRegistry
 from incidents.store.alert_reader import AlertReader
 from incidents.store.archive_reader import ArchiveAwareReader
 from incidents.store.engine import Backend, backend_of, make_engine
@@ -71,6 +72,7 @@ from incidents.store.migrate import current_revision, migrate
 from incidents.store.outbox_store import OutboxStore
 from incidents.store.postgres_writer import PostgresWriter
 from incidents.store.redis_limiter import RedisLimiter
+from incidents.store.redis_sessions import RedisRegistry
 from incidents.store.retention_store import SqlRetentionStore
 from incidents.store.s3_objects import S3ObjectStore
 from incidents.store.sqlite_writer import SqliteWriter
@@ -272,6 +274,8 @@ class Container:
     rate_limiter: RateLimiter = field(default_factory=InProcessLimiter)
     # Files attached to incidents (a local directory, or S3-compatible storage).
     artifacts: ArtifactService | None = None
+    # Open SSE and WebSocket connections (in Redis with IM_REDIS_URL: every process's).
+    connections: ConnectionRegistry = field(default_factory=InProcessRegistry)
 
     def start(self) -> None:
         """Start background work (the group-commit writer); build projections if new."""
@@ -384,6 +388,9 @@ def build_container(
         retention=retention,
         retention_job=retention_job,
         rate_limiter=build_rate_limiter(settings),
+        connections=RedisRegistry(settings.redis_url)
+        if settings.redis_url
+        else InProcessRegistry(),
         artifacts=ArtifactService(
             build_object_store(settings), timeline, settings.artifacts_max_bytes
         ),

@@ -40,6 +40,7 @@ def build_api(container: Container, routers: Sequence[APIRouter] = ()) -> FastAP
         finally:
             await container.feed.close()
             await container.rate_limiter.close()
+            await container.connections.close()
             container.close()
 
     app = FastAPI(

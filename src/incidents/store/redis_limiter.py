@@ -8,15 +8,13 @@ the failure logged: a limiter outage must not take the API down with it.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
-from typing import Any
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from incidents.ratelimit.limiter import Verdict
+from incidents.store.redis_client import PerLoopRedis
 
 log = logging.getLogger("incidents.ratelimit")
 
@@ -41,26 +39,14 @@ class RedisLimiter:
     """:class:`incidents.ratelimit.limiter.RateLimiter` on Redis."""
 
     def __init__(self, url: str, prefix: str = "incidents:ratelimit:") -> None:
-        self._url = url
+        self._redis = PerLoopRedis(url)
         self._prefix = prefix
-        # An asyncio connection belongs to the event loop that opened it: one client
-        # per loop (a server has one; tests start several).
-        self._clients: dict[asyncio.AbstractEventLoop, tuple[Any, Any]] = {}
-
-    def _for_loop(self) -> tuple[Any, Any]:
-        loop = asyncio.get_running_loop()
-        found = self._clients.get(loop)
-        if found is None:
-            client = aioredis.from_url(self._url, socket_timeout=2, socket_connect_timeout=2)
-            found = self._clients[loop] = (client, client.register_script(_SLIDING_WINDOW))
-        return found
 
     async def hit(self, key: str, limit: int, window: float) -> Verdict:
         member = uuid.uuid4().hex
-        _client, script = self._for_loop()
         try:
-            allowed, remaining, retry = await script(
-                keys=[self._prefix + key], args=[window, limit, member]
+            allowed, remaining, retry = await self._redis.client().eval(
+                _SLIDING_WINDOW, 1, self._prefix + key, window, limit, member
             )
         except (RedisError, OSError) as exc:
             log.warning("rate limiter unavailable, request let through: %s", exc)
@@ -68,7 +54,4 @@ class RedisLimiter:
         return Verdict(bool(allowed), limit, int(remaining), float(retry))
 
     async def close(self) -> None:
-        loop = asyncio.get_running_loop()
-        found = self._clients.pop(loop, None)
-        if found is not None:
-            await found[0].aclose()
+        await self._redis.close()
