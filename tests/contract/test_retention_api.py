@@ -160,3 +160,13 @@ def test_erasure_endpoint(api: Api) -> None:
     assert stored.status_code == 200
     assert "[ERASED]" in stored.text and "jane@example.com" not in stored.text
     assert api.get("/api/v1/incidents/INC-9/timeline/verify").json()["intact"] is True
+    # Under legal hold nothing may be erased.
+    api.post_event(event("pii-2", incident="INC-9", data={"reporter_email": "x@example.com"}))
+    counsel = _token(api, COUNSEL, ("compliance.officer",))
+    placed = api.client.post(
+        "/api/v1/incidents/INC-9/legal-hold", json={"reason": "audit"}, headers=counsel
+    )
+    assert placed.status_code == 201
+    held = {**payload, "position": position + 1}
+    body = _problem(api.client.post(path, json=held, headers=dpo), 409)
+    assert "legal hold" in body["detail"]

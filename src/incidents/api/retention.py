@@ -205,6 +205,8 @@ async def erase_fields(
         ) from None
     except RetentionConflict as exc:
         raise Problem(409, "incident-archived", str(exc)) from None
+    except HoldError as exc:
+        raise _hold_problem(exc) from None
     return json_response(stone.as_dict(), 201)
 
 

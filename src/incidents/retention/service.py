@@ -164,6 +164,13 @@ class RetentionService:
         text = check_reason(reason)
         if not paths:
             raise HoldError("fields: name at least one field to erase", field="fields")
+        if self._store.hold(incident_id) is not None:
+            # Erasing what a legal hold preserves would be spoliation: lift the hold first.
+            raise HoldError(
+                f"{incident_id} is on legal hold: its events cannot be erased until the hold "
+                "is released",
+                conflict=True,
+            )
         rule = f"erasure by {actor}: {text}"
         stone = self._store.erase(
             incident_id, position, paths, rule, now_micros(), self._signer.sign
