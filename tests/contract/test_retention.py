@@ -296,3 +296,23 @@ def test_retention_property(container: Container, plan: list[tuple[int, bool, bo
             assert retention.is_archived(incident)
         else:
             assert stored == n and not retention.is_archived(incident)
+
+
+def test_the_periodic_job_purges_without_a_command(database_url: str) -> None:
+    from incidents.app import build_container
+    from tests.conftest import make_settings
+
+    container = build_container(make_settings(database_url, retention_interval_seconds=0.2))
+    container.start()
+    try:
+        _append(container, "INC-OLD", 2, age_days=3000)
+        _append(container, "INC-NEW", 2, age_days=1)
+        retention = _retention(container)
+        deadline = now_micros() + 20_000_000
+        while retention.tombstones("INC-OLD") == [] and now_micros() < deadline:
+            threading.Event().wait(0.1)
+        (stone,) = retention.tombstones("INC-OLD")
+        assert stone.event_count == 2
+        assert container.timeline.verify("INC-NEW").events == 2
+    finally:
+        container.close()

@@ -79,3 +79,27 @@ def test_hold_add_list_remove_and_run(
     )
     no_reason = cli("retention", "hold", "add", "INC-OLD")
     assert no_reason.exit_code == 2
+
+
+def test_config_show_masks_the_redis_password_and_checks_periods(tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from incidents.cli.main import app
+
+    runner = CliRunner()
+    env = {"IM_DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite'}", "IM_CONFIG": None}
+    shown = runner.invoke(
+        app, ["config", "show"], env={**env, "IM_REDIS_URL": "redis://:s3cr3t@cache:6379/0"}
+    )
+    assert shown.exit_code == 0, shown.stdout
+    assert "s3cr3t" not in shown.stdout
+    assert json.loads(shown.stdout)["redis_url"] == "redis://:***@cache:6379/0"
+    bad = runner.invoke(
+        app,
+        ["config", "show"],
+        env={**env, "IM_RETENTION_PURGE_AFTER_DAYS": "30", "IM_RETENTION_ARCHIVE_AFTER_DAYS": "90"},
+    )
+    assert bad.exit_code != 0
+    assert "IM_RETENTION_PURGE_AFTER_DAYS" in (bad.stdout + bad.stderr + str(bad.exception))
