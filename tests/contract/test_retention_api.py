@@ -109,6 +109,10 @@ def test_an_archived_incident_reads_the_same_and_refuses_writes(api: Api) -> Non
     verified = api.get(f"/api/v1/incidents/{incident}/timeline/verify").json()
     assert verified["intact"] is True and verified["events"] == 3
     assert api.get(f"/api/v1/incidents/{incident}").status_code == 200
+    # An archived event is still found by its id.
+    first = timeline_before["events"][0]
+    fetched = api.get(f"/api/v1/timeline/events/{first['id']}")
+    assert fetched.status_code == 200, fetched.text
     body = _problem(
         api.client.post(
             f"/api/v1/incidents/{incident}/notes", json={"text": "late"}, headers=api.auth

@@ -22,7 +22,7 @@ from incidents.log.query import Cursor, TimelineFilter
 from incidents.log.records import StoredEvent
 from incidents.retention.archive_codec import decode_chunk
 from incidents.store.event_reader import EventReader
-from incidents.store.schema import archived_events
+from incidents.store.schema import archived_event_ids, archived_events
 
 _a = archived_events.c
 _CACHED_INCIDENTS = 8
@@ -123,3 +123,30 @@ class ArchiveAwareReader(EventReader):
     def chain(self, incident_id: str | None, chunk: int = 1000) -> Iterator[StoredEvent]:
         yield from self._archived(incident_id)
         yield from super().chain(incident_id, chunk)
+
+    def by_event_id(
+        self,
+        event_id: str,
+        source: str | None = None,
+        visibilities: frozenset[str] | None = None,
+    ) -> list[StoredEvent]:
+        live = super().by_event_id(event_id, source, visibilities)
+        stmt = select(archived_event_ids.c.incident_id, archived_event_ids.c.source).where(
+            archived_event_ids.c.event_id == event_id
+        )
+        if source is not None:
+            stmt = stmt.where(archived_event_ids.c.source == source)
+        with self._engine.connect() as conn:
+            holders = list(conn.execute(stmt.limit(10)))
+        if not holders:
+            return live
+        visible = TimelineFilter(visibilities=visibilities)
+        found = [
+            row
+            for incident_id in sorted({h[0] for h in holders})
+            for row in self._archived(incident_id)
+            if row.event_id == event_id
+            and (source is None or row.source == source)
+            and matches(visible, row)
+        ]
+        return sorted([*live, *found], key=lambda r: r.position)[:10]

@@ -29,6 +29,7 @@ from incidents.retention.tombstone import Tombstone, TombstoneKind
 from incidents.store.engine import Backend, writes
 from incidents.store.schema import (
     alerts,
+    archived_event_ids,
     archived_events,
     chain_heads,
     correlation_groups,
@@ -264,6 +265,13 @@ class SqlRetentionStore:
                     }
                 )
             conn.execute(insert(archived_events), chunks)
+            conn.execute(
+                insert(archived_event_ids),
+                [
+                    {"event_id": r.event_id, "source": r.source, "incident_id": incident_id}
+                    for r in rows
+                ],
+            )
             # The triggers let these rows go because the chunks above now cover them.
             conn.execute(
                 delete(timeline_events).where(
@@ -328,6 +336,9 @@ class SqlRetentionStore:
                 delete(timeline_events).where(_t.incident_id == incident_id, _t.position <= last)
             )
             conn.execute(delete(archived_events).where(_a.incident_id == incident_id))
+            conn.execute(
+                delete(archived_event_ids).where(archived_event_ids.c.incident_id == incident_id)
+            )
             # The incident's records go with its events; pending outbox rows could no
             # longer be rendered.
             conn.execute(delete(incidents).where(incidents.c.incident_id == incident_id))

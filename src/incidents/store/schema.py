@@ -297,3 +297,14 @@ archived_events = Table(
     Column("rule", String, nullable=False),
     Column("data", LargeBinary, nullable=False),
 )
+
+# Which archived incident holds an event id: lookups by id (GET /timeline/events/{id})
+# still find archived events.
+archived_event_ids = Table(
+    "archived_event_ids",
+    metadata,
+    Column("event_id", String, primary_key=True),
+    Column("source", String, primary_key=True),
+    Column("incident_id", String, nullable=False),
+)
+Index("ix_archived_event_ids_incident", archived_event_ids.c.incident_id)

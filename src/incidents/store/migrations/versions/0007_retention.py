@@ -70,6 +70,13 @@ def upgrade() -> None:
         sa.Column("rule", sa.String, nullable=False),
         sa.Column("data", sa.LargeBinary, nullable=False),
     )
+    op.create_table(
+        "archived_event_ids",
+        sa.Column("event_id", sa.String, primary_key=True),
+        sa.Column("source", sa.String, primary_key=True),
+        sa.Column("incident_id", sa.String, nullable=False),
+    )
+    op.create_index("ix_archived_event_ids_incident", "archived_event_ids", ["incident_id"])
     # Partial: only hold events are indexed, so appends of anything else pay nothing.
     op.execute(
         "CREATE INDEX ix_timeline_events_holds ON timeline_events (incident_id, position) "
@@ -125,5 +132,6 @@ def downgrade() -> None:
                 f"ON timeline_events BEGIN SELECT RAISE(ABORT, '{_APPEND_ONLY}'); END"
             )
     op.execute("DROP INDEX IF EXISTS ix_timeline_events_holds")
+    op.drop_table("archived_event_ids")
     op.drop_table("archived_events")
     op.drop_table("retention_tombstones")
