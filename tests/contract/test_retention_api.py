@@ -51,6 +51,17 @@ def test_legal_hold_needs_its_own_role_and_a_reason(api: Api) -> None:
     _problem(api.client.post(path, json={"reason": "again"}, headers=counsel), 409)
     listed = api.client.get("/api/v1/retention/holds", headers=counsel).json()["holds"]
     assert [h["incident_id"] for h in listed] == ["INC-7"]
+    assert listed[0]["reason"] == "litigation hold 17"
+    # The reason is legal_hold data: redacted for those without legal_hold_access, in
+    # the holds list and on the timeline alike.
+    grant_access(api.container, "clerk@example.com", roles=("compliance.officer",), attributes=())
+    _, clerk_token = api.container.tokens.create("clerk@example.com")
+    clerk = {"Authorization": f"Bearer {clerk_token}"}
+    hidden = api.client.get("/api/v1/retention/holds", headers=clerk).json()["holds"]
+    assert hidden[0]["reason"] != "litigation hold 17"
+    entries = api.client.get("/api/v1/incidents/INC-7/timeline", headers=clerk).json()["events"]
+    assert "litigation hold 17" not in str(entries)
+    assert "litigation hold 17" in str(api.get("/api/v1/incidents/INC-7/timeline").json())
     plan = api.client.get("/api/v1/retention/plan", headers=counsel).json()["incidents"]
     assert plan == [
         {
@@ -143,6 +154,9 @@ def test_purged_incident_verify_shows_the_tombstone(api: Api) -> None:
     (stone,) = body["tombstones"]
     assert stone["kind"] == "purge" and stone["event_count"] == 3
     assert stone["chain_tip"] == body["head_hash"]
+    listed = api.get("/api/v1/incidents/INC-OLD/tombstones").json()["tombstones"]
+    assert listed == body["tombstones"]
+    assert api.get("/api/v1/incidents/INC-NONE/tombstones").status_code == 404
 
 
 def test_erasure_endpoint(api: Api) -> None:

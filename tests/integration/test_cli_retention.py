@@ -20,7 +20,12 @@ from tests.integration.test_cli_identity import fails
 def site(database_url: str) -> Iterator[tuple[Server, Container]]:
     container = build_container(make_settings(database_url, policy_cache_seconds=0))
     grant_access(container, "alice@example.com")
-    grant_access(container, "counsel@example.com", roles=("compliance.officer",), attributes=())
+    grant_access(
+        container,
+        "counsel@example.com",
+        roles=("compliance.officer",),
+        attributes=("legal_hold_access",),
+    )
     _, token = container.tokens.create("counsel@example.com")
     handle = serve(container, token, database_url)
     try:

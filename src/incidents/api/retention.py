@@ -15,7 +15,7 @@ from incidents.api.state import container_of, json_response
 from incidents.events.timeformat import format_micros
 from incidents.policy.model import Action, Decision
 from incidents.retention.erasure import ErasureError
-from incidents.retention.holds import MAX_REASON, Hold, HoldError
+from incidents.retention.holds import LEGAL_HOLD_CLASS, MAX_REASON, Hold, HoldError
 from incidents.retention.ports import RetentionConflict
 from incidents.retention.service import RetentionService
 
@@ -40,11 +40,17 @@ class ErasureBody(_Body):
     reason: str = Field(min_length=1, max_length=MAX_REASON)
 
 
-def hold_document(hold: Hold) -> dict[str, Any]:
-    """A hold as the API shows it."""
+def hold_document(hold: Hold, decision: Decision) -> dict[str, Any]:
+    """A hold as ``decision`` lets its reader see it: the reason is of the legal_hold
+    data class, redacted for readers without legal_hold_access (as on the timeline)."""
+    reason = (
+        hold.reason
+        if LEGAL_HOLD_CLASS in decision.data_classes
+        else decision.marker_for(LEGAL_HOLD_CLASS)
+    )
     return {
         "incident_id": hold.incident_id,
-        "reason": hold.reason,
+        "reason": reason,
         "placed_by": hold.placed_by,
         "placed_at": format_micros(hold.placed_us),
         "position": hold.position,
@@ -97,7 +103,7 @@ async def place_hold(
         raise _hold_problem(exc) from None
     except LookupError as exc:
         raise Problem(404, "incident-not-found", str(exc)) from None
-    return json_response(hold_document(hold), 201)
+    return json_response(hold_document(hold, decision), 201)
 
 
 @router.delete(
@@ -132,7 +138,7 @@ async def get_hold(request: Request, decision: Decided, incident_id: str) -> Res
     hold = await run_in_threadpool(_service(request).hold, incident_id)
     if hold is None:
         return json_response({"incident_id": incident_id, "held": False})
-    return json_response({"held": True, **hold_document(hold)})
+    return json_response({"held": True, **hold_document(hold, decision)})
 
 
 @router.get("/retention/holds", summary="Incidents on legal hold")
@@ -149,7 +155,7 @@ async def list_holds(request: Request, decision: Decided) -> Response:
         ]
 
     holds = await run_in_threadpool(visible)
-    return json_response({"holds": [hold_document(h) for h in holds]})
+    return json_response({"holds": [hold_document(h, decision) for h in holds]})
 
 
 @router.get("/retention/plan", summary="What a retention run would do, and why")
@@ -214,9 +220,14 @@ async def erase_fields(
 async def tombstones(request: Request, decision: Decided, incident_id: str) -> Response:
     """What purges and erasures removed from the incident, signed."""
     require(request, decision, Action.VERIFY, f"incident/{incident_id}")
-    stones = await run_in_threadpool(_service(request).tombstones, incident_id)
-    if not stones:
+    service = _service(request)
+    # While events remain, they decide who may see the incident (erasure tombstones
+    # name fields); once all are purged, the tombstones are all there is.
+    if await run_in_threadpool(service.has_stored, incident_id):
         await _require_visible(request, decision, incident_id)
+    stones = await run_in_threadpool(service.tombstones, incident_id)
+    if not stones and not await run_in_threadpool(service.has_stored, incident_id):
+        raise Problem(404, "incident-not-found", f"no incident {incident_id!r}")
     return json_response({"tombstones": [s.as_dict() for s in stones]})
 
 

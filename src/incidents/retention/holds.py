@@ -13,6 +13,8 @@ RELEASE = "im.retention.hold.release"
 HOLD_TYPES = (PLACE, RELEASE)
 RETENTION_SOURCE = "incidents://retention"
 MAX_REASON = 2000
+# The data class of a hold's reason (readers need legal_hold_access to see it).
+LEGAL_HOLD_CLASS = "legal_hold"
 
 
 @dataclass(frozen=True, slots=True)

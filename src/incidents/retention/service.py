@@ -10,7 +10,9 @@ from incidents.events.timeformat import now_micros
 from incidents.incident.commands import build_event
 from incidents.log.chain import ChainSeal
 from incidents.log.session import Outcome
+from incidents.retention.erasure import ErasureError
 from incidents.retention.holds import (
+    LEGAL_HOLD_CLASS,
     PLACE,
     RELEASE,
     RETENTION_SOURCE,
@@ -98,7 +100,13 @@ class RetentionService:
 
     def _record(self, event_type: str, incident_id: str, reason: str, actor: str) -> None:
         event = build_event(
-            event_type, incident_id, {"reason": reason}, actor, source=RETENTION_SOURCE
+            event_type,
+            incident_id,
+            {"reason": reason},
+            actor,
+            source=RETENTION_SOURCE,
+            # The reason may name a case: readers without legal_hold_access see it redacted.
+            extra={"imdataclass": {LEGAL_HOLD_CLASS: ["reason"]}},
         )
         (result,) = self._timeline.append([event], actor)
         if result.outcome is not Outcome.CREATED:
@@ -163,7 +171,7 @@ class RetentionService:
         """Erase fields of one event's data (a data subject's request), with a tombstone."""
         text = check_reason(reason)
         if not paths:
-            raise HoldError("fields: name at least one field to erase", field="fields")
+            raise ErasureError("fields: name at least one field to erase")
         if self._store.hold(incident_id) is not None:
             # Erasing what a legal hold preserves would be spoliation: lift the hold first.
             raise HoldError(
@@ -177,6 +185,10 @@ class RetentionService:
         )
         self._forget(incident_id)
         return stone
+
+    def has_stored(self, incident_id: str) -> bool:
+        """Whether the incident has events still stored (live or archived)."""
+        return self._store.candidate(incident_id) is not None
 
     def tombstones(self, incident_id: str) -> list[Tombstone]:
         return self._store.tombstones(incident_id)
