@@ -316,3 +316,15 @@ def test_the_periodic_job_purges_without_a_command(database_url: str) -> None:
         assert container.timeline.verify("INC-NEW").events == 2
     finally:
         container.close()
+
+
+def test_a_damaged_chain_is_not_purged_and_the_run_goes_on(container: Container) -> None:
+    _append(container, "INC-BAD", 3, age_days=3000)
+    _append(container, "INC-OLD", 2, age_days=3000)
+    # Damage: the chain head records one event more than is stored.
+    with writes(container.engine).begin() as conn:
+        conn.execute(text("UPDATE chain_heads SET event_count = 4 WHERE chain_key = 'INC-BAD'"))
+    report = _retention(container).run(now_us=NOW)
+    assert "INC-BAD" in report.failed and "verify" in report.failed["INC-BAD"]
+    assert [s.incident_id for s in report.purged] == ["INC-OLD"]
+    assert sum(1 for _ in container.reader.chain("INC-BAD")) == 3

@@ -12,7 +12,6 @@ from rich.table import Table
 from incidents.app import build_container, load_configuration
 from incidents.cli.client import ApiClient, CliError
 from incidents.cli.credentials import load_credentials
-from incidents.retention.ports import RetentionConflict
 from incidents.retention.service import RunReport
 
 app = typer.Typer(help="Legal holds and retention runs (archive, purge).", no_args_is_help=True)
@@ -94,11 +93,9 @@ def run_command(
     """
     container = build_container(load_configuration())
     try:
-        assert container.retention is not None
-        try:
-            report = container.retention.run(dry_run=dry_run)
-        except RetentionConflict as exc:
-            raise CliError(str(exc)) from None
+        if container.retention is None:
+            raise CliError("retention is not configured")
+        report = container.retention.run(dry_run=dry_run)
     finally:
         container.close()
     Console().print(_report_table(report, show_all))
@@ -113,3 +110,7 @@ def run_command(
             f"archived {len(report.archived)} incidents ({moved} events), purged "
             f"{len(report.purged)} ({removed} events, one signed tombstone each)"
         )
+    for incident_id, reason in report.failed.items():
+        typer.echo(f"error: {incident_id} left as it was: {reason}", err=True)
+    if report.failed:
+        raise typer.Exit(1)

@@ -20,7 +20,7 @@ from incidents.retention.holds import (
     HoldError,
     check_reason,
 )
-from incidents.retention.ports import RetentionStore
+from incidents.retention.ports import RetentionConflict, RetentionStore
 from incidents.retention.tiers import Action, Candidate, Periods, Verdict, classify
 from incidents.retention.tombstone import InvalidTombstone, Tombstone, TombstoneSigner, seal_of
 from incidents.timeline.service import TimelineService
@@ -39,6 +39,8 @@ class RunReport:
     purged: list[Tombstone] = field(default_factory=list)
     # Incidents that were due when planned but no longer under the lock.
     skipped: list[str] = field(default_factory=list)
+    # Incidents that could not be archived or purged, and why (the run goes on).
+    failed: dict[str, str] = field(default_factory=dict)
 
     @property
     def due(self) -> list[Verdict]:
@@ -146,22 +148,34 @@ class RetentionService:
                 def due(fresh: Candidate, wanted: Action = wanted) -> bool:
                     return classify(fresh, now, self.periods).action is wanted
 
-                if wanted is Action.ARCHIVE:
-                    moved = self._store.archive(verdict.incident_id, verdict.rule, now, due)
-                    if moved:
-                        report.archived[verdict.incident_id] = moved
-                    else:
-                        report.skipped.append(verdict.incident_id)
-                else:
-                    stone = self._store.purge(
-                        verdict.incident_id, verdict.rule, now, due, self._signer.sign
-                    )
-                    if stone is not None:
-                        report.purged.append(stone)
-                    else:
-                        report.skipped.append(verdict.incident_id)
-                self._forget(verdict.incident_id)
+                try:
+                    self._step(verdict, wanted, now, due, report)
+                except RetentionConflict as exc:
+                    report.failed[verdict.incident_id] = str(exc)
+                finally:
+                    self._forget(verdict.incident_id)
             return report
+
+    def _step(
+        self,
+        verdict: Verdict,
+        wanted: Action,
+        now: int,
+        due: Callable[[Candidate], bool],
+        report: RunReport,
+    ) -> None:
+        if wanted is Action.ARCHIVE:
+            moved = self._store.archive(verdict.incident_id, verdict.rule, now, due)
+            if moved:
+                report.archived[verdict.incident_id] = moved
+            else:
+                report.skipped.append(verdict.incident_id)
+            return
+        stone = self._store.purge(verdict.incident_id, verdict.rule, now, due, self._signer.sign)
+        if stone is not None:
+            report.purged.append(stone)
+        else:
+            report.skipped.append(verdict.incident_id)
 
     # --- erasure and verification ---
 
