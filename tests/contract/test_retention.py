@@ -328,3 +328,26 @@ def test_a_damaged_chain_is_not_purged_and_the_run_goes_on(container: Container)
     assert "INC-BAD" in report.failed and "verify" in report.failed["INC-BAD"]
     assert [s.incident_id for s in report.purged] == ["INC-OLD"]
     assert sum(1 for _ in container.reader.chain("INC-BAD")) == 3
+
+
+def test_a_second_process_never_serves_a_purged_archive(database_url: str) -> None:
+    from incidents.app import build_container
+    from tests.conftest import make_settings
+
+    # `reader` keeps serving reads while `runner` archives and then purges.
+    reader = build_container(make_settings(database_url))
+    reader.start()
+    try:
+        runner = build_container(make_settings(database_url))
+        runner.start()
+        try:
+            _append(runner, "INC-MID", 5, age_days=400)
+            _retention(runner).run(now_us=NOW)
+            assert sum(1 for _ in reader.reader.chain("INC-MID")) == 5  # cached now
+            _retention(runner).run(now_us=NOW + 3000 * DAY_US)
+            assert sum(1 for _ in reader.reader.chain("INC-MID")) == 0
+            assert reader.timeline.verify("INC-MID").intact
+        finally:
+            runner.close()
+    finally:
+        reader.close()

@@ -4,8 +4,9 @@ An archived incident's events live in compressed chunks (``archived_events``). E
 read of one incident (pages, counts, exports, the chain walked by verify) merges them
 with whatever is still in ``timeline_events`` (a legal-hold event placed after the
 archive, say), filtered and ordered exactly as the SQL does for live events.
-Decoded chunks are kept in a small cache: the archive of an incident only changes
-when it is archived again or purged, and both drop the entry here.
+Decoded chunks are kept in a small cache, checked against a small query on every read
+(the number of chunks and when the last was written), so an archive changed or purged
+by another process is never served stale.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterator
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 
 from incidents.events.attributes import VISIBILITIES
 from incidents.log.query import Cursor, TimelineFilter
@@ -62,7 +63,8 @@ class ArchiveAwareReader(EventReader):
 
     def __init__(self, engine: Engine) -> None:
         super().__init__(engine)
-        self._cache: OrderedDict[str, list[StoredEvent]] = OrderedDict()
+        # incident -> (its archive's signature when decoded, the decoded rows)
+        self._cache: OrderedDict[str, tuple[tuple[int, int], list[StoredEvent]]] = OrderedDict()
         self._lock = threading.Lock()
 
     def forget(self, incident_id: str) -> None:
@@ -73,19 +75,28 @@ class ArchiveAwareReader(EventReader):
     def _archived(self, incident_id: str | None) -> list[StoredEvent]:
         if incident_id is None:
             return []
+        # A small query first: whether the incident has an archive, and which. Another
+        # process may have archived it again or purged it since this one cached it.
+        signature_stmt = select(func.count(), func.coalesce(func.max(_a.archived_us), 0)).where(
+            _a.incident_id == incident_id
+        )
+        with self._engine.connect() as conn:
+            chunks, archived_us = conn.execute(signature_stmt).one()
+        signature = (int(chunks), int(archived_us))
+        if not chunks:
+            self.forget(incident_id)
+            return []
         with self._lock:
             cached = self._cache.get(incident_id)
-            if cached is not None:
+            if cached is not None and cached[0] == signature:
                 self._cache.move_to_end(incident_id)
-                return cached
+                return cached[1]
         stmt = select(_a.data).where(_a.incident_id == incident_id).order_by(_a.seq)
         with self._engine.connect() as conn:
-            chunks = [bytes(row[0]) for row in conn.execute(stmt)]
-        if not chunks:
-            return []
-        rows = [row for chunk in chunks for row in decode_chunk(chunk)]
+            blobs = [bytes(row[0]) for row in conn.execute(stmt)]
+        rows = [row for blob in blobs for row in decode_chunk(blob)]
         with self._lock:
-            self._cache[incident_id] = rows
+            self._cache[incident_id] = (signature, rows)
             while len(self._cache) > _CACHED_INCIDENTS:
                 self._cache.popitem(last=False)
         return rows
