@@ -351,3 +351,19 @@ def test_a_second_process_never_serves_a_purged_archive(database_url: str) -> No
             runner.close()
     finally:
         reader.close()
+
+
+def test_rebuilding_projections_keeps_archived_incidents(container: Container) -> None:
+    _declare_and_close(container, "INC-A", age_days=200)
+    _declare_and_close(container, "INC-B", age_days=10)
+    _append(container, "INC-A2", 1500, age_days=300)
+    before = {i: container.incidents.get(i, None) for i in ("INC-A", "INC-B")}
+    assert all(before.values())
+    report = _retention(container).run(now_us=NOW)
+    assert set(report.archived) == {"INC-A", "INC-A2"}
+    positions = [r.position for r in container.reader.in_position_order(10**12)]
+    assert positions == sorted(positions) and len(positions) == len(set(positions)) == 1506
+    container.incidents.rebuild()
+    for incident, was in before.items():
+        now = container.incidents.get(incident, None)
+        assert now is not None and was is not None and now.to_json() == was.to_json()

@@ -11,6 +11,7 @@ by another process is never served stale.
 
 from __future__ import annotations
 
+import heapq
 import re
 import threading
 from collections import OrderedDict
@@ -161,3 +162,48 @@ class ArchiveAwareReader(EventReader):
             and matches(visible, row)
         ]
         return sorted([*live, *found], key=lambda r: r.position)[:10]
+
+    def in_position_order(self, up_to: int, chunk: int = 2000) -> Iterator[StoredEvent]:
+        """Every event up to ``up_to`` in position order, archived ones included (what a
+        projection rebuild folds).
+
+        Archive chunks are decoded only when the walk reaches their first position, so
+        memory holds the chunks of incidents that were active at the same time, not the
+        whole archive.
+        """
+        stmt = (
+            select(_a.incident_id, _a.seq, _a.first_position)
+            .where(_a.first_position <= up_to)
+            .order_by(_a.first_position)
+        )
+        with self._engine.connect() as conn:
+            starts = list(conn.execute(stmt))
+        live = super().in_position_order(up_to, chunk)
+        if not starts:
+            yield from live
+            return
+        pending: list[tuple[int, StoredEvent]] = []
+        upcoming = iter(starts)
+        start = next(upcoming, None)
+        row = next(live, None)
+        while True:
+            heads = (row.position if row else None, pending[0][0] if pending else None)
+            nearest = min((p for p in heads if p is not None), default=None)
+            if start is not None and (nearest is None or start.first_position <= nearest):
+                data_stmt = select(_a.data).where(
+                    _a.incident_id == start.incident_id, _a.seq == start.seq
+                )
+                with self._engine.connect() as conn:
+                    blob = bytes(conn.execute(data_stmt).scalar_one())
+                for archived in decode_chunk(blob):
+                    if archived.position <= up_to:
+                        heapq.heappush(pending, (archived.position, archived))
+                start = next(upcoming, None)
+                continue
+            if nearest is None:
+                return
+            if row is not None and row.position == nearest:
+                yield row
+                row = next(live, None)
+            else:
+                yield heapq.heappop(pending)[1]
