@@ -110,6 +110,9 @@ class Server:
         env = dict(os.environ)
         env["IM_DATABASE_URL"] = self.database_url
         env.setdefault("IM_LOG_LEVEL", "warning")
+        # Benchmarks measure the server, not its rate limits.
+        env.setdefault("IM_RATE_LIMIT_TOKEN_PER_MINUTE", "0")
+        env.setdefault("IM_RATE_LIMIT_WEBHOOK_PER_MINUTE", "0")
         env.update(self.env)
         return env
 

@@ -59,6 +59,30 @@ def require_postgres() -> None:
     pytest.skip(problem)
 
 
+REDIS_URL = os.environ.get("IM_TEST_REDIS", "redis://127.0.0.1:6379/0")
+
+
+def require_redis() -> None:
+    """Skip without a reachable Redis, or fail with IM_REQUIRE_SERVICES=1."""
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3).ping()
+        return
+    except redis.RedisError as exc:
+        problem = f"Redis at {REDIS_URL} is not reachable: {exc}"
+    if REQUIRE_SERVICES:
+        pytest.fail(f"{problem} (IM_REQUIRE_SERVICES=1)")
+    pytest.skip(problem)
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """The machine's Redis (tests use keys of their own)."""
+    require_redis()
+    return REDIS_URL
+
+
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
     """A PostgreSQL URL whose search_path is a fresh, private schema."""

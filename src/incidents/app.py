@@ -21,6 +21,9 @@ from opentelemetry.sdk.trace.export import SpanExporter
 from opentelemetry.trace import Tracer
 from sqlalchemy import Engine
 
+from incidents.artifacts.local import LocalDirectoryStore
+from incidents.artifacts.ports import ObjectStore
+from incidents.artifacts.service import ArtifactService
 from incidents.boards.projection import board_projection
 from incidents.boards.service import BoardService
 from incidents.bus.destination import BusDestination, Destination
@@ -55,7 +58,14 @@ from incidents.policy.decision_point import (
     RemoteDecisionPoint,
 )
 from incidents.policy.service import PolicyService
+from incidents.ratelimit.limiter import InProcessLimiter, RateLimiter
+from incidents.retention.job import RetentionJob
+from incidents.retention.service import TOMBSTONE_SECRET, RetentionService
+from incidents.retention.tiers import Periods
+from incidents.retention.tombstone import TombstoneSigner
+from incidents.sessions.registry import ConnectionRegistry, InProcessRegistry
 from incidents.store.alert_reader import AlertReader
+from incidents.store.archive_reader import ArchiveAwareReader
 from incidents.store.board_reader import BoardReader
 from incidents.store.engine import Backend, backend_of, make_engine
 from incidents.store.event_reader import EventReader
@@ -64,6 +74,10 @@ from incidents.store.memory_writer import MemoryWriter
 from incidents.store.migrate import current_revision, migrate
 from incidents.store.outbox_store import OutboxStore
 from incidents.store.postgres_writer import PostgresWriter
+from incidents.store.redis_limiter import RedisLimiter
+from incidents.store.redis_sessions import RedisRegistry
+from incidents.store.retention_store import SqlRetentionStore
+from incidents.store.s3_objects import S3ObjectStore
 from incidents.store.sqlite_writer import SqliteWriter
 from incidents.timeline.feed import LiveFeed
 from incidents.timeline.group_commit import GroupCommitAppender
@@ -278,6 +292,16 @@ class Container:
     boards: BoardService | None = None
     # Keys the web console's CSRF proofs (see api/cookie_session.py).
     console_secret: bytes = b""
+    # Legal holds, archive, purge and erasure (see docs/retention.md).
+    retention: RetentionService | None = None
+    # The periodic retention run; None unless IM_RETENTION_INTERVAL_SECONDS is set.
+    retention_job: RetentionJob | None = None
+    # Rate limits of API tokens and webhook integrations (Redis with IM_REDIS_URL).
+    rate_limiter: RateLimiter = field(default_factory=InProcessLimiter)
+    # Files attached to incidents (a local directory, or S3-compatible storage).
+    artifacts: ArtifactService | None = None
+    # Open SSE and WebSocket connections (in Redis with IM_REDIS_URL: every process's).
+    connections: ConnectionRegistry = field(default_factory=InProcessRegistry)
 
     def start(self) -> None:
         """Start background work (the group-commit writer); build projections if new."""
@@ -286,9 +310,13 @@ class Container:
         if self.relay is not None:
             self.relay.start()
         self.incidents.ensure_built()
+        if self.retention_job is not None:
+            self.retention_job.start()
 
     def close(self) -> None:
         """Finish queued appends, deliver what they queued, then release the database."""
+        if self.retention_job is not None:
+            self.retention_job.stop()
         self.appender.stop()
         if self.relay is not None:
             self.relay.stop(drain_seconds=self.settings.shutdown_drain_seconds)
@@ -313,7 +341,8 @@ def build_container(
     writer: EventWriter = (
         SqliteWriter(engine) if backend is Backend.SQLITE else PostgresWriter(engine)
     )
-    reader = EventReader(engine)
+    # Incident reads include the compressed archive of archived incidents.
+    reader = ArchiveAwareReader(engine)
     registry = projections()
     appender = GroupCommitAppender(
         writer,
@@ -339,6 +368,13 @@ def build_container(
     )
     timeline = TimelineService(reader, appender, cursors, metrics, tracer)
     timeline.route = correlation_route(incidents.rules)
+    retention = build_retention(settings, database, reader, timeline)
+    timeline.seal = retention.trusted_seal
+    retention_job = (
+        RetentionJob(retention, settings.retention_interval_seconds)
+        if settings.retention_interval_seconds > 0
+        else None
+    )
     tokens = build_tokens(settings, database)
     directory = build_directory(settings, database)
     pdp: DecisionPoint = (
@@ -377,6 +413,58 @@ def build_container(
         relay=relay,
         boards=BoardService(BoardReader(engine), incidents.reader),
         console_secret=reader.instance_secret("console-csrf"),
+        retention=retention,
+        retention_job=retention_job,
+        rate_limiter=build_rate_limiter(settings),
+        connections=RedisRegistry(settings.redis_url)
+        if settings.redis_url
+        else InProcessRegistry(),
+        artifacts=ArtifactService(
+            build_object_store(settings), timeline, settings.artifacts_max_bytes
+        ),
+    )
+
+
+def artifacts_directory(settings: Settings) -> Path:
+    """Where local artifacts go: IM_ARTIFACTS_DIR, else artifacts/ beside a SQLite
+    database, else ./artifacts."""
+    if settings.artifacts_dir:
+        return Path(settings.artifacts_dir)
+    if backend_of(settings.database_url) is Backend.SQLITE:
+        path = settings.database_url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            return Path(path).parent / "artifacts"
+    return Path("artifacts")
+
+
+def build_object_store(settings: Settings) -> ObjectStore:
+    """S3-compatible storage when IM_ARTIFACTS_S3_BUCKET is set, else a local directory."""
+    if settings.artifacts_s3_bucket:
+        return S3ObjectStore(
+            settings.artifacts_s3_bucket,
+            endpoint_url=settings.artifacts_s3_endpoint_url or None,
+            region=settings.artifacts_s3_region,
+        )
+    return LocalDirectoryStore(artifacts_directory(settings))
+
+
+def build_rate_limiter(settings: Settings) -> RateLimiter:
+    """Redis when IM_REDIS_URL is set (shared by every process), else in-process."""
+    if settings.redis_url:
+        return RedisLimiter(settings.redis_url)
+    return InProcessLimiter()
+
+
+def build_retention(
+    settings: Settings, database: Database, reader: ArchiveAwareReader, timeline: TimelineService
+) -> RetentionService:
+    """Retention on the configured database, with the instance's tombstone secret."""
+    return RetentionService(
+        SqlRetentionStore(database.engine, database.backend),
+        timeline,
+        TombstoneSigner(reader.instance_secret(TOMBSTONE_SECRET)),
+        Periods(settings.retention_archive_after_days, settings.retention_purge_after_days),
+        forget=reader.forget,
     )
 
 

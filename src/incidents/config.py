@@ -103,8 +103,28 @@ class Settings:
     # This instance's durable consumer; empty means <hostname>-<port>.
     nats_consumer: str = ""
     nats_duplicate_window_seconds: float = 120.0
-    # A Redis server /readyz checks (redis://, rediss:// or unix://); empty: not checked.
+    # Retention (docs/retention.md): days after an incident finished (closed or
+    # canceled) before its events are archived, and before they are purged.
+    retention_archive_after_days: float = 90.0
+    retention_purge_after_days: float = 7 * 365.0
+    # Run retention inside `incidents serve` this often; 0 leaves it to
+    # `incidents retention run` (from cron, say).
+    retention_interval_seconds: float = 0.0
+    # Redis for rate limits and stream connection state, shared by every server
+    # process, and checked by /readyz; empty keeps both in-process.
     redis_url: str = ""
+    # Sliding one-minute windows: requests per API token, and deliveries per webhook
+    # integration (generous: a limited sender retries, but should rarely have to).
+    # 0 turns a limit off.
+    rate_limit_token_per_minute: int = 6000
+    rate_limit_webhook_per_minute: int = 60000
+    # Artifacts: a directory (default: artifacts/ next to a SQLite database, else
+    # ./artifacts), or an S3-compatible bucket when artifacts_s3_bucket is set.
+    artifacts_dir: str = ""
+    artifacts_max_bytes: int = 25 * 1024 * 1024
+    artifacts_s3_bucket: str = ""
+    artifacts_s3_endpoint_url: str = ""
+    artifacts_s3_region: str = "us-east-1"
     # Structured sections, from the YAML file only (IM_CONFIG): correlation rules in
     # the overview's shape, and the inbound integrations (alert sources) with their
     # tokens and signing secrets. See docs/configuration.md.
@@ -273,6 +293,24 @@ def _validate(settings: Settings) -> None:
         )
     validate_outbox(settings)
     validate_oidc(settings)
+    validate_retention(settings)
+
+
+def validate_retention(settings: Settings) -> None:
+    """Check the retention, rate-limit and artifact settings."""
+    if settings.retention_archive_after_days < 0:
+        raise ConfigError("IM_RETENTION_ARCHIVE_AFTER_DAYS: must not be negative")
+    if settings.retention_purge_after_days < settings.retention_archive_after_days:
+        raise ConfigError(
+            "IM_RETENTION_PURGE_AFTER_DAYS: must be at least IM_RETENTION_ARCHIVE_AFTER_DAYS"
+        )
+    if settings.retention_interval_seconds < 0:
+        raise ConfigError("IM_RETENTION_INTERVAL_SECONDS: must not be negative")
+    for name in ("rate_limit_token_per_minute", "rate_limit_webhook_per_minute"):
+        if getattr(settings, name) < 0:
+            raise ConfigError(f"IM_{name.upper()}: must not be negative (0 turns it off)")
+    if settings.artifacts_max_bytes < 1:
+        raise ConfigError("IM_ARTIFACTS_MAX_BYTES: must be at least 1")
 
 
 # The outbox destinations this build can deliver to.

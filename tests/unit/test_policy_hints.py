@@ -17,3 +17,10 @@ def test_a_refusal_shows_an_administrator_the_grant_command() -> None:
     admin = Subject("root@example.com", frozenset({"admin"}))
     message = str(PolicyDenied(Action.APPEND, admin))
     assert "incidents user roles add --email root@example.com --role timeline.writer" in message
+
+
+def test_every_action_has_a_refusal_message() -> None:
+    nobody = Subject("nobody@example.com")
+    for action in Action:
+        message = str(PolicyDenied(action, nobody))
+        assert "lacks the" in message and "role needed to" in message

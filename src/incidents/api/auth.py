@@ -7,6 +7,7 @@ the identity provider.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from typing import Annotated
 
@@ -65,8 +66,30 @@ async def authenticate(request: HTTPConnection) -> str:
         subject = await run_in_threadpool(tokens.authenticate, token)
     if subject is None:
         raise _unauthorized("the bearer token is unknown or revoked")
+    await enforce_token_limit(request, token)
     request.state.subject = subject
     return subject
+
+
+async def enforce_token_limit(request: HTTPConnection, token: str) -> None:
+    """429 with Retry-After once the token made its limit of requests in the last minute."""
+    container = request.app.state.container
+    limit: int = container.settings.rate_limit_token_per_minute
+    if limit <= 0:
+        return
+    # Keyed by a digest: the limiter (Redis) never holds the credential itself.
+    key = "token:" + hashlib.sha256(token.encode()).hexdigest()[:32]
+    verdict = await container.rate_limiter.hit(key, limit, 60.0)
+    if not verdict.allowed:
+        raise Problem(
+            429,
+            "rate-limited",
+            f"this token made {limit} requests in the last minute, its limit "
+            f"(IM_RATE_LIMIT_TOKEN_PER_MINUTE); retry in {verdict.retry_after_header} s",
+            title="Too many requests",
+            headers={"Retry-After": verdict.retry_after_header},
+            limit=limit,
+        )
 
 
 async def _authenticate_oidc(request: HTTPConnection, token: str) -> str:

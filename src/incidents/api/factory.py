@@ -9,7 +9,18 @@ from typing import TYPE_CHECKING
 from fastapi import APIRouter, Depends, FastAPI
 
 from incidents import __version__
-from incidents.api import alerts, boards, health, incidents, scim, session, streams, timeline
+from incidents.api import (
+    alerts,
+    artifacts,
+    boards,
+    health,
+    incidents,
+    retention,
+    scim,
+    session,
+    streams,
+    timeline,
+)
 from incidents.api.docs import mount_docs
 from incidents.api.graphql import graphql_router
 from incidents.api.nul import refuse_nul
@@ -31,6 +42,8 @@ def build_api(container: Container, routers: Sequence[APIRouter] = ()) -> FastAP
             yield
         finally:
             await container.feed.close()
+            await container.rate_limiter.close()
+            await container.connections.close()
             container.close()
             app.state.readiness.close()
 
@@ -61,6 +74,8 @@ def build_api(container: Container, routers: Sequence[APIRouter] = ()) -> FastAP
     app.include_router(incidents.router)
     app.include_router(alerts.router)
     app.include_router(boards.router)
+    app.include_router(retention.router)
+    app.include_router(artifacts.router)
     for router in routers:
         app.include_router(router)
     app.include_router(streams.router)

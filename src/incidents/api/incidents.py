@@ -19,6 +19,7 @@ from starlette.responses import Response
 
 from incidents.api.auth import decide, require
 from incidents.api.problems import Problem, invalid_parameter
+from incidents.api.retention import archived_refusal
 from incidents.api.state import container_of, json_response
 from incidents.incident.aggregate import CLASSIFICATIONS, Incident
 from incidents.incident.commands import (
@@ -159,7 +160,17 @@ def _problem(exc: Rejected) -> Problem:
 
 async def _run(request: Request, command: Command) -> CommandResult:
     """Run ``command`` without blocking the event loop; refusals become problems."""
-    future = container_of(request).incidents.submit(command)
+    container = container_of(request)
+    incident_id = request.path_params.get("incident_id")
+    retention = container.retention
+    # An archived incident is read-only: no command may append to it.
+    if (
+        incident_id
+        and retention is not None
+        and await run_in_threadpool(retention.is_archived, incident_id)
+    ):
+        raise archived_refusal(incident_id)
+    future = container.incidents.submit(command)
     try:
         result: CommandResult = await asyncio.wrap_future(future)
     except Rejected as exc:

@@ -18,13 +18,20 @@ import orjson
 from fastapi import APIRouter, Depends, Header, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import StreamingResponse
 from starlette.requests import HTTPConnection
+from starlette.responses import Response
 
 from incidents.api.auth import authenticate, decide, require
 from incidents.api.problems import Problem, invalid_parameter
-from incidents.api.state import container_of
+from incidents.api.state import container_of, json_response
 from incidents.log.query import InvalidQuery, validate_type_patterns
 from incidents.log.records import StoredEvent
 from incidents.policy.model import Action, Decision
+from incidents.sessions.registry import (
+    ConnectionRegistry,
+    StreamConnection,
+    advanced,
+    new_connection,
+)
 from incidents.timeline.feed import LiveFeed, StreamFilter
 from incidents.timeline.render import to_entry
 
@@ -117,18 +124,54 @@ class Grant:
         return self.decision
 
 
+class Tracked:
+    """A stream's record in the connection registry, refreshed as the stream runs."""
+
+    def __init__(self, registry: ConnectionRegistry, record: StreamConnection, heartbeat: float):
+        self.registry = registry
+        self.record = record
+        # Outlives a few missed refreshes; a dead process's records expire by it.
+        self.ttl = max(30.0, 3 * heartbeat)
+        self._refreshed = time.monotonic()
+
+    async def open(self) -> None:
+        await self.registry.opened(self.record, self.ttl)
+
+    async def sent(self, rows: list[StoredEvent] | None) -> None:
+        if rows:
+            self.record = advanced(self.record, rows[-1].position)
+        if time.monotonic() - self._refreshed >= self.ttl / 3:
+            self._refreshed = time.monotonic()
+            await self.registry.touched(self.record, self.ttl)
+
+    async def close(self) -> None:
+        # A stream ended by cancellation may not get here; its record then expires.
+        with contextlib.suppress(Exception):
+            await self.registry.closed(self.record.connection_id)
+
+
+def _tracked(
+    connection: HTTPConnection, kind: str, decision: Decision, filt: StreamFilter
+) -> Tracked:
+    container = container_of(connection)
+    record = new_connection(kind, decision.subject.id, filt.incident_id, filt.types)
+    return Tracked(container.connections, record, container.settings.stream_heartbeat_seconds)
+
+
 async def _sse(
     feed: LiveFeed,
     filt: StreamFilter,
     resume: int | None,
     grant: Grant,
     heartbeat: float,
+    tracked: Tracked,
     named: bool = True,
 ) -> AsyncIterator[bytes]:
     # Subscribed here, not before the response: a client gone before the first byte
     # leaves no subscription behind.
     sub = await feed.subscribe(filt, resume)
     try:
+        await tracked.open()
         # Tells EventSource clients how long to wait before reconnecting.
         yield b"retry: 2000\n: connected\n\n"
         while True:
@@ -137,12 +180,14 @@ async def _sse(
             # rendered: no frame leaves once the grant has been withdrawn.
             if not await grant.holds():
                 break
+            await tracked.sent(rows)
             if rows is None:
                 yield b": heartbeat\n\n"
                 continue
             yield b"".join(sse_frame(row, grant.decision, named=named) for row in rows)
     finally:
         sub.close()
+        await tracked.close()
 
 
 async def _open_stream(
@@ -176,6 +221,7 @@ async def _open_stream(
             resume,
             grant,
             container.settings.stream_heartbeat_seconds,
+            _tracked(request, "sse", decision, filt),
             named,
         ),
         media_type=SSE_MEDIA_TYPE,
@@ -262,13 +308,16 @@ async def events_websocket(
     sub = await container.feed.subscribe(filt, resume)
     heartbeat = container.settings.stream_heartbeat_seconds
     grant = Grant(websocket, decision, recheck_seconds(container))
+    tracked = _tracked(websocket, "websocket", decision, filt)
     try:
         await websocket.accept()
+        await tracked.open()
         while True:
             rows = await sub.next(heartbeat)
             # As for SSE: checked after the wait, before anything is sent.
             if not await grant.holds():
                 break
+            await tracked.sent(rows)
             if rows is None:
                 await websocket.send_text('{"kind":"heartbeat"}')
                 continue
@@ -279,5 +328,15 @@ async def events_websocket(
         pass
     finally:
         sub.close()
+        await tracked.close()
         with contextlib.suppress(RuntimeError):
             await websocket.close()
+
+
+@router.get("/streams/connections", summary="Open stream connections of every server")
+async def stream_connections(request: Request, decision: Decided) -> Response:
+    """Every open SSE and WebSocket connection: who, following what, on which server
+    process, since when, and the last position sent (administrators only)."""
+    require(request, decision, Action.ADMIN, "streams")
+    connections = await container_of(request).connections.connections()
+    return json_response({"connections": [c.as_dict() for c in connections]})

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Collection, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from incidents.api.append_answers import (
@@ -19,7 +21,9 @@ from incidents.api.append_answers import (
 from incidents.api.auth import decide, require
 from incidents.api.body import read_body_or_413
 from incidents.api.problems import Problem, invalid_parameter, malformed_body
+from incidents.api.retention import archived_refusal
 from incidents.api.state import container_of, json_response
+from incidents.artifacts.service import ATTACH
 from incidents.events.envelope import Event, EventValidationError
 from incidents.events.parsing import (
     BATCH,
@@ -40,6 +44,7 @@ from incidents.log.query import (
 )
 from incidents.log.session import AppendResult, Outcome
 from incidents.policy.model import Action, Decision
+from incidents.retention.holds import HOLD_TYPES
 from incidents.timeline.export import MEDIA_TYPES, ExportFormat
 from incidents.timeline.render import to_cloudevent, to_entry
 from incidents.timeline.service import AmbiguousEventId, NotFound
@@ -61,9 +66,30 @@ def _invalid_event(exc: EventValidationError) -> Problem:
     )
 
 
-def _refusal(request: Request, decision: Decision, event: Event) -> Problem | None:
-    """A 403 when the event would change an incident in a way the caller may not."""
-    action = action_for(event.type, event.data)
+async def _archived_among(container: Container, items: Sequence[object]) -> set[str]:
+    """The archived incidents among those the request's events name (one query)."""
+    named = {i.incident_id for i in items if isinstance(i, Event) and i.incident_id}
+    if not named or container.retention is None:
+        return set()
+    return await run_in_threadpool(container.retention.archived_among, named)
+
+
+def _refusal(
+    request: Request, decision: Decision, event: Event, archived: Collection[str] = ()
+) -> Problem | None:
+    """A 403 when the event would change an incident in a way the caller may not; a
+    409 when its incident is archived."""
+    if event.incident_id is not None and event.incident_id in archived:
+        return archived_refusal(event.incident_id)
+    # Holds decide what retention may remove: only those who may place them may
+    # record them, whichever way the event arrives.
+    if event.type in HOLD_TYPES:
+        action: Action | None = Action.LEGAL_HOLD
+    elif event.type == ATTACH:
+        # Attachments go through the artifacts endpoint, which checks the bytes.
+        action = Action.ARTIFACT_WRITE
+    else:
+        action = action_for(event.type, event.data)
     if action is None:
         return None
     try:
@@ -130,12 +156,13 @@ async def append_events(request: Request, decision: Decided) -> Response:
         raise malformed_body(exc) from None
 
     timeline = container.timeline
+    archived = await _archived_among(container, parsed.items)
     if parsed.mode is not Mode.BATCH:
         item = parsed.items[0]
         if isinstance(item, EventValidationError):
             timeline.record_rejected(1)
             raise _invalid_event(item)
-        refusal = _refusal(request, decision, item)
+        refusal = _refusal(request, decision, item, archived)
         if refusal is not None:
             raise refusal
         results = await asyncio.wrap_future(timeline.submit([item], subject))
@@ -152,7 +179,8 @@ async def append_events(request: Request, decision: Decided) -> Response:
     refusals = {
         index: refusal
         for index, item in enumerate(parsed.items)
-        if isinstance(item, Event) and (refusal := _refusal(request, decision, item)) is not None
+        if isinstance(item, Event)
+        and (refusal := _refusal(request, decision, item, archived)) is not None
     }
     valid: list[Event] = [
         item
@@ -344,6 +372,11 @@ def verify_timeline(request: Request, decision: Decided, incident_id: str) -> Re
         body["reason"] = report.reason
     if report.last_hash is not None:
         body["head_hash"] = report.last_hash.hex()
+    if container.retention is not None:
+        # What purges and erasures removed, which the verification took into account.
+        stones = container.retention.tombstones(incident_id)
+        if stones:
+            body["tombstones"] = [s.as_dict() for s in stones]
     return json_response(body)
 
 

@@ -51,6 +51,29 @@ def invalid_payload(exc: PayloadError, provider: str) -> Problem:
     )
 
 
+async def limit_delivery(container: Container, integration: Integration) -> None:
+    """Refuse a delivery over the integration's limit so that the sender retries it.
+
+    The answer is a 503 with Retry-After, not a 429: Alertmanager's webhook retries
+    5xx answers but drops a notification answered 429, and an alert must not be lost
+    to a rate limit. PagerDuty retries both.
+    """
+    limit = container.settings.rate_limit_webhook_per_minute
+    if limit <= 0:
+        return
+    verdict = await container.rate_limiter.hit(f"webhook:{integration.recorder}", limit, 60.0)
+    if not verdict.allowed:
+        raise Problem(
+            503,
+            "rate-limited",
+            f"{integration.recorder} delivered {limit} times in the last minute, its limit "
+            f"(IM_RATE_LIMIT_WEBHOOK_PER_MINUTE); retry in {verdict.retry_after_header} s",
+            title="Too many deliveries",
+            headers={"Retry-After": verdict.retry_after_header},
+            limit=limit,
+        )
+
+
 async def ingest_alerts(
     container: Container, alerts: list[Alert], integration: Integration
 ) -> list[AlertOutcome]:

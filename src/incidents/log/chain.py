@@ -8,8 +8,8 @@ event breaks the chain at that event, and :func:`verify_chain` reports where.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -67,12 +67,57 @@ class ChainReport:
     last_hash: bytes | None = None
 
 
-def verify_chain(rows: Iterable[StoredEvent], expected_count: int | None = None) -> ChainReport:
-    """Walk a chain in position order and report the first event that does not link."""
-    prev = GENESIS
+@dataclass(frozen=True, slots=True)
+class ErasedField:
+    """One event whose body had fields erased, as its signed tombstone records it."""
+
+    # The row digest the event had when it was appended (what its hash covers).
+    original_digest: bytes
+    # The row digest of the row as it is stored after the erasure.
+    erased_digest: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ChainSeal:
+    """What signed tombstones say about a chain: where its stored part starts (the tip
+    of the events purged from its beginning) and which events had fields erased.
+
+    Built only from tombstones whose signature checked out.
+    """
+
+    # The hash of the last purged event (GENESIS when nothing was purged).
+    start_hash: bytes = GENESIS
+    # The position of the last purged event (0 when nothing was purged).
+    start_position: int = 0
+    # How many events the purges removed from the beginning of the chain.
+    removed: int = 0
+    erased: Mapping[int, ErasedField] = field(default_factory=dict)
+
+
+def verify_chain(
+    rows: Iterable[StoredEvent],
+    expected_count: int | None = None,
+    seal: ChainSeal | None = None,
+) -> ChainReport:
+    """Walk a chain in position order and report the first event that does not link.
+
+    With a ``seal`` the walk starts from the tip of the purged events instead of the
+    genesis, and an erased event is checked against its tombstone: its stored row must
+    have exactly the erased digest the tombstone signed, and its hash must link with
+    the original digest. Everything else is checked as without a seal.
+    """
+    seal = seal or ChainSeal()
+    prev = seal.start_hash
     count = 0
     for row in rows:
         count += 1
+        if row.position <= seal.start_position:
+            return ChainReport(
+                False,
+                count,
+                row.position,
+                "an event covered by a purge tombstone is still stored",
+            )
         stored_prev = row.prev_hash if row.prev_hash is not None else GENESIS
         if stored_prev != prev:
             return ChainReport(
@@ -82,7 +127,18 @@ def verify_chain(rows: Iterable[StoredEvent], expected_count: int | None = None)
                 "the previous-hash link does not match the event before it "
                 "(an event was removed, inserted or changed)",
             )
-        computed = event_hash(prev, row)
+        erased = seal.erased.get(row.position)
+        if erased is None:
+            computed = event_hash(prev, row)
+        elif row_digest(row[1:16]) != erased.erased_digest:
+            return ChainReport(
+                False,
+                count,
+                row.position,
+                "the erased event's content does not match its erasure tombstone",
+            )
+        else:
+            computed = link_hash(prev, row.position, erased.original_digest)
         if computed != row.hash:
             return ChainReport(
                 False, count, row.position, "the event's content does not match its hash"
@@ -95,4 +151,6 @@ def verify_chain(rows: Iterable[StoredEvent], expected_count: int | None = None)
             None,
             f"the chain head records {expected_count} events but {count} are stored",
         )
-    return ChainReport(True, count, last_hash=prev if count else None)
+    if count == 0 and not seal.removed:
+        return ChainReport(True, 0)
+    return ChainReport(True, count, last_hash=prev)

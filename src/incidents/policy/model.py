@@ -23,6 +23,12 @@ class Action(StrEnum):
     INCIDENT_WRITE = "incident.write"
     # Close an incident, and merge one into another.
     INCIDENT_CLOSE = "incident.close"
+    # Place and release legal holds; see the retention plan and the holds.
+    LEGAL_HOLD = "retention.legal_hold"
+    # Erase fields of stored events (a data subject's request).
+    ERASE = "retention.erase"
+    # Attach files to an incident (reading them needs incident.read).
+    ARTIFACT_WRITE = "artifact.write"
 
 
 # The role that grants each action, named in a 403 so a person knows what to ask for.
@@ -35,6 +41,9 @@ REQUIRED_ROLE = {
     Action.INCIDENT_READ: "incident.reader",
     Action.INCIDENT_WRITE: "incident.responder",
     Action.INCIDENT_CLOSE: "incident.commander",
+    Action.LEGAL_HOLD: "compliance.officer",
+    Action.ERASE: "compliance.officer",
+    Action.ARTIFACT_WRITE: "incident.responder",
 }
 
 ROLES = (
@@ -44,6 +53,7 @@ ROLES = (
     "timeline.exporter",
     "incident.responder",
     "incident.commander",
+    "compliance.officer",
     "admin",
 )
 

@@ -45,6 +45,9 @@ _PURPOSE = {
     Action.INCIDENT_READ: "read incidents",
     Action.INCIDENT_WRITE: "change incidents",
     Action.INCIDENT_CLOSE: "close incidents",
+    Action.LEGAL_HOLD: "place and release legal holds",
+    Action.ERASE: "erase fields of stored events",
+    Action.ARTIFACT_WRITE: "attach files to incidents",
 }
 
 

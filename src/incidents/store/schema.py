@@ -261,3 +261,59 @@ Index(
     sqlite_where=outbox.c.processed_us.is_(None) & outbox.c.dead_us.is_(None),
 )
 Index("ix_outbox_processed", outbox.c.processed_us)
+
+# --- Retention: signed tombstones and the compressed archive. ---
+
+# One row per purge (the events of an incident up to a chain tip, removed) or field
+# erasure (fields of one event's body replaced). Signed with an instance secret; the
+# append-only triggers let a row of timeline_events go only when a tombstone (or an
+# archive chunk) covers it.
+retention_tombstones = Table(
+    "retention_tombstones",
+    metadata,
+    Column("tombstone_id", String, primary_key=True),
+    Column("kind", String, nullable=False),
+    Column("incident_id", String, nullable=False),
+    Column("rule", String, nullable=False),
+    Column("created_us", BigInteger, nullable=False),
+    Column("first_position", BigInteger, nullable=False),
+    Column("last_position", BigInteger, nullable=False),
+    Column("event_count", BigInteger, nullable=False),
+    Column("chain_tip", LargeBinary, nullable=False),
+    # JSON: what the signature covers beyond the columns (erased fields and digests).
+    Column("detail", LargeBinary, nullable=False),
+    Column("signature", LargeBinary, nullable=False),
+)
+Index(
+    "ix_retention_tombstones_incident",
+    retention_tombstones.c.incident_id,
+    retention_tombstones.c.first_position,
+)
+
+# Archived incidents' events: stored rows in compressed chunks, in position order.
+archived_events = Table(
+    "archived_events",
+    metadata,
+    Column("incident_id", String, primary_key=True),
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("first_position", BigInteger, nullable=False),
+    Column("last_position", BigInteger, nullable=False),
+    Column("events", Integer, nullable=False),
+    Column("archived_us", BigInteger, nullable=False),
+    # The time of the chunk's last event: how an archived chain without an incident
+    # record keeps its age.
+    Column("last_time_us", BigInteger, nullable=False),
+    Column("rule", String, nullable=False),
+    Column("data", LargeBinary, nullable=False),
+)
+
+# Which archived incident holds an event id: lookups by id (GET /timeline/events/{id})
+# still find archived events.
+archived_event_ids = Table(
+    "archived_event_ids",
+    metadata,
+    Column("event_id", String, primary_key=True),
+    Column("source", String, primary_key=True),
+    Column("incident_id", String, nullable=False),
+)
+Index("ix_archived_event_ids_incident", archived_event_ids.c.incident_id)

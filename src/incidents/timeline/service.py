@@ -12,7 +12,7 @@ from opentelemetry.trace import Span, StatusCode, Tracer
 
 from incidents.events.envelope import Event
 from incidents.events.types import TITLES
-from incidents.log.chain import ChainReport, chain_key, verify_chain
+from incidents.log.chain import ChainReport, ChainSeal, chain_key, verify_chain
 from incidents.log.commands import Command
 from incidents.log.ports import EventLog
 from incidents.log.query import Cursor, CursorCodec, TimelineFilter
@@ -74,6 +74,9 @@ class TimelineService:
         # Set by the composition root: returns a command for requests that must not be
         # appended as they are (alert events naming no incident go through correlation).
         self.route: Callable[[Sequence[PendingEvent]], Command | None] | None = None
+        # Set by the composition root: what signed retention tombstones say about an
+        # incident's chain (purged beginning, erased fields), for verify.
+        self.seal: Callable[[str], ChainSeal | None] | None = None
 
     def submit(self, events: Sequence[Event], recorded_by: str) -> Future[list[AppendResult]]:
         """Queue valid events for appending; the future resolves after commit."""
@@ -181,7 +184,9 @@ class TimelineService:
         if head is None:
             raise NotFound(f"incident {incident_id!r} has no timeline events")
         with self._tracer.start_as_current_span("timeline.verify"):
-            report = verify_chain(self._reader.chain(incident_id), head.event_count)
+            seal = self.seal(incident_id) if self.seal is not None else None
+            expected = head.event_count - (seal.removed if seal is not None else 0)
+            report = verify_chain(self._reader.chain(incident_id), expected, seal)
         if report.intact and report.last_hash != head.last_hash:
             return ChainReport(
                 False,

@@ -14,7 +14,13 @@ from incidents.integrations.alertmanager.inbound import (
     parse_payload,
 )
 from incidents.integrations.payload import PayloadError
-from incidents.integrations.webhooks import answer, ingest_alerts, invalid_payload, refused
+from incidents.integrations.webhooks import (
+    answer,
+    ingest_alerts,
+    invalid_payload,
+    limit_delivery,
+    refused,
+)
 
 router = APIRouter(prefix="/api/v1", tags=["ingest"])
 
@@ -51,6 +57,7 @@ async def ingest_alertmanager(request: Request) -> Response:
         raise refused(
             401, "the token is not one of a configured Alertmanager integration", ALERTMANAGER
         )
+    await limit_delivery(container, integration)
     body = await read_body_or_413(request, container.settings.max_batch_bytes)
     try:
         alerts = alerts_from_payload(parse_payload(body), integration)

@@ -11,7 +11,13 @@ from incidents.api.state import container_of
 from incidents.integrations.pagerduty import inbound as pagerduty
 from incidents.integrations.pagerduty.inbound import PAGERDUTY
 from incidents.integrations.payload import PayloadError
-from incidents.integrations.webhooks import answer, ingest_alerts, invalid_payload, refused
+from incidents.integrations.webhooks import (
+    answer,
+    ingest_alerts,
+    invalid_payload,
+    limit_delivery,
+    refused,
+)
 
 router = APIRouter(prefix="/api/v1", tags=["ingest"])
 
@@ -47,6 +53,7 @@ async def ingest_pagerduty(request: Request) -> Response:
         raise refused(401, str(exc), PAGERDUTY) from None
     except pagerduty.SignatureMismatch as exc:
         raise refused(403, str(exc), PAGERDUTY) from None
+    await limit_delivery(container, integration)
     try:
         delivery = pagerduty.parse_delivery(
             body, integration, request.headers.get(pagerduty.WEBHOOK_ID_HEADER)

@@ -19,10 +19,17 @@ role_actions := {
 	"timeline.writer": ["timeline.append"],
 	"timeline.exporter": ["timeline.export", "timeline.verify"],
 	"incident.reader": ["timeline.read", "incident.read"],
-	"incident.responder": ["timeline.read", "timeline.append", "incident.read", "incident.write"],
+	"incident.responder": [
+		"timeline.read", "timeline.append", "incident.read", "incident.write", "artifact.write",
+	],
 	"incident.commander": [
 		"timeline.read", "timeline.append", "timeline.export", "timeline.verify",
-		"incident.read", "incident.write", "incident.close",
+		"incident.read", "incident.write", "incident.close", "artifact.write",
+	],
+	# Legal holds and data-subject erasure; reads what it holds, exports and verifies.
+	"compliance.officer": [
+		"retention.legal_hold", "retention.erase",
+		"timeline.read", "timeline.export", "timeline.verify", "incident.read",
 	],
 	"admin": ["identity.admin", "timeline.verify"],
 }

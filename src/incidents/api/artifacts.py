@@ -1,0 +1,154 @@
+"""Artifact endpoints: attach a file to an incident, list and download its files."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from incidents.api.auth import decide, require
+from incidents.api.body import read_body_or_413
+from incidents.api.problems import Problem
+from incidents.api.retention import archived_refusal
+from incidents.api.state import container_of, json_response
+from incidents.artifacts.content import ContentError, media_type
+from incidents.artifacts.service import ArtifactError, ArtifactService
+from incidents.log.session import Outcome
+from incidents.policy.model import Action, Decision
+from incidents.timeline.render import to_entry
+
+router = APIRouter(prefix="/api/v1", tags=["artifacts"])
+Decided = Annotated[Decision, Depends(decide)]
+
+
+def _service(request: Request) -> ArtifactService:
+    service = container_of(request).artifacts
+    if service is None:
+        raise Problem(503, "artifacts-unavailable", "no artifact store is configured")
+    return service
+
+
+def _artifact_problem(exc: ArtifactError) -> Problem:
+    return Problem(
+        exc.status,
+        "invalid-artifact",
+        str(exc),
+        errors=[{"field": exc.field, "detail": str(exc).split(": ", 1)[-1]}],
+    )
+
+
+async def _require_visible(request: Request, decision: Decision, incident_id: str) -> None:
+    timeline = container_of(request).timeline
+    if not await run_in_threadpool(timeline.incident_visible, incident_id, decision.visibilities):
+        raise Problem(404, "incident-not-found", f"no incident {incident_id!r}")
+
+
+@router.post(
+    "/incidents/{incident_id}/artifacts",
+    summary="Attach a file to an incident (the request body is the file)",
+    status_code=201,
+    responses={413: {"description": "Over the size limit"}, 415: {"description": "Bad type"}},
+)
+async def upload(
+    request: Request,
+    decision: Decided,
+    incident_id: str,
+    filename: Annotated[str, Query(min_length=1, max_length=255)],
+) -> Response:
+    """Store the body under its SHA-256 and record an ``im.artifact.attach`` event.
+
+    Send the file's type as Content-Type (it must match the bytes) and its name as
+    ``?filename=``.
+    """
+    container = container_of(request)
+    require(request, decision, Action.ARTIFACT_WRITE, f"incident/{incident_id}")
+    await _require_visible(request, decision, incident_id)
+    service = _service(request)
+    retention = container.retention
+    if retention is not None and await run_in_threadpool(retention.is_archived, incident_id):
+        raise archived_refusal(incident_id)
+    data = await read_body_or_413(request, service.max_bytes)
+    incident = await run_in_threadpool(container.incidents.get, incident_id, None)
+    try:
+        artifact, event = await run_in_threadpool(
+            service.attach_event,
+            incident_id,
+            filename,
+            media_type(request.headers.get("content-type")),
+            data,
+            decision.subject.id,
+            incident.classification if incident is not None else None,
+        )
+    except ContentError as exc:
+        raise Problem(
+            415,
+            "unsupported-artifact-type",
+            str(exc),
+            errors=[{"field": "content-type", "detail": str(exc)}],
+        ) from None
+    except ArtifactError as exc:
+        raise _artifact_problem(exc) from None
+    (result,) = await asyncio.wrap_future(container.timeline.submit([event], decision.subject.id))
+    if result.outcome is not Outcome.CREATED:
+        raise Problem(409, "artifact-conflict", "the attach event was not recorded")
+    return json_response(
+        {
+            "sha256": artifact.sha256,
+            "size": artifact.size,
+            "content_type": artifact.content_type,
+            "filename": artifact.filename,
+            "incident_id": incident_id,
+            "event_id": result.event_id,
+            "position": result.position,
+        },
+        201,
+    )
+
+
+@router.get("/incidents/{incident_id}/artifacts", summary="An incident's artifacts")
+async def list_artifacts(request: Request, decision: Decided, incident_id: str) -> Response:
+    """The artifacts attached by events the caller may see, as redaction shows them."""
+    require(request, decision, Action.INCIDENT_READ, f"incident/{incident_id}")
+    await _require_visible(request, decision, incident_id)
+    rows = await run_in_threadpool(_service(request).attached, incident_id, decision.visibilities)
+    out: list[dict[str, Any]] = []
+    for row in rows:
+        entry = to_entry(row, decision)
+        out.append(
+            {**(entry.get("data") or {}), "attached_by": entry["actor"], "event_id": entry["id"]}
+        )
+    return json_response({"artifacts": out})
+
+
+@router.get(
+    "/incidents/{incident_id}/artifacts/{sha256}", summary="Download an incident's artifact"
+)
+async def download(request: Request, decision: Decided, incident_id: str, sha256: str) -> Response:
+    """The file, if an attach event of this incident that the caller may see names it."""
+    require(request, decision, Action.INCIDENT_READ, f"incident/{incident_id}")
+    await _require_visible(request, decision, incident_id)
+    try:
+        found = await run_in_threadpool(
+            _service(request).download, incident_id, sha256, decision.visibilities
+        )
+    except ArtifactError as exc:
+        raise _artifact_problem(exc) from None
+    if found is None:
+        raise Problem(404, "artifact-not-found", f"{incident_id} has no artifact {sha256}")
+    row, data = found
+    entry = to_entry(row, decision)
+    attached = entry.get("data") or {}
+    content_type = str(attached.get("content_type") or "application/octet-stream")
+    return Response(
+        data,
+        media_type=content_type,
+        headers={
+            # Never rendered inline: an uploaded file must not run in the API's origin.
+            "Content-Disposition": "attachment",
+            "X-Content-Type-Options": "nosniff",
+            "ETag": f'"{sha256}"',
+        },
+    )

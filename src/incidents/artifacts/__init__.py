@@ -1,0 +1,2 @@
+"""Artifacts: files attached to incidents, content-addressed, behind a small object-store
+port (a local directory by default, S3-compatible storage when configured)."""

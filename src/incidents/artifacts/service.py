@@ -1,0 +1,126 @@
+"""ArtifactService: attach files to incidents and read them back.
+
+An attachment is recorded as an ``im.artifact.attach`` event on the incident's
+timeline (digest, size, type, name); the bytes go to the object store under their
+SHA-256. Who may download an artifact is decided by that event: a reader who can see
+an attach event of the incident naming the digest may download it, so an artifact
+has the incident's visibility (and that of the event that attached it).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import orjson
+
+from incidents.artifacts.content import check_content, content_key
+from incidents.artifacts.ports import ObjectStore
+from incidents.events.envelope import Event
+from incidents.incident.commands import build_event
+from incidents.log.query import TimelineFilter
+from incidents.log.records import StoredEvent
+from incidents.timeline.service import TimelineService
+
+ATTACH = "im.artifact.attach"
+ARTIFACT_SOURCE = "incidents://artifacts"
+_NAME = re.compile(r"^[^/\\\x00-\x1f]{1,255}$")
+_DIGEST = re.compile(r"^[0-9a-f]{64}$")
+
+
+class ArtifactError(ValueError):
+    """A request that names an unusable field (a 4xx naming ``field``)."""
+
+    def __init__(self, field: str, detail: str, status: int = 422) -> None:
+        self.field = field
+        self.status = status
+        super().__init__(f"{field}: {detail}")
+
+
+@dataclass(frozen=True, slots=True)
+class Artifact:
+    """An artifact attached to an incident."""
+
+    sha256: str
+    size: int
+    content_type: str
+    filename: str
+
+
+def check_digest(value: str) -> str:
+    if not _DIGEST.fullmatch(value):
+        raise ArtifactError("sha256", "must be 64 lowercase hex digits", 400)
+    return value
+
+
+class ArtifactService:
+    """Content-addressed attachments, stored in ``objects``."""
+
+    def __init__(self, objects: ObjectStore, timeline: TimelineService, max_bytes: int) -> None:
+        self._objects = objects
+        self._timeline = timeline
+        self.max_bytes = max_bytes
+
+    def attach_event(
+        self,
+        incident_id: str,
+        filename: str,
+        content_type: str,
+        data: bytes,
+        actor: str,
+        visibility: str | None = None,
+    ) -> tuple[Artifact, Event]:
+        """Check and store the bytes; the event that records the attachment, with
+        ``visibility`` (the incident's classification: who may see the incident may
+        download its artifacts, nobody else)."""
+        if not _NAME.fullmatch(filename):
+            raise ArtifactError("filename", "1 to 255 characters, no path separators")
+        if len(data) > self.max_bytes:
+            raise ArtifactError(
+                "body", f"{len(data)} bytes; the limit is {self.max_bytes}", status=413
+            )
+        check_content(content_type, data)
+        digest = content_key(data)
+        self._objects.put(digest, data, content_type)
+        artifact = Artifact(digest, len(data), content_type, filename)
+        event = build_event(
+            ATTACH,
+            incident_id,
+            {
+                "sha256": digest,
+                "size": len(data),
+                "content_type": content_type,
+                "filename": filename,
+            },
+            actor,
+            source=ARTIFACT_SOURCE,
+            visibility=visibility,
+        )
+        return artifact, event
+
+    def attached(self, incident_id: str, visibilities: frozenset[str] | None) -> list[StoredEvent]:
+        """The attach events of the incident a reader with ``visibilities`` may see."""
+        filt = TimelineFilter(incident_id=incident_id, types=(ATTACH,), visibilities=visibilities)
+        rows: list[StoredEvent] = []
+        cursor = None
+        while True:
+            page = self._timeline.page(filt, cursor, 1000)
+            rows.extend(page.events)
+            if page.next_cursor is None:
+                return rows
+            cursor = page.next_cursor
+
+    def download(
+        self, incident_id: str, sha256: str, visibilities: frozenset[str] | None
+    ) -> tuple[StoredEvent, bytes] | None:
+        """The visible attach event naming ``sha256`` and the bytes; None if none."""
+        check_digest(sha256)
+        for row in self.attached(incident_id, visibilities):
+            data_field = orjson.loads(row.body).get("data")
+            if isinstance(data_field, dict) and data_field.get("sha256") == sha256:
+                data = self._objects.get(sha256)
+                if data is None or content_key(data) != sha256:
+                    # Missing or altered in the store: never serve other bytes.
+                    raise ArtifactError("sha256", "the stored object is missing or damaged", 502)
+                return row, data
+        return None

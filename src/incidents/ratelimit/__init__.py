@@ -1,0 +1,1 @@
+"""Sliding-window rate limits for API tokens and webhook integrations."""

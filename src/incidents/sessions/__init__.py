@@ -1,0 +1,1 @@
+"""Live connection state: which stream connections are open, where, for whom."""

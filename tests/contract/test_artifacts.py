@@ -1,0 +1,117 @@
+"""Artifacts through the API on both backends, stored in a local directory."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from incidents.app import build_container, create_app
+from tests.conftest import grant_access, make_settings
+
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(200))
+
+
+class Site:
+    def __init__(self, client: TestClient, tokens: dict[str, str]) -> None:
+        self.client = client
+        self.tokens = tokens
+
+    def upload(
+        self, incident: str, data: bytes, content_type: str, filename: str = "graph.png", who="cora"
+    ) -> Any:
+        return self.client.post(
+            f"/api/v1/incidents/{incident}/artifacts",
+            params={"filename": filename},
+            content=data,
+            headers={"Authorization": f"Bearer {self.tokens[who]}", "Content-Type": content_type},
+        )
+
+    def get(self, path: str, who: str = "cora") -> Any:
+        return self.client.get(path, headers={"Authorization": f"Bearer {self.tokens[who]}"})
+
+    def declare(self, title: str, classification: str = "public") -> str:
+        answer = self.client.post(
+            "/api/v1/incidents",
+            json={"title": title, "classification": classification},
+            headers={"Authorization": f"Bearer {self.tokens['cora']}"},
+        )
+        assert answer.status_code == 201, answer.text
+        incident_id: str = answer.json()["id"]
+        return incident_id
+
+
+@pytest.fixture
+def site(database_url: str, tmp_path: Path) -> Iterator[Site]:
+    settings = make_settings(
+        database_url, artifacts_dir=str(tmp_path / "objects"), artifacts_max_bytes=4096
+    )
+    container = build_container(settings)
+    grant_access(container, "cora@example.com", roles=("incident.commander",))
+    grant_access(container, "rita@example.com", roles=("incident.reader",), attributes=())
+    tokens = {
+        "cora": container.tokens.create("cora@example.com")[1],
+        "rita": container.tokens.create("rita@example.com")[1],
+    }
+    with TestClient(create_app(container)) as client:
+        yield Site(client, tokens)
+
+
+def test_upload_list_download(site: Site, tmp_path: Path) -> None:
+    incident = site.declare("Checkout down")
+    answer = site.upload(incident, PNG, "image/png")
+    assert answer.status_code == 201, answer.text
+    digest = hashlib.sha256(PNG).hexdigest()
+    assert answer.json()["sha256"] == digest and answer.json()["size"] == len(PNG)
+    assert (tmp_path / "objects" / digest[:2] / digest).read_bytes() == PNG
+    listed = site.get(f"/api/v1/incidents/{incident}/artifacts").json()["artifacts"]
+    assert [(a["sha256"], a["filename"]) for a in listed] == [(digest, "graph.png")]
+    got = site.get(f"/api/v1/incidents/{incident}/artifacts/{digest}", who="rita")
+    assert got.status_code == 200 and got.content == PNG
+    assert got.headers["content-type"] == "image/png"
+    assert got.headers["content-disposition"] == "attachment"
+    # The same bytes again: the same address, one object.
+    again = site.upload(incident, PNG, "image/png", filename="copy.png")
+    assert again.json()["sha256"] == digest
+    # Another incident does not serve it, even though the bytes are stored.
+    other = site.declare("Search slow")
+    assert site.get(f"/api/v1/incidents/{other}/artifacts/{digest}").status_code == 404
+
+
+def test_artifacts_inherit_the_incidents_visibility(site: Site) -> None:
+    incident = site.declare("Breach", classification="confidential")
+    digest = site.upload(incident, b"hello", "text/plain", filename="notes.txt").json()["sha256"]
+    assert site.get(f"/api/v1/incidents/{incident}/artifacts/{digest}").content == b"hello"
+    hidden = site.get(f"/api/v1/incidents/{incident}/artifacts/{digest}", who="rita")
+    assert hidden.status_code == 404
+    assert site.get(f"/api/v1/incidents/{incident}/artifacts", who="rita").status_code == 404
+
+
+def test_bad_uploads_are_problems_naming_the_field(site: Site) -> None:
+    incident = site.declare("Checkout down")
+    cases = [
+        (site.upload(incident, b"MZ\x90\x00binary", "image/png"), 415, "content-type"),
+        (site.upload(incident, PNG, "application/x-msdownload"), 415, "content-type"),
+        (site.upload(incident, b"{not json", "application/json"), 415, "content-type"),
+        (site.upload(incident, b"x" * 5000, "text/plain"), 413, None),
+        (site.upload(incident, b"x", "text/plain", filename="../etc/passwd"), 422, "filename"),
+        (site.upload(incident, PNG, "image/png", who="rita"), 403, None),
+        (site.upload("INC-404", PNG, "image/png"), 404, None),
+    ]
+    for answer, status, field in cases:
+        assert answer.status_code == status, answer.text
+        assert answer.headers["content-type"].startswith("application/problem+json")
+        if field is not None:
+            assert answer.json()["errors"][0]["field"] == field
+    no_name = site.client.post(
+        f"/api/v1/incidents/{incident}/artifacts",
+        content=PNG,
+        headers={"Authorization": f"Bearer {site.tokens['cora']}", "Content-Type": "image/png"},
+    )
+    assert no_name.status_code == 400 and no_name.json()["errors"][0]["field"] == "filename"
+    bad = site.get(f"/api/v1/incidents/{incident}/artifacts/not-a-digest")
+    assert bad.status_code == 400
