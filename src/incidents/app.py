@@ -11,7 +11,7 @@ import gc
 import os
 import re
 import socket
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -40,12 +40,16 @@ from incidents.incident.correlation.routing import correlation_route
 from incidents.incident.correlation.rules import CorrelationRules, RulesError, parse_rules
 from incidents.incident.projection import incident_projection
 from incidents.incident.service import IncidentService
+from incidents.integrations.connector_config import Connectors, ConnectorsError
 from incidents.integrations.credentials import Integrations, IntegrationsError
-from incidents.integrations.registry import parse_integrations
+from incidents.integrations.registry import parse_connectors, parse_integrations
+from incidents.integrations.sync_destination import ConnectorDestination
+from incidents.integrations.sync_poller import SyncPoller
 from incidents.log.ports import EventWriter
 from incidents.log.projections import Projections
 from incidents.log.query import CursorCodec
 from incidents.observability.metrics import TimelineMetrics
+from incidents.observability.sync_metrics import SyncMetrics
 from incidents.observability.tracing import make_tracer
 from incidents.policy.decision_point import (
     DecisionPoint,
@@ -62,6 +66,8 @@ from incidents.store.migrate import current_revision, migrate
 from incidents.store.outbox_store import OutboxStore
 from incidents.store.postgres_writer import PostgresWriter
 from incidents.store.sqlite_writer import SqliteWriter
+from incidents.store.sync_store import SqlSyncStore
+from incidents.sync.engine import Bound, SyncEngine
 from incidents.timeline.feed import LiveFeed
 from incidents.timeline.group_commit import GroupCommitAppender
 from incidents.timeline.service import TimelineService
@@ -76,6 +82,7 @@ class Sections:
 
     rules: CorrelationRules
     integrations: Integrations
+    connectors: Connectors = field(default_factory=Connectors)
 
 
 def parse_sections(settings: Settings) -> Sections:
@@ -88,7 +95,11 @@ def parse_sections(settings: Settings) -> Sections:
         integrations = parse_integrations(settings.integrations)
     except IntegrationsError as exc:
         raise ConfigError(f"IM_CONFIG: {exc}") from None
-    return Sections(rules, integrations)
+    try:
+        connectors = parse_connectors(settings.connectors)
+    except ConnectorsError as exc:
+        raise ConfigError(f"IM_CONFIG: {exc}") from None
+    return Sections(rules, integrations, connectors)
 
 
 def load_configuration(env: Mapping[str, str] | None = None) -> Settings:
@@ -174,11 +185,14 @@ def build_destinations(settings: Settings, bus: Bus) -> list[Destination]:
     return [known[name] for name in outbox_destinations(settings)]
 
 
-def build_relay(settings: Settings, database: Database, bus: Bus) -> OutboxRelay:
-    """A relay draining the configured destinations with the configured retry policy."""
+def build_relay(
+    settings: Settings, database: Database, bus: Bus, extra: Sequence[Destination] = ()
+) -> OutboxRelay:
+    """A relay draining the configured destinations (and ``extra``, the connectors')
+    with the configured retry policy."""
     return OutboxRelay(
         build_outbox_store(settings, database),
-        build_destinations(settings, bus),
+        [*build_destinations(settings, bus), *extra],
         retry=RetryPolicy(
             max_attempts=settings.outbox_max_attempts,
             base_seconds=settings.outbox_backoff_base_seconds,
@@ -252,6 +266,11 @@ class Container:
     bus: Bus = field(default_factory=InProcessBus)
     # Delivers outbox rows; None when IM_OUTBOX_RELAY is off (`incidents worker` does it).
     relay: OutboxRelay | None = None
+    # The configured ITSM connectors, the sync engine (None without connectors) and
+    # the pollers that bring ticket changes in.
+    connectors: Connectors = field(default_factory=Connectors)
+    sync: SyncEngine | None = None
+    poller: SyncPoller | None = None
 
     def start(self) -> None:
         """Start background work (the group-commit writer); build projections if new."""
@@ -260,9 +279,13 @@ class Container:
         if self.relay is not None:
             self.relay.start()
         self.incidents.ensure_built()
+        if self.poller is not None:
+            self.poller.start()
 
     def close(self) -> None:
         """Finish queued appends, then release the database."""
+        if self.poller is not None:
+            self.poller.stop()
         self.appender.stop()
         if self.relay is not None:
             self.relay.stop()
@@ -289,21 +312,18 @@ def build_container(
     )
     reader = EventReader(engine)
     registry = projections()
+    connector_ids = sections.connectors.ids
     appender = GroupCommitAppender(
         writer,
         max_events=settings.group_commit_max_events,
         projection=registry.open,
-        outbox_destinations=outbox_destinations(settings),
+        outbox_destinations=[*outbox_destinations(settings), *connector_ids],
     )
     bus = build_bus(settings)
     # Streams wake on this process's commits, and on events other servers published.
     feed = LiveFeed(reader, settings.stream_poll_seconds)
     appender.on_commit(feed.wake)
     bus.subscribe(lambda _message: feed.wake())
-    relay = None
-    if settings.outbox_relay and outbox_destinations(settings):
-        relay = build_relay(settings, database, bus)
-        appender.on_commit(relay.notify)
     metrics = TimelineMetrics()
     appender.on_group(metrics.observe_group)
     tracer_provider, tracer = make_tracer(settings.otel_exporter, span_exporter)
@@ -328,6 +348,12 @@ def build_container(
     # Keys are fetched on the first OIDC request, not here: a provider that is down
     # must not stop the server (API tokens keep working).
     oidc = OidcVerifier.from_settings(settings) if oidc_enabled(settings) else None
+    sync = build_sync(sections.connectors, engine, incidents, policy, metrics, tracer)
+    extra = [ConnectorDestination(sync, i) for i in connector_ids] if sync is not None else []
+    relay = None
+    if settings.outbox_relay and (outbox_destinations(settings) or extra):
+        relay = build_relay(settings, database, bus, extra)
+        appender.on_commit(relay.notify)
     return Container(
         settings=settings,
         engine=engine,
@@ -349,6 +375,35 @@ def build_container(
         alerts=AlertReader(engine, cursors),
         bus=bus,
         relay=relay,
+        connectors=sections.connectors,
+        sync=sync,
+        poller=SyncPoller(sync) if sync is not None else None,
+    )
+
+
+def build_sync(
+    connectors: Connectors,
+    engine: Engine,
+    incidents: IncidentService,
+    policy: PolicyService,
+    metrics: TimelineMetrics,
+    tracer: Tracer,
+) -> SyncEngine | None:
+    """The sync engine over the configured connectors (None when there are none).
+
+    What reaches a ticket is decided for the connector's own identity, through the
+    same policy decision every reader gets.
+    """
+    if not connectors.entries:
+        return None
+    bound = [Bound(entry.connector, entry.open_client()) for entry in connectors.entries]
+    return SyncEngine(
+        SqlSyncStore(engine),
+        incidents,
+        lambda identity: policy.decide(identity),
+        bound,
+        metrics=SyncMetrics(metrics.registry),
+        tracer=tracer,
     )
 
 

@@ -1,0 +1,47 @@
+"""A configured connector as the sync engine sees it (vendor-neutral part)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from incidents.sync.mapping import FieldMapping
+
+
+@dataclass(frozen=True, slots=True)
+class Connector:
+    """One entry of ``connectors.<vendor>``: its name, identity, mappings and rules."""
+
+    vendor: str
+    name: str
+    mappings: tuple[FieldMapping, ...]
+    # The directory user whose policy decision governs what reaches the ticket.
+    identity: str
+    poll_seconds: float = 30.0
+    # How far back each poll looks past the last cursor (clock skew, slow commits).
+    overlap_seconds: float = 60.0
+    # Incidents of these severities get a ticket on their own; others only when linked.
+    create_severities: frozenset[str] = frozenset({"SEV-1", "SEV-2", "SEV-3", "SEV-4"})
+    # Whether incident notes are copied to the ticket (work notes / comments).
+    sync_notes: bool = True
+
+    @property
+    def id(self) -> str:
+        """``vendor:name``: the outbox destination and the key of its links."""
+        return f"{self.vendor}:{self.name}"
+
+    @property
+    def actor(self) -> str:
+        """The actor of the events this connector records."""
+        return f"connector:{self.id}"
+
+    @property
+    def source(self) -> str:
+        """The CloudEvents source of its sync events."""
+        return f"incidents://connectors/{self.vendor}/{self.name}"
+
+    @property
+    def sync_type(self) -> str:
+        return f"im.{self.vendor}.sync"
+
+    def mapping(self, name: str) -> FieldMapping | None:
+        return next((m for m in self.mappings if m.name == name), None)
