@@ -381,6 +381,15 @@ def build_container(
     )
 
 
+def open_sync_tools(settings: Settings | None = None) -> Container:
+    """A container for ``incidents sync reconcile|status``: the log's writer runs, the
+    relay and the poller do not (a server's relay delivers what reconcile queues)."""
+    settings = replace(settings or load_configuration(), outbox_relay=False)
+    container = build_container(settings)
+    container.appender.start()
+    return container
+
+
 def build_sync(
     connectors: Connectors,
     engine: Engine,

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from fastapi import APIRouter, FastAPI
 
 from incidents import __version__
-from incidents.api import alerts, health, incidents, scim, session, streams, timeline
+from incidents.api import alerts, health, incidents, scim, session, streams, sync, timeline
 from incidents.api.docs import mount_docs
 from incidents.api.graphql import graphql_router
 from incidents.api.problems import install_problem_handlers
@@ -54,6 +54,7 @@ def build_api(container: Container, routers: Sequence[APIRouter] = ()) -> FastAP
     app.include_router(scim.router)
     app.include_router(incidents.router)
     app.include_router(alerts.router)
+    app.include_router(sync.router)
     for router in routers:
         app.include_router(router)
     app.include_router(streams.router)

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, and_, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from incidents.store.schema import sync_conflicts, sync_ledger, sync_links, sync_polls
+from incidents.store.schema import outbox, sync_conflicts, sync_ledger, sync_links, sync_polls
 from incidents.sync.ports import Conflict, ConnectorStatus, Link
 
 _l = sync_links.c
@@ -227,6 +227,12 @@ class SqlSyncStore:
             poll = conn.execute(
                 select(sync_polls).where(sync_polls.c.connector == connector)
             ).first()
+            undelivered = conn.execute(
+                select(outbox.c.dead_us.is_(None), func.count())
+                .where(outbox.c.processed_us.is_(None), outbox.c.destination == connector)
+                .group_by(outbox.c.dead_us.is_(None))
+            ).all()
+        counts = {bool(alive): int(n) for alive, n in undelivered}
         return ConnectorStatus(
             connector=connector,
             links=int(links),
@@ -234,4 +240,6 @@ class SqlSyncStore:
             last_poll_us=poll.polled_us if poll is not None else None,
             last_change_us=poll.cursor_us if poll is not None else None,
             last_error=poll.last_error if poll is not None else None,
+            pending=counts.get(True, 0),
+            dead=counts.get(False, 0),
         )

@@ -558,7 +558,7 @@ class SyncEngine:
                 connector.actor,
                 connector.source,
                 connector.sync_type,
-                f"{connector.id}:conflict:{conflict.id}",
+                f"{connector.id}:conflict:{conflict.id}:{uuid.uuid4().hex[:12]}",
                 summary,
                 changes,
             )

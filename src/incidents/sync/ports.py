@@ -120,6 +120,9 @@ class ConnectorStatus:
     last_poll_us: int | None
     last_change_us: int | None
     last_error: str | None
+    # Outbox rows for the connector not yet delivered, and those dead-lettered.
+    pending: int = 0
+    dead: int = 0
 
 
 class SyncStore(Protocol):
