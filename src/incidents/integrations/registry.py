@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from incidents.integrations import alertmanager, pagerduty, servicenow
+from incidents.integrations import alertmanager, jira, pagerduty, servicenow
 from incidents.integrations.connector_config import Connectors
 from incidents.integrations.connector_config import parse_connectors as parse_connectors_with
 from incidents.integrations.credentials import Integrations
@@ -18,6 +18,7 @@ PROVIDERS: tuple[Provider, ...] = (
     alertmanager.PROVIDER,
     pagerduty.PROVIDER,
     servicenow.PROVIDER,
+    jira.PROVIDER,
 )
 
 

@@ -92,6 +92,8 @@ class Outcome:
     push_requested: list[str] = field(default_factory=list)
     created: bool = False
     writes: int = 0
+    # Whether the ticket is linked to an incident this connector may see.
+    linked: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -420,22 +422,32 @@ class SyncEngine:
 
     # --- inbound: polling and webhooks ----------------------------------------------
 
-    def inbound(self, connector_id: str, ticket: Ticket, *, event_id: str | None = None) -> Outcome:
-        """Take one changed ticket (from a poll or a webhook) into its incident."""
+    def inbound(
+        self,
+        connector_id: str,
+        ticket: Ticket,
+        *,
+        event_id: str | None = None,
+        force: bool = False,
+    ) -> Outcome:
+        """Take one changed ticket (from a poll or a webhook) into its incident.
+
+        ``force`` takes it even at a version already seen (a new comment does not
+        change an issue's version)."""
         bound = self.bound(connector_id)
         connector = bound.connector
         link = self.store.link_by_external(connector.id, ticket.external_id)
         if link is None and ticket.correlation:
             link = self.store.link(connector.id, ticket.correlation)
         if link is None or link.creating:
-            return Outcome()
-        if ticket.version <= link.seen_version:
+            return Outcome(linked=False)
+        if ticket.version <= link.seen_version and not force:
             return Outcome()  # already taken (a re-poll, a redelivery, our own echo)
         with self._lock(connector.id, link.incident_id):
             link = self.store.link(connector.id, link.incident_id) or link
             found = self._values(connector, link.incident_id)
             if found is None:
-                return Outcome()
+                return Outcome(linked=False)
             incident, values = found
             comments: list[tuple[str, str]] = []
             if connector.sync_notes:
