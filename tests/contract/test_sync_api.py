@@ -175,3 +175,35 @@ def test_config_show_masks_connector_secrets(tmp_path: Path) -> None:
     settings = load_configuration(_config(tmp_path, {"servicenow": [entry]}))
     masked = settings.masked()["connectors"]["servicenow"][0]
     assert masked["password"] == "***" and masked["username"] == "u"
+
+
+def test_graphql_connected_tickets_are_the_real_links(
+    client: tuple[TestClient, Any, str], snow: FakeServiceNow
+) -> None:
+    http, container, token = client
+    incident_id = declare(container)
+    drain(container)
+    query = '{ incident(id: "%s") { connectedTickets { system key url status connector } } }'
+    answer = http.post(
+        "/graphql",
+        json={"query": query % incident_id},
+        headers={"Authorization": f"Bearer {token}"},
+    ).json()
+    record = snow.by_correlation(incident_id)[0]
+    assert answer["data"]["incident"]["connectedTickets"] == [
+        {
+            "system": "servicenow",
+            "key": record["number"],
+            "url": f"{snow.url}/nav_to.do?uri=incident.do?sys_id={record['sys_id']}",
+            "status": "2",
+            "connector": SN,
+        }
+    ]
+
+
+def test_sync_metrics_are_exported(client: tuple[TestClient, Any, str]) -> None:
+    http, container, _token = client
+    declare(container)
+    drain(container)
+    text = http.get("/metrics").text
+    assert 'sync_operations_total{connector="servicenow:prod",kind="create"} 1.0' in text
