@@ -43,6 +43,8 @@ class FakeServiceNow:
         self.lock = threading.Lock()
         self.counter = 10000
         self.requests: list[tuple[str, str]] = []
+        # (monotonic time, sys_id) of every accepted update (the benchmark's lag).
+        self.update_log: list[tuple[float, str]] = []
         self.rate_limited = 0
         self.retry_after = "2"
         # Answer the next N creates with a 502 *after* storing the record (lost answer).
@@ -293,6 +295,7 @@ class FakeServiceNow:
                         return
                     if method in ("PATCH", "PUT"):
                         error = fake._apply(record, body, user)
+                        fake.update_log.append((time.monotonic(), sys_id))
                         if error:
                             self._send(
                                 403, {"error": {"message": "Operation Failed", "detail": error}}
