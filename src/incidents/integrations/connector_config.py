@@ -116,6 +116,7 @@ COMMON_KEYS = {
     "create_for_severities",
     "sync_notes",
     "timeout_seconds",
+    "reconcile_seconds",
 }
 
 
@@ -156,7 +157,15 @@ def common(vendor: str, entry: Entry, where: str, defaults: tuple[FieldMapping, 
         overlap_seconds=number(entry, "overlap_seconds", where, 60.0, 0.0, 3600.0),
         create_severities=frozenset(severities),
         sync_notes=notes,
+        reconcile_seconds=_sweep(entry, where),
     )
+
+
+def _sweep(entry: Entry, where: str) -> float:
+    value = number(entry, "reconcile_seconds", where, 3600.0, 0.0, 7 * 86400.0)
+    if 0 < value < 60:
+        raise ConnectorsError(f"{where}.reconcile_seconds: 0 (off) or at least 60")
+    return value
 
 
 # vendor -> parser of one entry (entry, where) -> ParsedConnector

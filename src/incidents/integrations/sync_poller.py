@@ -36,7 +36,14 @@ class SyncPoller:
             thread.join()
 
     def _run(self) -> None:
+        start = time.monotonic()
         due = dict.fromkeys(self._engine.connectors, 0.0)
+        # The first sweep waits a full interval: a restart does not trigger one.
+        sweeps = {
+            cid: start + b.connector.reconcile_seconds
+            for cid, b in self._engine.connectors.items()
+            if b.connector.reconcile_seconds > 0
+        }
         while not self._stopping.is_set():
             now = time.monotonic()
             for connector_id, at in due.items():
@@ -49,5 +56,20 @@ class SyncPoller:
                 except Exception as exc:
                     # Recorded in the poll status (incidents sync status); never the secrets.
                     log.warning("sync poll of %s failed: %s", connector_id, type(exc).__name__)
+            for connector_id, at in sweeps.items():
+                if at > now or self._stopping.is_set():
+                    continue
+                bound = self._engine.connectors[connector_id]
+                sweeps[connector_id] = now + bound.connector.reconcile_seconds
+                try:
+                    drift = self._engine.reconcile(connector_id, dry_run=False)
+                    if drift:
+                        log.info(
+                            "sync sweep of %s repaired or queued %d fields",
+                            connector_id,
+                            len(drift),
+                        )
+                except Exception as exc:
+                    log.warning("sync sweep of %s failed: %s", connector_id, type(exc).__name__)
             wait = max(0.05, min(due.values(), default=1.0) - time.monotonic())
             self._stopping.wait(min(wait, 1.0))

@@ -23,6 +23,8 @@ class Connector:
     create_severities: frozenset[str] = frozenset({"SEV-1", "SEV-2", "SEV-3", "SEV-4"})
     # Whether incident notes are copied to the ticket (work notes / comments).
     sync_notes: bool = True
+    # The periodic drift sweep (reconcile with repair); 0 turns it off.
+    reconcile_seconds: float = 3600.0
 
     @property
     def id(self) -> str:
