@@ -36,7 +36,10 @@ def snow() -> Iterator[FakeServiceNow]:
 
 @pytest.fixture
 def synced(database_url: str, snow: FakeServiceNow) -> Iterator[Container]:
-    container = sync_container(database_url, {"servicenow": [sn_entry(snow.url)]})
+    # The assignee is mapped by configuration (ids here are ServiceNow user names).
+    mappings = {"assignee": {"external_field": "assigned_to"}}
+    entry = sn_entry(snow.url, field_mappings=mappings)
+    container = sync_container(database_url, {"servicenow": [entry]})
     try:
         yield container
     finally:
@@ -117,13 +120,13 @@ def test_changes_flow_out_through_the_outbox(synced: Container, snow: FakeServic
     run = synced.incidents.execute
     run(Update(incident_id, ALICE, None, changes={"title": "Checkout degraded"}))
     run(Escalate(incident_id, ALICE, None, severity="SEV-1"))
-    run(Assign(incident_id, ALICE, None, add=("bob@example.com",)))
+    run(Assign(incident_id, ALICE, None, add=("bob.jones",)))
     run(AddNote(incident_id, ALICE, None, text="rolled back 4.2"))
     drain(synced)
     record = ticket_of(snow, incident_id)
     assert record["short_description"] == "Checkout degraded"
     assert (record["impact"], record["urgency"]) == ("1", "1")
-    assert record["assigned_to"] == "bob@example.com"
+    assert record["assigned_to"] == "bob.jones"
     assert [n["value"] for n in snow.journal[str(record["sys_id"])]] == ["rolled back 4.2"]
     # One batch: one write for the field group, one for the note.
     assert snow.writes() - writes_before == 2
