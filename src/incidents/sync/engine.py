@@ -13,11 +13,12 @@ event whose ``push`` lists the fields, which the outbox then delivers.
 
 from __future__ import annotations
 
+import functools
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from opentelemetry.trace import Tracer
 
@@ -43,6 +44,26 @@ def ticket_value(raw: object) -> str | None:
     if raw is None or raw == "":
         return None
     return str(raw)
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def traced(name: str) -> Callable[[_F], _F]:
+    """Run the method in a span ``name`` carrying the connector id (its first argument)."""
+
+    def wrap(method: _F) -> _F:
+        @functools.wraps(method)
+        def run(self: SyncEngine, connector_id: str, *args: Any, **kw: Any) -> Any:
+            if self._tracer is None:
+                return method(self, connector_id, *args, **kw)
+            with self._tracer.start_as_current_span(name) as span:
+                span.set_attribute("sync.connector", connector_id)
+                return method(self, connector_id, *args, **kw)
+
+        return cast(_F, run)
+
+    return wrap
 
 
 class SyncError(RuntimeError):
@@ -189,6 +210,7 @@ class SyncEngine:
 
     # --- outbound: the outbox destination ----------------------------------------
 
+    @traced("sync.deliver")
     def deliver(
         self, connector_id: str, incident_id: str, *, fields: bool, notes: Sequence[NoteRef] = ()
     ) -> Outcome:
@@ -422,6 +444,7 @@ class SyncEngine:
 
     # --- inbound: polling and webhooks ----------------------------------------------
 
+    @traced("sync.inbound")
     def inbound(
         self,
         connector_id: str,
@@ -465,6 +488,7 @@ class SyncEngine:
                 comments=comments,
             )
 
+    @traced("sync.poll")
     def poll(self, connector_id: str) -> int:
         """One poll of a connector: every ticket changed since the cursor (less the
         overlap window); returns how many tickets came back."""
@@ -488,6 +512,7 @@ class SyncEngine:
 
     # --- reconcile and the conflict queue ------------------------------------------
 
+    @traced("sync.reconcile")
     def reconcile(self, connector_id: str, *, dry_run: bool) -> list[Drift]:
         """Compare every linked ticket with its incident field by field; unless
         ``dry_run``, repair what ownership allows (pulls now, pushes through the outbox)
