@@ -327,3 +327,36 @@ def test_reconcile_repairs_drift(synced: Container, snow: FakeServiceNow) -> Non
     incident = synced.incidents.get(incident_id, None)
     assert incident is not None and incident.description == "edited on the ticket"
     assert engine_of(synced).reconcile(SN, dry_run=True) == []
+
+
+def test_relay_killed_between_the_vendor_call_and_the_link_adopts_the_ticket(
+    synced: Container, snow: FakeServiceNow
+) -> None:
+    from incidents.events.timeformat import now_micros
+
+    engine = engine_of(synced)
+    incident_id = declare(synced)
+    # What a relay killed mid-create leaves: the link recorded as creating (a minute
+    # ago), the ticket made on the vendor's side, the answer never stored.
+    assert engine.store.begin_create(SN, incident_id, now_micros() - 60_000_000)
+    engine.bound(SN).client.create({"short_description": "Checkout down"}, incident_id)
+    drain(synced)
+    assert len(snow.by_correlation(incident_id)) == 1
+    link = engine.store.link(SN, incident_id)
+    assert link is not None and not link.creating
+    assert link.external_id == snow.by_correlation(incident_id)[0]["sys_id"]
+
+
+def test_a_create_still_in_flight_elsewhere_is_not_repeated(
+    synced: Container, snow: FakeServiceNow
+) -> None:
+    from incidents.events.timeformat import now_micros
+    from incidents.sync.engine import SyncError
+
+    engine = engine_of(synced)
+    incident_id = declare(synced)
+    # Another relay recorded the create a moment ago and is calling the vendor now.
+    assert engine.store.begin_create(SN, incident_id, now_micros())
+    with pytest.raises(SyncError, match="in flight"):
+        engine.deliver(SN, incident_id, fields=True)
+    assert snow.by_correlation(incident_id) == []
