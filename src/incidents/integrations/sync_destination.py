@@ -57,28 +57,33 @@ class ConnectorDestination:
         self.name = connector_id
         self._actor = engine.bound(connector_id).connector.actor
 
-    def _wanted(self, row: OutboxRecord, event: dict[str, Any]) -> tuple[bool, NoteRef | None]:
-        """(whether the ticket's fields may need a sync, the note to copy)."""
+    def _wanted(
+        self, row: OutboxRecord, event: dict[str, Any]
+    ) -> tuple[bool, bool, NoteRef | None]:
+        """(whether the ticket's fields may need a sync, whether a push was asked for,
+        the note to copy)."""
         data = event.get("data")
         actor = event.get("imactor")
         if row.event_type == "im.note.add":
             if actor == self._actor:
-                return False, None
+                return False, False, None
             body = _body(event)
             ref = NoteRef(str(event.get("id")), str(actor), event.get("imvisibility"), body)
-            return False, ref
+            return False, False, ref
         if row.event_type.endswith(".sync") and isinstance(data, dict):
             # A sync event asks this connector to write only when it names fields to
             # push; its pulls already match the ticket (no echo write).
             own = data.get("connector") == self.name
-            return (bool(data.get("push")) if own else True), None
+            asked = own and bool(data.get("push"))
+            return (asked if own else True), asked, None
         if row.event_type in _FIELD_TYPES:
-            return actor != self._actor or row.event_type == "im.incident.declare", None
-        return False, None
+            wanted = actor != self._actor or row.event_type == "im.incident.declare"
+            return wanted, False, None
+        return False, False, None
 
     def deliver(self, rows: Sequence[OutboxRecord]) -> list[Exception | None]:
         results: list[Exception | None] = [None] * len(rows)
-        by_incident: dict[str, tuple[list[int], bool, list[NoteRef]]] = {}
+        by_incident: dict[str, tuple[list[int], bool, bool, list[NoteRef]]] = {}
         for index, row in enumerate(rows):
             if not row.aggregate_id:
                 continue
@@ -86,20 +91,29 @@ class ConnectorDestination:
                 event = orjson.loads(row.payload)
             except orjson.JSONDecodeError:
                 continue
-            fields, note = self._wanted(row, event)
+            fields, asked, note = self._wanted(row, event)
             if not fields and note is None:
                 continue
-            indexes, any_fields, notes = by_incident.setdefault(row.aggregate_id, ([], False, []))
+            indexes, any_fields, any_asked, notes = by_incident.setdefault(
+                row.aggregate_id, ([], False, False, [])
+            )
             indexes.append(index)
             if note is not None:
                 notes.append(note)
-            by_incident[row.aggregate_id] = (indexes, any_fields or fields, notes)
+            by_incident[row.aggregate_id] = (
+                indexes,
+                any_fields or fields,
+                any_asked or asked,
+                notes,
+            )
         limited: RetryAfter | None = None
-        for incident_id, (indexes, fields, notes) in by_incident.items():
+        for incident_id, (indexes, fields, asked, notes) in by_incident.items():
             error: Exception | None = limited
             if error is None:
                 try:
-                    self._engine.deliver(self.name, incident_id, fields=fields, notes=notes)
+                    self._engine.deliver(
+                        self.name, incident_id, fields=fields, notes=notes, requested=asked
+                    )
                 except RetryAfter as exc:
                     error = limited = exc
                 except Exception as exc:

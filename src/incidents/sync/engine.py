@@ -212,11 +212,21 @@ class SyncEngine:
 
     @traced("sync.deliver")
     def deliver(
-        self, connector_id: str, incident_id: str, *, fields: bool, notes: Sequence[NoteRef] = ()
+        self,
+        connector_id: str,
+        incident_id: str,
+        *,
+        fields: bool,
+        notes: Sequence[NoteRef] = (),
+        requested: bool = True,
     ) -> Outcome:
         """Bring one incident's ticket up to date (create it if due), then copy notes.
 
         Called by the connector's outbox destination; raising makes the relay retry.
+        Unless a push was ``requested`` (by a poll, a resolution, reconcile), a link
+        whose every pushed field still equals its base is left alone without reading
+        the ticket: an earlier delivery already wrote the incident's current state,
+        and the ticket's own changes come in by polling and webhooks.
         """
         bound = self.bound(connector_id)
         connector, client = bound.connector, bound.client
@@ -233,13 +243,22 @@ class SyncEngine:
                 link = self._create(bound, incident, values, link)
                 outcome.created = True
                 outcome.writes += 1
-            elif fields:
+            elif fields and (requested or self._differs(connector, link, values)):
                 ticket = client.get(link.external_id)
                 outcome = self._sync(bound, link, ticket, incident, values, may_write=True)
             if notes and connector.sync_notes:
                 link = self.store.link(connector.id, incident_id) or link
                 outcome.writes += self._send_notes(bound, link, notes)
             return outcome
+
+    @staticmethod
+    def _differs(connector: Connector, link: Link, values: Values) -> bool:
+        """Whether any field we write differs from what both sides last agreed on."""
+        return any(
+            m.to_external(values.get(m.internal_field)) != link.base.get(m.name)
+            for m in connector.mappings
+            if m.pushes
+        )
 
     def _create(self, bound: Bound, incident: Incident, values: Values, link: Link | None) -> Link:
         connector, client = bound.connector, bound.client
