@@ -195,3 +195,32 @@ def test_workflow_move_the_state_machine_refuses_is_queued(
     assert [(c.field, c.theirs) for c in conflicts] == [("status", "To Do")]
     incident = container.incidents.get(incident_id, None)
     assert incident is not None and incident.status == "open"
+
+
+def test_jira_rate_limit_is_honoured_and_unlinked_webhooks_are_ignored(
+    synced: tuple[Container, TestClient], jira: FakeJira
+) -> None:
+    import time
+
+    container, http = synced
+    jira.rate_limited = 1
+    jira.retry_after = "1"
+    incident_id = declare(container)
+    drain(container)
+    assert jira.by_label(f"incidents-{incident_id}") == []
+    time.sleep(0.3)
+    drain(container)
+    assert jira.by_label(f"incidents-{incident_id}") == []
+    time.sleep(1.0)
+    drain(container)
+    assert len(jira.by_label(f"incidents-{incident_id}")) == 1
+    jira.issues["OPS-999"] = {
+        "id": "1",
+        "key": "OPS-999",
+        "fields": {"summary": "x", "labels": [], "status": {"name": "To Do"}},
+        "changelog": [],
+    }
+    unlinked = deliver_webhook(
+        http, {"webhookEvent": "jira:issue_updated", "issue": {"key": "OPS-999"}}
+    )
+    assert unlinked.status_code == 202

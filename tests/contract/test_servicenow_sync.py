@@ -360,3 +360,26 @@ def test_a_create_still_in_flight_elsewhere_is_not_repeated(
     with pytest.raises(SyncError, match="in flight"):
         engine.deliver(SN, incident_id, fields=True)
     assert snow.by_correlation(incident_id) == []
+
+
+def test_the_background_poller_brings_edits_in(database_url: str, snow: FakeServiceNow) -> None:
+    from tests.contract.sync_support import wait_for
+
+    container = sync_container(database_url, {"servicenow": [sn_entry(snow.url, poll_seconds=1)]})
+    try:
+        incident_id = declare(container)
+        drain(container)
+        sys_id = str(ticket_of(snow, incident_id)["sys_id"])
+        snow.edit(sys_id, short_description="Seen by the poller")
+        assert container.poller is not None
+        container.poller.start()
+
+        def applied() -> bool:
+            incident = container.incidents.get(incident_id, None)
+            return incident is not None and incident.title == "Seen by the poller"
+
+        wait_for(applied, timeout=10)
+        status = engine_of(container).store.status(SN)
+        assert status.last_poll_us is not None and status.last_error is None
+    finally:
+        container.close()

@@ -207,3 +207,34 @@ def test_sync_metrics_are_exported(client: tuple[TestClient, Any, str]) -> None:
     drain(container)
     text = http.get("/metrics").text
     assert 'sync_operations_total{connector="servicenow:prod",kind="create"} 1.0' in text
+
+
+def test_a_note_in_a_closed_data_class_reaches_the_ticket_redacted(
+    client: tuple[TestClient, Any, str], snow: FakeServiceNow
+) -> None:
+    http, container, token = client
+    incident_id = declare(container)
+    drain(container)
+    note = {
+        "specversion": "1.0",
+        "id": "note-pii-1",
+        "source": "im://tests",
+        "type": "im.note.add",
+        "subject": f"incident/{incident_id}",
+        "imdataclass": "pii",
+        "data": {"text": "call Jane Doe at +1 555 0100"},
+    }
+    answer = http.post(
+        "/api/v1/timeline/events",
+        json=note,
+        headers={
+            "Authorization": f"Bearer {token}",
+            "Content-Type": "application/cloudevents+json",
+        },
+    )
+    assert answer.status_code in (200, 201), answer.text
+    drain(container)
+    sys_id = snow.by_correlation(incident_id)[0]["sys_id"]
+    written = [entry["value"] for entry in snow.journal.get(sys_id, [])]
+    assert written and all("555" not in text and "Jane" not in text for text in written)
+    assert "REDACTED" in written[0]
