@@ -383,3 +383,44 @@ def test_the_background_poller_brings_edits_in(database_url: str, snow: FakeServ
         assert status.last_poll_us is not None and status.last_error is None
     finally:
         container.close()
+
+
+def test_operator_work_note_becomes_a_note_once_and_ours_never_echo(
+    synced: Container, snow: FakeServiceNow
+) -> None:
+    incident_id = declare(synced)
+    synced.incidents.execute(AddNote(incident_id, ALICE, None, text="from us"))
+    drain(synced)
+    sys_id = str(ticket_of(snow, incident_id)["sys_id"])
+    snow.edit(sys_id, work_notes="vendor confirms the fix")
+    engine_of(synced).poll(SN)
+    engine_of(synced).poll(SN)
+    drain(synced)
+    notes = [
+        r
+        for r in synced.reader.in_position_order(10**12)
+        if r.incident_id == incident_id and r.type == "im.note.add"
+    ]
+    assert [n.actor for n in notes] == [ALICE, f"connector:{SN}"]
+    assert [e["value"] for e in snow.journal[sys_id]] == ["from us", "vendor confirms the fix"]
+
+
+def test_a_correlation_prefix_keeps_installations_apart(
+    database_url: str, snow: FakeServiceNow
+) -> None:
+    # Another installation (staging) already has a ticket for its own INC-1.
+    other = snow._create({"short_description": "staging incident"}, "svc-incidents")[1]
+    snow.records[other["result"]["sys_id"]]["correlation_id"] = "staging:INC-1"
+    entry = sn_entry(snow.url, correlation_prefix="prod:")
+    container = sync_container(database_url, {"servicenow": [entry]})
+    try:
+        incident_id = declare(container, "prod incident")
+        drain(container)
+        mine = snow.by_correlation(f"prod:{incident_id}")
+        assert [r["short_description"] for r in mine] == ["prod incident"]
+        assert snow.by_correlation("staging:INC-1")[0]["short_description"] == "staging incident"
+        engine_of(container).poll(SN)  # the other installation's ticket is left alone
+        incident = container.incidents.get(incident_id, None)
+        assert incident is not None and incident.title == "prod incident"
+    finally:
+        container.close()

@@ -28,8 +28,10 @@ OPS = st.lists(
 )
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def snow() -> Iterator[FakeServiceNow]:
+    # One instance per backend: incident ids restart at INC-1 in each database, and a
+    # shared instance would hand the second database the first one's tickets.
     fake = FakeServiceNow().start()
     try:
         yield fake

@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 TABLE = "/api/now/table/incident"
+JOURNAL = "/api/now/table/sys_journal_field"
 FORMAT = "%Y-%m-%d %H:%M:%S"
 STATES = {"1", "2", "3", "6", "7", "8"}
 CHOICES = {"impact": {"1", "2", "3"}, "urgency": {"1", "2", "3"}}
@@ -111,7 +112,14 @@ class FakeServiceNow:
             if key == "work_notes":
                 if value:
                     self.journal.setdefault(record["sys_id"], []).append(
-                        {"value": str(value), "sys_created_by": user}
+                        {
+                            "sys_id": uuid.uuid4().hex,
+                            "element": "work_notes",
+                            "element_id": record["sys_id"],
+                            "value": str(value),
+                            "sys_created_by": user,
+                            "sys_created_on": _fmt(self.clock()),
+                        }
                     )
                     changed = True
                 continue
@@ -236,6 +244,17 @@ class FakeServiceNow:
                             }
                         },
                     )
+                    return
+                if parts.path == JOURNAL and method == "GET":
+                    query = parse_qs(parts.query).get("sysparm_query", [""])[0]
+                    terms = dict(t.split("=", 1) for t in query.split("^") if "=" in t)
+                    with fake.lock:
+                        entries = [
+                            dict(e)
+                            for e in fake.journal.get(terms.get("element_id", ""), [])
+                            if e["element"] == terms.get("element", e["element"])
+                        ]
+                    self._send(200, {"result": entries})
                     return
                 if not parts.path.startswith(TABLE):
                     self._send(400, {"error": {"message": "Invalid table", "detail": parts.path}})

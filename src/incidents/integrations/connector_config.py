@@ -117,7 +117,9 @@ COMMON_KEYS = {
     "sync_notes",
     "timeout_seconds",
     "reconcile_seconds",
+    "correlation_prefix",
 }
+_PREFIX = re.compile(r"^[A-Za-z0-9_.:-]{0,32}$")
 
 
 def common(vendor: str, entry: Entry, where: str, defaults: tuple[FieldMapping, ...]) -> Connector:
@@ -158,7 +160,17 @@ def common(vendor: str, entry: Entry, where: str, defaults: tuple[FieldMapping, 
         create_severities=frozenset(severities),
         sync_notes=notes,
         reconcile_seconds=_sweep(entry, where),
+        correlation_prefix=_prefix(entry, where),
     )
+
+
+def _prefix(entry: Entry, where: str) -> str:
+    value = entry.get("correlation_prefix", "")
+    if not isinstance(value, str) or not _PREFIX.match(value):
+        raise ConnectorsError(
+            f"{where}.correlation_prefix: up to 32 letters, digits, '.', ':', '_' or '-'"
+        )
+    return value
 
 
 def _sweep(entry: Entry, where: str) -> float:

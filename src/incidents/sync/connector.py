@@ -25,6 +25,9 @@ class Connector:
     sync_notes: bool = True
     # The periodic drift sweep (reconcile with repair); 0 turns it off.
     reconcile_seconds: float = 3600.0
+    # Put before the incident id in the ticket's correlation field, so that several
+    # installations (staging, production) can share one vendor instance.
+    correlation_prefix: str = ""
 
     @property
     def id(self) -> str:
@@ -44,6 +47,16 @@ class Connector:
     @property
     def sync_type(self) -> str:
         return f"im.{self.vendor}.sync"
+
+    def correlation(self, incident_id: str) -> str:
+        """What the ticket's correlation field holds for ``incident_id``."""
+        return f"{self.correlation_prefix}{incident_id}"
+
+    def incident_of(self, correlation: str | None) -> str | None:
+        """The incident id a ticket's correlation names; None if not one of ours."""
+        if not correlation or not correlation.startswith(self.correlation_prefix):
+            return None
+        return correlation[len(self.correlation_prefix) :] or None
 
     def mapping(self, name: str) -> FieldMapping | None:
         return next((m for m in self.mappings if m.name == name), None)

@@ -271,11 +271,11 @@ class SyncEngine:
         else:
             if now - link.created_us < CREATE_IN_FLIGHT_US and link.synced_us == 0:
                 # Recorded by an attempt that may still be under way elsewhere.
-                ticket = client.find(incident.id)
+                ticket = client.find(connector.correlation(incident.id))
                 if ticket is None:
                     raise SyncError(f"{incident.id}: its ticket's create is still in flight")
             else:
-                ticket = client.find(incident.id)
+                ticket = client.find(connector.correlation(incident.id))
         if ticket is None:
             body = {
                 m.external_field: m.to_external(values.get(m.internal_field))
@@ -283,7 +283,7 @@ class SyncEngine:
                 if m.pushes and values.get(m.internal_field) is not None
             }
             try:
-                ticket = client.create(body, incident.id)
+                ticket = client.create(body, connector.correlation(incident.id))
             except Exception:
                 self.metrics.failures.labels(connector.id, "create").inc()
                 # A create that failed before the vendor saw it may be tried at once.
@@ -479,8 +479,9 @@ class SyncEngine:
         bound = self.bound(connector_id)
         connector = bound.connector
         link = self.store.link_by_external(connector.id, ticket.external_id)
-        if link is None and ticket.correlation:
-            link = self.store.link(connector.id, ticket.correlation)
+        incident_id = connector.incident_of(ticket.correlation)
+        if link is None and incident_id:
+            link = self.store.link(connector.id, incident_id)
         if link is None or link.creating:
             return Outcome(linked=False)
         if ticket.version <= link.seen_version and not force:

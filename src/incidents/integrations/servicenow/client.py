@@ -177,5 +177,21 @@ class ServiceNowClient:
             offset += _PAGE
 
     def comments(self, external_id: str) -> Sequence[Comment]:
-        # Work notes are not read back: notes flow from the incident to the ticket.
-        return ()
+        """The ticket's work notes (journal entries), oldest first, less our own."""
+        params = {
+            "sysparm_query": f"element_id={external_id}^element=work_notes^ORDERBYsys_created_on",
+            "sysparm_fields": "sys_id,value,sys_created_by,sys_created_on",
+        }
+        entries = self._call("GET", "/api/now/table/sys_journal_field", params=params)
+        return [
+            Comment(
+                str(entry.get("sys_id")),
+                entry.get("sys_created_by"),
+                str(entry.get("value") or ""),
+                parse_sn_time(entry.get("sys_created_on")),
+            )
+            for entry in entries
+            # Our own notes come back as journal entries written by our user: never
+            # taken back.
+            if entry.get("sys_created_by") != self.username and entry.get("value")
+        ]
