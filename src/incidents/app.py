@@ -222,8 +222,30 @@ class Worker:
         self.database.engine.dispose()
 
 
-def build_worker(settings: Settings) -> Worker:
-    """A relay delivering the configured destinations; it publishes to the bus only."""
+@dataclass
+class ConnectorWorker:
+    """A worker that also delivers connector rows: the sync engine needs the log's
+    writer (ticket changes are applied as commands), so it runs a whole container
+    without HTTP, its relay and poller included."""
+
+    container: Container
+
+    def start(self) -> None:
+        self.container.start()
+
+    def close(self) -> None:
+        self.container.close()
+
+
+def build_worker(settings: Settings) -> Worker | ConnectorWorker:
+    """A relay delivering the configured destinations; it publishes to the bus only.
+
+    With connectors configured it delivers their rows too, and polls their vendors.
+    """
+    if parse_sections(settings).connectors.entries:
+        return ConnectorWorker(
+            build_container(replace(settings, outbox_relay=True), consume_bus=False)
+        )
     database = open_database(settings)
     bus = build_bus(settings, consume=False)
     return Worker(database, bus, build_relay(settings, database, bus))
@@ -301,6 +323,7 @@ def build_container(
     *,
     apply_migrations: bool = True,
     span_exporter: SpanExporter | None = None,
+    consume_bus: bool = True,
 ) -> Container:
     """Build the adapters for ``settings`` (default: from the environment)."""
     settings = settings or load_settings()
@@ -319,7 +342,7 @@ def build_container(
         projection=registry.open,
         outbox_destinations=[*outbox_destinations(settings), *connector_ids],
     )
-    bus = build_bus(settings)
+    bus = build_bus(settings, consume=consume_bus)
     # Streams wake on this process's commits, and on events other servers published.
     feed = LiveFeed(reader, settings.stream_poll_seconds)
     appender.on_commit(feed.wake)

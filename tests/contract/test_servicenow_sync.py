@@ -424,3 +424,28 @@ def test_a_correlation_prefix_keeps_installations_apart(
         assert incident is not None and incident.title == "prod incident"
     finally:
         container.close()
+
+
+def test_a_worker_delivers_connector_rows_when_servers_do_not(
+    database_url: str, snow: FakeServiceNow
+) -> None:
+    from incidents.app import ConnectorWorker, build_container, build_worker
+    from tests.conftest import grant_access, make_settings
+    from tests.contract.sync_support import SN_IDENTITY, wait_for
+
+    connectors = {"servicenow": [sn_entry(snow.url)]}
+    server = build_container(make_settings(database_url, connectors=connectors, outbox_relay=False))
+    server.start()
+    grant_access(server, SN_IDENTITY, roles=("incident.reader",), attributes=())
+    worker = build_worker(
+        make_settings(database_url, connectors=connectors, outbox_poll_seconds=0.05)
+    )
+    assert isinstance(worker, ConnectorWorker)
+    worker.start()
+    try:
+        assert server.relay is None
+        incident_id = declare(server)
+        wait_for(lambda: len(snow.by_correlation(incident_id)) == 1, timeout=10)
+    finally:
+        worker.close()
+        server.close()
