@@ -11,7 +11,7 @@ import gc
 import os
 import re
 import socket
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -45,12 +45,16 @@ from incidents.incident.correlation.routing import correlation_route
 from incidents.incident.correlation.rules import CorrelationRules, RulesError, parse_rules
 from incidents.incident.projection import incident_projection
 from incidents.incident.service import IncidentService
+from incidents.integrations.connector_config import Connectors, ConnectorsError
 from incidents.integrations.credentials import Integrations, IntegrationsError
-from incidents.integrations.registry import parse_integrations
+from incidents.integrations.registry import parse_connectors, parse_integrations
+from incidents.integrations.sync_destination import ConnectorDestination
+from incidents.integrations.sync_poller import SyncPoller
 from incidents.log.ports import EventWriter
 from incidents.log.projections import Projections
 from incidents.log.query import CursorCodec
 from incidents.observability.metrics import TimelineMetrics
+from incidents.observability.sync_metrics import SyncMetrics
 from incidents.observability.tracing import make_tracer
 from incidents.policy.decision_point import (
     DecisionPoint,
@@ -79,6 +83,8 @@ from incidents.store.redis_sessions import RedisRegistry
 from incidents.store.retention_store import SqlRetentionStore
 from incidents.store.s3_objects import S3ObjectStore
 from incidents.store.sqlite_writer import SqliteWriter
+from incidents.store.sync_store import SqlSyncStore
+from incidents.sync.engine import Bound, SyncEngine
 from incidents.timeline.feed import LiveFeed
 from incidents.timeline.group_commit import GroupCommitAppender
 from incidents.timeline.service import TimelineService
@@ -93,6 +99,7 @@ class Sections:
 
     rules: CorrelationRules
     integrations: Integrations
+    connectors: Connectors = field(default_factory=Connectors)
 
 
 def parse_sections(settings: Settings) -> Sections:
@@ -105,7 +112,11 @@ def parse_sections(settings: Settings) -> Sections:
         integrations = parse_integrations(settings.integrations)
     except IntegrationsError as exc:
         raise ConfigError(f"IM_CONFIG: {exc}") from None
-    return Sections(rules, integrations)
+    try:
+        connectors = parse_connectors(settings.connectors)
+    except ConnectorsError as exc:
+        raise ConfigError(f"IM_CONFIG: {exc}") from None
+    return Sections(rules, integrations, connectors)
 
 
 def load_configuration(env: Mapping[str, str] | None = None) -> Settings:
@@ -208,11 +219,14 @@ def build_destinations(settings: Settings, bus: Bus) -> list[Destination]:
     return [known[name] for name in outbox_destinations(settings)]
 
 
-def build_relay(settings: Settings, database: Database, bus: Bus) -> OutboxRelay:
-    """A relay draining the configured destinations with the configured retry policy."""
+def build_relay(
+    settings: Settings, database: Database, bus: Bus, extra: Sequence[Destination] = ()
+) -> OutboxRelay:
+    """A relay draining the configured destinations (and ``extra``, the connectors')
+    with the configured retry policy."""
     return OutboxRelay(
         build_outbox_store(settings, database),
-        build_destinations(settings, bus),
+        [*build_destinations(settings, bus), *extra],
         retry=RetryPolicy(
             max_attempts=settings.outbox_max_attempts,
             base_seconds=settings.outbox_backoff_base_seconds,
@@ -231,23 +245,50 @@ class Worker:
     database: Database
     bus: Bus
     relay: OutboxRelay
+    # How long a stopping worker goes on delivering what is due (IM_SHUTDOWN_DRAIN_SECONDS).
+    drain_seconds: float = 0.0
 
     def start(self) -> None:
         self.bus.start()
         self.relay.start()
 
-    def close(self, drain_seconds: float = 0.0) -> None:
+    def close(self) -> None:
         """Stop, first delivering what is due for up to ``drain_seconds``."""
-        self.relay.stop(drain_seconds=drain_seconds)
+        self.relay.stop(drain_seconds=self.drain_seconds)
         self.bus.close()
         self.database.engine.dispose()
 
 
-def build_worker(settings: Settings) -> Worker:
-    """A relay delivering the configured destinations; it publishes to the bus only."""
+@dataclass
+class ConnectorWorker:
+    """A worker that also delivers connector rows: the sync engine needs the log's
+    writer (ticket changes are applied as commands), so it runs a whole container
+    without HTTP, its relay and poller included."""
+
+    container: Container
+
+    def start(self) -> None:
+        self.container.start()
+
+    def close(self) -> None:
+        """Stop; the container's relay drains for IM_SHUTDOWN_DRAIN_SECONDS."""
+        self.container.close()
+
+
+def build_worker(settings: Settings) -> Worker | ConnectorWorker:
+    """A relay delivering the configured destinations; it publishes to the bus only.
+
+    With connectors configured it delivers their rows too, and polls their vendors.
+    """
+    if parse_sections(settings).connectors.entries:
+        return ConnectorWorker(
+            build_container(replace(settings, outbox_relay=True), consume_bus=False)
+        )
     database = open_database(settings)
     bus = build_bus(settings, consume=False)
-    return Worker(database, bus, build_relay(settings, database, bus))
+    return Worker(
+        database, bus, build_relay(settings, database, bus), settings.shutdown_drain_seconds
+    )
 
 
 def build_replay_appender() -> tuple[GroupCommitAppender, MemoryWriter]:
@@ -302,6 +343,11 @@ class Container:
     artifacts: ArtifactService | None = None
     # Open SSE and WebSocket connections (in Redis with IM_REDIS_URL: every process's).
     connections: ConnectionRegistry = field(default_factory=InProcessRegistry)
+    # The configured ITSM connectors, the sync engine (None without connectors) and
+    # the pollers that bring ticket changes in.
+    connectors: Connectors = field(default_factory=Connectors)
+    sync: SyncEngine | None = None
+    poller: SyncPoller | None = None
 
     def start(self) -> None:
         """Start background work (the group-commit writer); build projections if new."""
@@ -312,9 +358,13 @@ class Container:
         self.incidents.ensure_built()
         if self.retention_job is not None:
             self.retention_job.start()
+        if self.poller is not None:
+            self.poller.start()
 
     def close(self) -> None:
         """Finish queued appends, deliver what they queued, then release the database."""
+        if self.poller is not None:
+            self.poller.stop()
         if self.retention_job is not None:
             self.retention_job.stop()
         self.appender.stop()
@@ -332,6 +382,7 @@ def build_container(
     *,
     apply_migrations: bool = True,
     span_exporter: SpanExporter | None = None,
+    consume_bus: bool = True,
 ) -> Container:
     """Build the adapters for ``settings`` (default: from the environment)."""
     settings = settings or load_settings()
@@ -344,21 +395,18 @@ def build_container(
     # Incident reads include the compressed archive of archived incidents.
     reader = ArchiveAwareReader(engine)
     registry = projections()
+    connector_ids = sections.connectors.ids
     appender = GroupCommitAppender(
         writer,
         max_events=settings.group_commit_max_events,
         projection=registry.open,
-        outbox_destinations=outbox_destinations(settings),
+        outbox_destinations=[*outbox_destinations(settings), *connector_ids],
     )
-    bus = build_bus(settings)
+    bus = build_bus(settings, consume=consume_bus)
     # Streams wake on this process's commits, and on events other servers published.
     feed = LiveFeed(reader, settings.stream_poll_seconds)
     appender.on_commit(feed.wake)
     bus.subscribe(lambda _message: feed.wake())
-    relay = None
-    if settings.outbox_relay and outbox_destinations(settings):
-        relay = build_relay(settings, database, bus)
-        appender.on_commit(relay.notify)
     metrics = TimelineMetrics()
     appender.on_group(metrics.observe_group)
     tracer_provider, tracer = make_tracer(settings.otel_exporter, span_exporter)
@@ -390,6 +438,12 @@ def build_container(
     # Keys are fetched on the first OIDC request, not here: a provider that is down
     # must not stop the server (API tokens keep working).
     oidc = OidcVerifier.from_settings(settings) if oidc_enabled(settings) else None
+    sync = build_sync(sections.connectors, engine, incidents, policy, metrics, tracer)
+    extra = [ConnectorDestination(sync, i) for i in connector_ids] if sync is not None else []
+    relay = None
+    if settings.outbox_relay and (outbox_destinations(settings) or extra):
+        relay = build_relay(settings, database, bus, extra)
+        appender.on_commit(relay.notify)
     return Container(
         settings=settings,
         engine=engine,
@@ -422,6 +476,9 @@ def build_container(
         artifacts=ArtifactService(
             build_object_store(settings), timeline, settings.artifacts_max_bytes
         ),
+        connectors=sections.connectors,
+        sync=sync,
+        poller=SyncPoller(sync) if sync is not None else None,
     )
 
 
@@ -465,6 +522,41 @@ def build_retention(
         TombstoneSigner(reader.instance_secret(TOMBSTONE_SECRET)),
         Periods(settings.retention_archive_after_days, settings.retention_purge_after_days),
         forget=reader.forget,
+    )
+
+
+def open_sync_tools(settings: Settings | None = None) -> Container:
+    """A container for ``incidents sync reconcile|status``: the log's writer runs, the
+    relay and the poller do not (a server's relay delivers what reconcile queues)."""
+    settings = replace(settings or load_configuration(), outbox_relay=False)
+    container = build_container(settings)
+    container.appender.start()
+    return container
+
+
+def build_sync(
+    connectors: Connectors,
+    engine: Engine,
+    incidents: IncidentService,
+    policy: PolicyService,
+    metrics: TimelineMetrics,
+    tracer: Tracer,
+) -> SyncEngine | None:
+    """The sync engine over the configured connectors (None when there are none).
+
+    What reaches a ticket is decided for the connector's own identity, through the
+    same policy decision every reader gets.
+    """
+    if not connectors.entries:
+        return None
+    bound = [Bound(entry.connector, entry.open_client()) for entry in connectors.entries]
+    return SyncEngine(
+        SqlSyncStore(engine),
+        incidents,
+        lambda identity: policy.decide(identity),
+        bound,
+        metrics=SyncMetrics(metrics.registry),
+        tracer=tracer,
     )
 
 

@@ -130,6 +130,9 @@ class Settings:
     # tokens and signing secrets. See docs/configuration.md.
     correlation: dict[str, Any] | None = None
     integrations: dict[str, Any] | None = None
+    # The ITSM connectors (ServiceNow, Jira) the sync engine keeps tickets in step
+    # with; see docs/itsm.md.
+    connectors: dict[str, Any] | None = None
 
     def masked(self) -> dict[str, Any]:
         """The settings as a dict, with credentials in URLs masked."""
@@ -138,7 +141,7 @@ class Settings:
             value = getattr(self, f.name)
             if f.name in ("database_url", "nats_url", "redis_url"):
                 value = mask_url_password(value)
-            elif f.name == "integrations" and value:
+            elif f.name in ("integrations", "connectors") and value:
                 value = mask_secrets(value)
             out[f.name] = value
         return out
@@ -169,21 +172,25 @@ def mask_url_password(url: str) -> str:
 
 
 _SECRET_KEYS = {"token", "tokens", "secret", "secrets", "password"}
+# Keys ending so are masked too: api_token, oauth_token, webhook_secret, ...
+_SECRET_SUFFIXES = ("_token", "_secret", "_password")
+
+
+def _is_secret_key(key: object) -> bool:
+    name = str(key).lower()
+    return name in _SECRET_KEYS or name.endswith(_SECRET_SUFFIXES)
 
 
 def mask_secrets(value: Any) -> Any:
     """A copy of a config section with every token and secret replaced by ``***``."""
     if isinstance(value, dict):
-        return {
-            k: ("***" if str(k).lower() in _SECRET_KEYS else mask_secrets(v))
-            for k, v in value.items()
-        }
+        return {k: ("***" if _is_secret_key(k) else mask_secrets(v)) for k, v in value.items()}
     if isinstance(value, list):
         return [mask_secrets(v) for v in value]
     return value
 
 
-STRUCTURED = frozenset({"correlation", "integrations"})
+STRUCTURED = frozenset({"correlation", "integrations", "connectors"})
 
 
 def _coerce(name: str, current: Any, raw: Any) -> Any:

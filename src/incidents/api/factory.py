@@ -19,6 +19,7 @@ from incidents.api import (
     scim,
     session,
     streams,
+    sync,
     timeline,
 )
 from incidents.api.docs import mount_docs
@@ -76,6 +77,7 @@ def build_api(container: Container, routers: Sequence[APIRouter] = ()) -> FastAP
     app.include_router(boards.router)
     app.include_router(retention.router)
     app.include_router(artifacts.router)
+    app.include_router(sync.router)
     for router in routers:
         app.include_router(router)
     app.include_router(streams.router)

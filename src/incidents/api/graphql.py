@@ -37,6 +37,7 @@ from incidents.api.timeline import timeline_filter
 from incidents.boards.personas import Persona as BoardPersona
 from incidents.config import Settings
 from incidents.events.parsing import MalformedBody, loads_body
+from incidents.events.timeformat import format_micros
 from incidents.incident.lifecycle import Status
 from incidents.incident.listing import incident_query
 from incidents.log.query import MAX_LIMIT, InvalidQuery
@@ -150,6 +151,10 @@ class ExternalTicket:
     key: str
     url: str | None
     status: str | None
+    # The connector (vendor:name), the vendor's id, and when the link last synced.
+    connector: str = ""
+    external_id: str | None = None
+    synced_at: str | None = None
 
 
 @strawberry.type
@@ -226,8 +231,28 @@ class Incident:
         return board
 
     @strawberry.field(description="ITSM tickets linked to the incident.")
-    def connected_tickets(self) -> list[ExternalTicket]:
-        return []
+    async def connected_tickets(
+        self, info: strawberry.Info[GraphQLContext, None]
+    ) -> list[ExternalTicket]:
+        # The incident itself was already shown to the caller (policy checked there).
+        sync = info.context.container.sync
+        if sync is None:
+            return []
+        links = await run_in_threadpool(sync.store.links_of, str(self.id))
+        return [
+            ExternalTicket(
+                system=link.connector.split(":", 1)[0],
+                key=link.key,
+                url=link.url,
+                # The ticket's status as last synced (the vendor's own name or code).
+                status=link.base.get("status"),
+                connector=link.connector,
+                external_id=link.external_id or None,
+                synced_at=format_micros(link.synced_us) if link.synced_us > 0 else None,
+            )
+            for link in links
+            if not link.creating
+        ]
 
     @classmethod
     def of(cls, document: dict[str, Any]) -> Incident:

@@ -13,6 +13,15 @@ from incidents.bus.message import Bus, BusMessage
 from incidents.store.outbox_store import OutboxRecord
 
 
+class RetryAfter(Exception):
+    """A delivery the far side asked to retry no sooner than ``seconds`` from now (an
+    HTTP 429 or 503 with Retry-After); the relay waits at least that long."""
+
+    def __init__(self, message: str, seconds: float) -> None:
+        super().__init__(message)
+        self.retry_after_seconds = max(0.0, seconds)
+
+
 class Destination(Protocol):
     """Delivers outbox rows somewhere."""
 

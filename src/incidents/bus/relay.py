@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from incidents.bus.destination import Destination
+from incidents.bus.destination import Destination, RetryAfter
 from incidents.events.timeformat import now_micros
 from incidents.store.outbox_store import Failure, OutboxRecord, OutboxStore
 
@@ -156,7 +156,14 @@ class OutboxRelay:
                 text,
             )
             return Failure(row.id, attempts, text, now, now)
-        return Failure(row.id, attempts, text, now + self._retry.delay_us(attempts), None)
+        delay = self._retry.delay_us(attempts)
+        if isinstance(error, RetryAfter):
+            # The far side said when to come back: never sooner, plus a little jitter so
+            # that rows told the same moment do not all return together.
+            floor = int(error.retry_after_seconds * 1_000_000)
+            spread = min(1.0, error.retry_after_seconds / 10)
+            delay = floor + int(self._retry.jitter(spread) * 1_000_000)
+        return Failure(row.id, attempts, text, now + delay, None)
 
     def _gone(self, row: OutboxRecord) -> Failure:
         # Nothing left to deliver, and retrying cannot bring it back: dead-letter now.

@@ -14,7 +14,16 @@ import typer
 from sqlalchemy.exc import SQLAlchemyError
 
 from incidents import __version__
-from incidents.cli import admin, correlation, identity, incident, retention, timeline, worker
+from incidents.cli import (
+    admin,
+    correlation,
+    identity,
+    incident,
+    retention,
+    sync,
+    timeline,
+    worker,
+)
 from incidents.cli.client import ApiClient, CliError
 from incidents.cli.credentials import Credentials, save_credentials
 from incidents.config import (
@@ -33,6 +42,7 @@ app.add_typer(timeline.app, name="timeline")
 app.add_typer(admin.app, name="admin")
 app.add_typer(correlation.app, name="correlation")
 app.add_typer(retention.app, name="retention")
+app.add_typer(sync.app, name="sync")
 app.add_typer(identity.user_app, name="user")
 app.add_typer(identity.group_app, name="group")
 app.command("worker")(worker.worker)

@@ -19,10 +19,11 @@ def worker() -> None:
     IM_OUTBOX_RELAY=false there to leave delivery to workers). Several workers on one
     PostgreSQL database share the work without delivering a row twice.
     """
-    from incidents.app import build_worker, load_configuration
+    from incidents.app import build_worker, load_configuration, parse_sections
 
     settings = load_configuration()
-    destinations = outbox_destinations(settings)
+    connectors = parse_sections(settings).connectors.ids
+    destinations = [*outbox_destinations(settings), *connectors]
     if not destinations:
         typer.echo("error: IM_OUTBOX_DESTINATIONS is empty: nothing to deliver", err=True)
         raise typer.Exit(1)
@@ -44,5 +45,5 @@ def worker() -> None:
     try:
         stop.wait()
     finally:
-        running.close(drain_seconds=settings.shutdown_drain_seconds)
+        running.close()
     typer.echo("worker stopped", err=True)

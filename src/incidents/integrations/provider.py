@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from incidents.integrations.connector_config import Parser
 from incidents.integrations.credentials import CredentialKeys
 
 if TYPE_CHECKING:
@@ -22,8 +23,12 @@ class Provider:
     """
 
     name: str
-    # How its entries under ``integrations.<name>`` give their credentials.
-    credentials: CredentialKeys
+    # How its entries under ``integrations.<name>`` give their credentials (alert
+    # sources); None for a vendor that is only an ITSM connector.
+    credentials: CredentialKeys | None
     # Its webhook endpoints (mounted under /api/v1), if it sends anything. A function,
     # so that reading the configuration (the CLI) does not load the web stack.
     routes: Callable[[], APIRouter] | None = None
+    # ITSM connectors: parses one entry of ``connectors.<name>`` into the engine's view
+    # and a client factory; the composition root builds the outbox destination.
+    parse_connector: Parser | None = None

@@ -28,6 +28,7 @@ from sqlalchemy import (
     any_,
     bindparam,
     delete,
+    func,
     select,
     text,
     update,
@@ -327,6 +328,16 @@ class OutboxStore:
         with self._engine.begin() as conn:
             result = conn.execute(delete(outbox).where(_o.processed_us < processed_before_us))
             return int(result.rowcount or 0)
+
+    def counts_for(self, destination: str) -> dict[str, int]:
+        """Undelivered rows of one destination: pending (or retrying) and dead."""
+        query = select(_o.dead_us.is_(None), func.count()).where(
+            _o.processed_us.is_(None), _o.destination == destination
+        )
+        with self._engine.connect() as conn:
+            rows = conn.execute(query.group_by(_o.dead_us.is_(None))).all()
+        found = {bool(alive): int(n) for alive, n in rows}
+        return {"pending": found.get(True, 0), "dead": found.get(False, 0)}
 
     def counts(self) -> dict[str, int]:
         """How many rows are pending and how many dead (for health and metrics)."""

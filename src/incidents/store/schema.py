@@ -317,3 +317,63 @@ archived_event_ids = Table(
     Column("incident_id", String, nullable=False),
 )
 Index("ix_archived_event_ids_incident", archived_event_ids.c.incident_id)
+
+# --- ITSM sync (incidents.sync): links to tickets, the write ledger, conflicts, polls. ---
+
+# An incident linked to a ticket of one connector ("servicenow:prod"). A row with an
+# empty external_id records a create before the vendor call (never a second ticket).
+sync_links = Table(
+    "sync_links",
+    metadata,
+    Column("connector", String, primary_key=True),
+    Column("incident_id", String, primary_key=True),
+    Column("external_id", String, nullable=False, server_default=""),
+    Column("external_key", String, nullable=False, server_default=""),
+    Column("url", String, nullable=True),
+    # JSON: the last synced value of each mapped field (internal form).
+    Column("base", String, nullable=False, server_default="{}"),
+    Column("seen_version", BigInteger, nullable=False, server_default="-1"),
+    Column("written_version", BigInteger, nullable=False, server_default="-1"),
+    Column("created_us", BigInteger, nullable=False),
+    Column("synced_us", BigInteger, nullable=False, server_default="0"),
+)
+Index("ix_sync_links_external", sync_links.c.connector, sync_links.c.external_id)
+Index("ix_sync_links_incident", sync_links.c.incident_id)
+
+# Writes and reads remembered by key: notes sent ("note:<event id>"), ticket comments
+# taken or written by us ("comment:<id>").
+sync_ledger = Table(
+    "sync_ledger",
+    metadata,
+    Column("connector", String, primary_key=True),
+    Column("key", String, primary_key=True),
+    Column("created_us", BigInteger, nullable=False),
+)
+
+sync_conflicts = Table(
+    "sync_conflicts",
+    metadata,
+    Column("id", String, primary_key=True),
+    Column("connector", String, nullable=False),
+    Column("incident_id", String, nullable=False),
+    Column("field", String, nullable=False),
+    Column("ours", String, nullable=True),
+    Column("theirs", String, nullable=True),
+    Column("base", String, nullable=True),
+    Column("reason", String, nullable=False),
+    Column("created_us", BigInteger, nullable=False),
+    Column("resolved_us", BigInteger, nullable=True),
+    Column("resolution", String, nullable=True),
+    Column("resolved_value", String, nullable=True),
+    Column("resolved_by", String, nullable=True),
+)
+Index("ix_sync_conflicts_link", sync_conflicts.c.connector, sync_conflicts.c.incident_id)
+
+sync_polls = Table(
+    "sync_polls",
+    metadata,
+    Column("connector", String, primary_key=True),
+    Column("cursor_us", BigInteger, nullable=True),
+    Column("polled_us", BigInteger, nullable=False),
+    Column("last_error", String, nullable=True),
+)

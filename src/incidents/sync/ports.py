@@ -1,0 +1,175 @@
+"""What the sync engine needs from a vendor and from storage.
+
+A vendor client (ServiceNow Table API, Jira REST v3) implements :class:`Ticketing`;
+the SQL adapter in :mod:`incidents.store.sync_store` implements :class:`SyncStore`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Ticket:
+    """A ticket as the vendor holds it, its mapped fields as plain values."""
+
+    external_id: str
+    key: str
+    # The vendor's version: ServiceNow sys_mod_count, Jira the changelog length.
+    version: int
+    updated_us: int
+    fields: Mapping[str, Any]
+    # Who made the last change (vendor user name or account id).
+    updated_by: str | None = None
+    # The incident id we stored in the ticket's correlation field, if any.
+    correlation: str | None = None
+    url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Comment:
+    """A note or comment on a ticket (inbound notes)."""
+
+    comment_id: str
+    author: str | None
+    text: str
+    created_us: int
+
+
+class Ticketing(Protocol):
+    """One configured vendor connection."""
+
+    def find(self, correlation: str) -> Ticket | None:
+        """The ticket whose correlation field holds ``correlation`` (an incident id)."""
+        ...
+
+    def create(self, fields: Mapping[str, Any], correlation: str) -> Ticket:
+        """Open a ticket with ``fields`` (ticket field -> value) and the correlation id."""
+        ...
+
+    def get(self, external_id: str) -> Ticket: ...
+
+    def update(self, external_id: str, changes: Mapping[str, Any]) -> Ticket:
+        """Write ``changes`` (ticket field -> value) in one call where the vendor allows."""
+        ...
+
+    def add_note(self, external_id: str, text: str) -> str:
+        """Add a work note / comment; returns its id."""
+        ...
+
+    def changed_since(self, since_us: int | None) -> Sequence[Ticket]:
+        """Tickets updated at or after ``since_us`` (all linked tickets when None)."""
+        ...
+
+    def comments(self, external_id: str) -> Sequence[Comment]:
+        """The ticket's comments, oldest first (empty where the vendor has none)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """An incident linked to a ticket of one connector."""
+
+    connector: str
+    incident_id: str
+    # Empty while the create is in flight (recorded before the vendor call).
+    external_id: str = ""
+    key: str = ""
+    url: str | None = None
+    # The last synced value of each mapping (by mapping name), internal form.
+    base: Mapping[str, str | None] = field(default_factory=dict)
+    # The vendor version last processed inbound, and the one our last write produced.
+    seen_version: int = -1
+    written_version: int = -1
+    created_us: int = 0
+    synced_us: int = 0
+
+    @property
+    def creating(self) -> bool:
+        return not self.external_id
+
+
+@dataclass(frozen=True, slots=True)
+class Conflict:
+    """A field both sides changed that no policy could settle."""
+
+    id: str
+    connector: str
+    incident_id: str
+    field: str
+    ours: str | None
+    theirs: str | None
+    base: str | None
+    reason: str
+    created_us: int
+    resolved_us: int | None = None
+    resolution: str | None = None
+    resolved_value: str | None = None
+    resolved_by: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectorStatus:
+    """Figures for ``incidents sync status`` and GET /api/v1/connectors."""
+
+    connector: str
+    links: int
+    open_conflicts: int
+    last_poll_us: int | None
+    last_change_us: int | None
+    last_error: str | None
+    # Outbox rows for the connector not yet delivered, and those dead-lettered.
+    pending: int = 0
+    dead: int = 0
+
+
+class SyncStore(Protocol):
+    """Links, the write ledger, conflicts and poll cursors."""
+
+    def link(self, connector: str, incident_id: str) -> Link | None: ...
+
+    def link_by_external(self, connector: str, external_id: str) -> Link | None: ...
+
+    def links_of(self, incident_id: str) -> list[Link]: ...
+
+    def links(self, connector: str) -> list[Link]: ...
+
+    def begin_create(self, connector: str, incident_id: str, now_us: int) -> bool:
+        """Record a create before calling the vendor; False if a link already exists."""
+        ...
+
+    def save_link(self, link: Link) -> None: ...
+
+    def ledger_add(self, connector: str, key: str, now_us: int) -> bool:
+        """Remember one write or read (a note sent, a comment taken); False if known."""
+        ...
+
+    def ledger_has(self, connector: str, key: str) -> bool: ...
+
+    def open_conflict(self, conflict: Conflict) -> Conflict:
+        """Queue a conflict, or return the open one for the same field and values."""
+        ...
+
+    def conflicts(self, *, open_only: bool, connector: str | None = None) -> list[Conflict]: ...
+
+    def conflict(self, conflict_id: str) -> Conflict | None: ...
+
+    def open_conflict_fields(self, connector: str, incident_id: str) -> set[str]: ...
+
+    def resolve_conflict(
+        self, conflict_id: str, resolution: str, value: str | None, by: str, now_us: int
+    ) -> Conflict | None:
+        """Close an open conflict; None if it is unknown or already resolved."""
+        ...
+
+    def cursor(self, connector: str) -> int | None:
+        """The vendor time the last poll reached."""
+        ...
+
+    def save_poll(
+        self, connector: str, cursor_us: int | None, now_us: int, error: str | None
+    ) -> None: ...
+
+    def status(self, connector: str) -> ConnectorStatus: ...
