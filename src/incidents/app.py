@@ -11,7 +11,7 @@ import gc
 import os
 import re
 import socket
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -41,7 +41,8 @@ from incidents.incident.correlation.rules import CorrelationRules, RulesError, p
 from incidents.incident.projection import incident_projection
 from incidents.incident.service import IncidentService
 from incidents.integrations.credentials import Integrations, IntegrationsError
-from incidents.integrations.registry import parse_integrations
+from incidents.integrations.provider import ChatContext, Connector, ConnectorRuntime
+from incidents.integrations.registry import build_connectors, parse_connectors, parse_integrations
 from incidents.log.ports import EventWriter
 from incidents.log.projections import Projections
 from incidents.log.query import CursorCodec
@@ -54,6 +55,7 @@ from incidents.policy.decision_point import (
 )
 from incidents.policy.service import PolicyService
 from incidents.store.alert_reader import AlertReader
+from incidents.store.chat_channels import ChatChannelStore
 from incidents.store.engine import Backend, backend_of, make_engine
 from incidents.store.event_reader import EventReader
 from incidents.store.incident_reader import IncidentReader
@@ -76,6 +78,8 @@ class Sections:
 
     rules: CorrelationRules
     integrations: Integrations
+    # Chat workspaces (``connectors:``), each with an outbox destination.
+    connectors: tuple[Connector, ...] = ()
 
 
 def parse_sections(settings: Settings) -> Sections:
@@ -88,7 +92,11 @@ def parse_sections(settings: Settings) -> Sections:
         integrations = parse_integrations(settings.integrations)
     except IntegrationsError as exc:
         raise ConfigError(f"IM_CONFIG: {exc}") from None
-    return Sections(rules, integrations)
+    try:
+        connectors = parse_connectors(settings.connectors)
+    except IntegrationsError as exc:
+        raise ConfigError(f"IM_CONFIG: {exc}") from None
+    return Sections(rules, integrations, connectors)
 
 
 def load_configuration(env: Mapping[str, str] | None = None) -> Settings:
@@ -168,17 +176,60 @@ def build_bus(settings: Settings, *, consume: bool = True) -> Bus:
     )
 
 
-def build_destinations(settings: Settings, bus: Bus) -> list[Destination]:
-    """The configured outbox destinations (see IM_OUTBOX_DESTINATIONS)."""
+def build_destinations(
+    settings: Settings, bus: Bus, extra: Sequence[Destination] = ()
+) -> list[Destination]:
+    """The configured outbox destinations (see IM_OUTBOX_DESTINATIONS), then ``extra``
+    (those of the chat connectors)."""
     known: dict[str, Destination] = {"bus": BusDestination(bus)}
-    return [known[name] for name in outbox_destinations(settings)]
+    return [known[name] for name in outbox_destinations(settings)] + list(extra)
 
 
-def build_relay(settings: Settings, database: Database, bus: Bus) -> OutboxRelay:
+def destination_names(settings: Settings, sections: Sections) -> list[str]:
+    """Every destination an appended event is queued for: the configured ones and one
+    per chat connector."""
+    return outbox_destinations(settings) + [c.destination for c in sections.connectors]
+
+
+def build_policy(settings: Settings, directory: Directory, tracer: Tracer) -> PolicyService:
+    """The policy decision point the settings choose, behind the policy service."""
+    pdp: DecisionPoint = (
+        RemoteDecisionPoint(settings.opa_url)
+        if settings.opa_url
+        else EmbeddedDecisionPoint(Path(settings.policy_dir) if settings.policy_dir else None)
+    )
+    return PolicyService(directory, pdp, tracer, settings.policy_cache_seconds)
+
+
+def build_chat(
+    sections: Sections,
+    engine: Engine,
+    policy: PolicyService,
+    directory: Directory,
+    commands: IncidentService | None,
+) -> dict[str, ConnectorRuntime]:
+    """Each chat connector (adapter, slash commands, outbox destination), by
+    ``<provider>:<name>``."""
+    if not sections.connectors:
+        return {}
+    context = ChatContext(
+        policy=policy,
+        incidents=IncidentReader(engine),
+        events=EventReader(engine),
+        directory=directory,
+        channels=ChatChannelStore(engine),
+        commands=commands,
+    )
+    return build_connectors(sections.connectors, context)
+
+
+def build_relay(
+    settings: Settings, database: Database, bus: Bus, extra: Sequence[Destination] = ()
+) -> OutboxRelay:
     """A relay draining the configured destinations with the configured retry policy."""
     return OutboxRelay(
         build_outbox_store(settings, database),
-        build_destinations(settings, bus),
+        build_destinations(settings, bus, extra),
         retry=RetryPolicy(
             max_attempts=settings.outbox_max_attempts,
             base_seconds=settings.outbox_backoff_base_seconds,
@@ -210,9 +261,17 @@ class Worker:
 
 def build_worker(settings: Settings) -> Worker:
     """A relay delivering the configured destinations; it publishes to the bus only."""
+    sections = parse_sections(settings)
     database = open_database(settings)
     bus = build_bus(settings, consume=False)
-    return Worker(database, bus, build_relay(settings, database, bus))
+    chat: list[Destination] = []
+    if sections.connectors:
+        directory = Directory(database.engine, settings.policy_cache_seconds)
+        _, tracer = make_tracer("none")
+        policy = build_policy(settings, directory, tracer)
+        built = build_chat(sections, database.engine, policy, directory, None)
+        chat = [runtime.destination for runtime in built.values()]
+    return Worker(database, bus, build_relay(settings, database, bus, chat))
 
 
 def build_replay_appender() -> tuple[GroupCommitAppender, MemoryWriter]:
@@ -252,6 +311,8 @@ class Container:
     bus: Bus = field(default_factory=InProcessBus)
     # Delivers outbox rows; None when IM_OUTBOX_RELAY is off (`incidents worker` does it).
     relay: OutboxRelay | None = None
+    # Chat workspaces (connectors:), by "<provider>:<name>": their routes find them here.
+    connectors: dict[str, ConnectorRuntime] = field(default_factory=dict)
 
     def start(self) -> None:
         """Start background work (the group-commit writer); build projections if new."""
@@ -293,17 +354,13 @@ def build_container(
         writer,
         max_events=settings.group_commit_max_events,
         projection=registry.open,
-        outbox_destinations=outbox_destinations(settings),
+        outbox_destinations=destination_names(settings, sections),
     )
     bus = build_bus(settings)
     # Streams wake on this process's commits, and on events other servers published.
     feed = LiveFeed(reader, settings.stream_poll_seconds)
     appender.on_commit(feed.wake)
     bus.subscribe(lambda _message: feed.wake())
-    relay = None
-    if settings.outbox_relay and outbox_destinations(settings):
-        relay = build_relay(settings, database, bus)
-        appender.on_commit(relay.notify)
     metrics = TimelineMetrics()
     appender.on_group(metrics.observe_group)
     tracer_provider, tracer = make_tracer(settings.otel_exporter, span_exporter)
@@ -315,12 +372,13 @@ def build_container(
     timeline.route = correlation_route(incidents.rules)
     tokens = TokenService(engine, settings.token_cache_seconds)
     directory = Directory(engine, settings.policy_cache_seconds)
-    pdp: DecisionPoint = (
-        RemoteDecisionPoint(settings.opa_url)
-        if settings.opa_url
-        else EmbeddedDecisionPoint(Path(settings.policy_dir) if settings.policy_dir else None)
-    )
-    policy = PolicyService(directory, pdp, tracer, settings.policy_cache_seconds)
+    policy = build_policy(settings, directory, tracer)
+    connectors = build_chat(sections, engine, policy, directory, incidents)
+    relay = None
+    if settings.outbox_relay and destination_names(settings, sections):
+        chat = [runtime.destination for runtime in connectors.values()]
+        relay = build_relay(settings, database, bus, chat)
+        appender.on_commit(relay.notify)
     # A grant, revocation or deletion takes effect at once in this process (other
     # processes within IM_POLICY_CACHE_SECONDS / IM_TOKEN_CACHE_SECONDS).
     directory.on_change(tokens.invalidate)
@@ -349,6 +407,7 @@ def build_container(
         alerts=AlertReader(engine, cursors),
         bus=bus,
         relay=relay,
+        connectors=connectors,
     )
 
 

@@ -100,6 +100,8 @@ class Settings:
     # tokens and signing secrets. See docs/configuration.md.
     correlation: dict[str, Any] | None = None
     integrations: dict[str, Any] | None = None
+    # Chat workspaces (ChatOps), e.g. connectors.slack; see docs/chatops.md.
+    connectors: dict[str, Any] | None = None
 
     def masked(self) -> dict[str, Any]:
         """The settings as a dict, with credentials in URLs masked."""
@@ -108,7 +110,7 @@ class Settings:
             value = getattr(self, f.name)
             if f.name in ("database_url", "nats_url"):
                 value = mask_url_password(value)
-            elif f.name == "integrations" and value:
+            elif f.name in ("integrations", "connectors") and value:
                 value = mask_secrets(value)
             out[f.name] = value
         return out
@@ -139,21 +141,25 @@ def mask_url_password(url: str) -> str:
 
 
 _SECRET_KEYS = {"token", "tokens", "secret", "secrets", "password"}
+# Compound names (bot_token, signing_secret) are secrets too.
+_SECRET_SUFFIXES = tuple(f"_{key}" for key in _SECRET_KEYS)
+
+
+def _is_secret(key: object) -> bool:
+    name = str(key).lower()
+    return name in _SECRET_KEYS or name.endswith(_SECRET_SUFFIXES)
 
 
 def mask_secrets(value: Any) -> Any:
     """A copy of a config section with every token and secret replaced by ``***``."""
     if isinstance(value, dict):
-        return {
-            k: ("***" if str(k).lower() in _SECRET_KEYS else mask_secrets(v))
-            for k, v in value.items()
-        }
+        return {k: ("***" if _is_secret(k) else mask_secrets(v)) for k, v in value.items()}
     if isinstance(value, list):
         return [mask_secrets(v) for v in value]
     return value
 
 
-STRUCTURED = frozenset({"correlation", "integrations"})
+STRUCTURED = frozenset({"correlation", "integrations", "connectors"})
 
 
 def _coerce(name: str, current: Any, raw: Any) -> Any:
