@@ -1,0 +1,119 @@
+"""Slack events -> chat messages: deterministic ids, threads, edits, deletions, bots."""
+
+from __future__ import annotations
+
+import hashlib
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from incidents.chatops.messages import message_event_id, ts_micros
+from incidents.chatops.replay import ReplayGuard
+from incidents.integrations.slack.events import message_from_event
+
+URL = "https://acme.slack.com"
+
+
+def test_the_id_is_sha256_of_team_channel_and_ts() -> None:
+    expected = hashlib.sha256(b"slack:T1:C1:1700000000.000100").hexdigest()
+    assert message_event_id("slack", "T1", "C1", "1700000000.000100") == expected
+    message = message_from_event(
+        {"type": "message", "channel": "C1", "user": "U1", "text": "hi", "ts": "1700000000.000100"},
+        "T1",
+        "acme",
+        URL,
+    )
+    assert message is not None and message.event_id == expected
+
+
+@given(st.text(min_size=1, max_size=20), st.text(min_size=1, max_size=20))
+def test_different_messages_have_different_ids(a: str, b: str) -> None:
+    if a != b:
+        assert message_event_id("slack", "T", "C", a) != message_event_id("slack", "T", "C", b)
+
+
+def test_ts_to_microseconds() -> None:
+    assert ts_micros("1700000000.000100") == 1_700_000_000_000_100
+    assert ts_micros("1700000000") == 1_700_000_000_000_000
+
+
+def test_a_thread_reply_names_its_root() -> None:
+    message = message_from_event(
+        {
+            "type": "message",
+            "channel": "C1",
+            "user": "U1",
+            "text": "r",
+            "ts": "2.0",
+            "thread_ts": "1.0",
+        },
+        "T1",
+        "acme",
+        URL,
+    )
+    assert message is not None
+    data = message.data("INC-1")
+    assert data["thread_event_id"] == message_event_id("slack", "T1", "C1", "1.0")
+    assert data["permalink"] == f"{URL}/archives/C1/p20?thread_ts=1.0&cid=C1"
+
+
+def test_each_edit_is_its_own_event_and_a_deletion_keeps_no_text() -> None:
+    def edit(edited: str) -> str:
+        message = message_from_event(
+            {
+                "type": "message",
+                "subtype": "message_changed",
+                "channel": "C1",
+                "message": {"user": "U1", "text": "v", "ts": "1.0", "edited": {"ts": edited}},
+            },
+            "T1",
+            "acme",
+            URL,
+        )
+        assert message is not None and message.kind == "edit"
+        return message.event_id
+
+    assert edit("2.0") != edit("3.0")
+    assert edit("2.0") == edit("2.0")
+    deleted = message_from_event(
+        {
+            "type": "message",
+            "subtype": "message_deleted",
+            "channel": "C1",
+            "deleted_ts": "1.0",
+            "previous_message": {"user": "U1", "text": "secret", "ts": "1.0"},
+        },
+        "T1",
+        "acme",
+        URL,
+    )
+    assert deleted is not None and deleted.kind == "delete"
+    assert "text" not in deleted.data("INC-1")
+    assert deleted.event_id not in (edit("2.0"), message_event_id("slack", "T1", "C1", "1.0"))
+
+
+def test_bots_joins_and_other_events_are_ignored() -> None:
+    for event in (
+        {"type": "message", "channel": "C1", "bot_id": "B1", "text": "x", "ts": "1.0"},
+        {"type": "message", "subtype": "bot_message", "channel": "C1", "text": "x", "ts": "1.0"},
+        {"type": "message", "subtype": "channel_join", "channel": "C1", "user": "U", "ts": "1.0"},
+        {"type": "reaction_added", "channel": "C1"},
+        {"type": "message", "text": "no channel", "ts": "1.0"},
+        {
+            "type": "message",
+            "subtype": "message_changed",
+            "channel": "C1",
+            "message": {"bot_id": "B1", "ts": "1.0"},
+        },
+    ):
+        assert message_from_event(event, "T1", "acme", URL) is None
+
+
+def test_the_replay_guard_accepts_each_signature_once_within_the_window() -> None:
+    now = [0.0]
+    guard = ReplayGuard(window=300, clock=lambda: now[0])
+    assert guard.first_time("v0=aa")
+    assert not guard.first_time("v0=aa")
+    assert guard.first_time("v0=bb")
+    now[0] = 601.0
+    assert guard.first_time("v0=aa")
