@@ -290,7 +290,9 @@ def test_unknown_and_emailless_slack_users_are_refused(chat: Chat) -> None:
 
 def test_the_same_trigger_declares_once(chat: Chat) -> None:
     first = chat.command("new Retry me", trigger="trig-1").json()["text"]
-    second = chat.command("new Retry me", trigger="trig-1").json()["text"]
+    # Sent again (signed anew, a second later): the same invocation declares once.
+    again = chat.command("new Retry me", trigger="trig-1", timestamp=int(time.time()) + 1)
+    second = again.json()["text"]
     assert first.split()[1] == second.split()[1]
     assert chat.container.incidents.get("INC-2", None) is None
 

@@ -29,6 +29,10 @@ class ChatChannelStore:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._writes = writes(engine)
+        # A channel, once recorded, belongs to its incident for good (rows are never
+        # changed but for the pin, which the event paths do not read): every message
+        # in a channel asks, so found channels are remembered.
+        self._by_channel: dict[tuple[str, str], IncidentChannel] = {}
 
     def by_incident(self, connector: str, incident_id: str) -> IncidentChannel | None:
         stmt = select(*_COLUMNS).where(_c.connector == connector, _c.incident_id == incident_id)
@@ -37,10 +41,19 @@ class ChatChannelStore:
         return _channel(row) if row is not None else None
 
     def by_channel(self, connector: str, channel_id: str) -> IncidentChannel | None:
+        known = self._by_channel.get((connector, channel_id))
+        if known is not None:
+            return known
         stmt = select(*_COLUMNS).where(_c.connector == connector, _c.channel_id == channel_id)
         with self._engine.connect() as conn:
             row = conn.execute(stmt).first()
-        return _channel(row) if row is not None else None
+        if row is None:
+            return None
+        found = _channel(row)
+        if len(self._by_channel) > 10_000:
+            self._by_channel.clear()
+        self._by_channel[(connector, channel_id)] = found
+        return found
 
     def save(self, channel: IncidentChannel) -> IncidentChannel:
         values = {
