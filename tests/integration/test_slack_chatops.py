@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 
 from incidents.app import Container, build_container, create_app
 from incidents.chatops.messages import message_event_id
-from incidents.incident.commands import AddNote, Declare
+from incidents.incident.commands import AddNote, Declare, Update
 from incidents.integrations.slack import routes
 from tests.conftest import grant_access, make_settings
 from tests.slack_api import FakeSlack, sign
@@ -491,3 +491,34 @@ def test_nothing_confidential_reaches_a_public_channel(chat: Chat) -> None:
     everything = " ".join([*chat.slack.texts(channel_id), chat.slack.channels[channel_id].topic])
     assert "vendor X" not in everything
     assert "jane.doe" not in everything
+
+
+def test_a_malformed_event_is_a_422_naming_the_field(chat: Chat) -> None:
+    _, channel_id = declared(chat)
+    answer = chat.event({"type": "message", "channel": channel_id, "user": BOB, "ts": "soon"})
+    assert answer.status_code == 422
+    assert answer.json()["errors"][0]["field"] == "event.ts"
+    body = orjson.dumps({"type": "event_callback", "event": {}})
+    answer = chat.client.post(
+        "/api/v1/chat/slack/acme/events",
+        content=body,
+        headers=sign(SECRET, body) | {"Content-Type": "application/json"},
+    )
+    assert answer.status_code == 422
+
+
+def test_a_public_channel_keeps_nothing_of_an_incident_made_confidential(chat: Chat) -> None:
+    incident_id, channel_id = declared(chat, "new Card processor errors")
+    chat.container.incidents.execute(
+        Update(incident_id, "alice@example.com", None, changes={"classification": "confidential"})
+    )
+    note = chat.container.incidents.execute(
+        AddNote(incident_id, "alice@example.com", None, text="the processor is Acme Pay")
+    )
+    wait_for(lambda: "not shown in this channel" in chat.slack.channels[channel_id].topic)
+    topic = chat.slack.channels[channel_id].topic
+    assert "Card processor" not in topic
+    # Once the note's row is delivered, it was not posted.
+    channels = chat.container.connectors["slack:acme"].channels  # type: ignore[attr-defined]
+    wait_for(lambda: channels.delivered("slack:acme", note.events[0].event_id))
+    assert not any("Acme Pay" in t for t in chat.slack.texts(channel_id))

@@ -127,3 +127,13 @@ def test_signatures(slack: FakeSlack) -> None:
     assert not chat.verify_request(body, sign(SECRET, body, int(time.time()) - 301))
     assert not chat.verify_request(body, sign(SECRET, body, int(time.time()) + 301))
     assert chat.verify_request(body, sign(SECRET, body, int(time.time()) - 299))
+
+
+def test_a_long_retry_after_is_not_waited_out(slack: FakeSlack) -> None:
+    slack.fail("chat.postMessage", "ratelimited", retry_after=60)
+    chat = adapter(slack)
+    channel = chat.create_channel("c", private=False)
+    started = time.monotonic()
+    with pytest.raises(ChatError, match="ratelimited"):
+        chat.post(channel.id, "x")
+    assert time.monotonic() - started < 5

@@ -62,6 +62,11 @@ def message_text(row: StoredEvent, decision: Decision) -> str | None:
     return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 1] + "…"
 
 
+def withheld_topic(incident_id: str, board_url: str) -> str:
+    """The topic of a channel whose audience may no longer see its incident."""
+    return f"{incident_id}: not shown in this channel | board {board_url}"
+
+
 def topic(incident: Incident, commander: str | None, board_url: str, timeline_url: str) -> str:
     """The channel topic: title, severity, status, commander and links, within 250 chars."""
     who = commander or "none yet"

@@ -13,6 +13,9 @@ from slack_sdk.http_retry.builtin_handlers import (
     ConnectionErrorRetryHandler,
     RateLimitErrorRetryHandler,
 )
+from slack_sdk.http_retry.request import HttpRequest
+from slack_sdk.http_retry.response import HttpResponse
+from slack_sdk.http_retry.state import RetryState
 from slack_sdk.signature import SignatureVerifier
 
 from incidents.chatops.port import Channel, ChannelNameTaken, ChatError
@@ -22,6 +25,31 @@ from incidents.integrations.slack.config import SlackConnector
 # Errors that mean "already done": a retried invite or pin is not a failure.
 _ALREADY = {"already_in_channel", "already_pinned", "cant_invite_self"}
 _CACHE_SECONDS = 300.0
+# The longest Retry-After waited out in place: the relay thread delivers every
+# destination's rows, so a longer wait fails the delivery and the row is retried later.
+MAX_RATE_LIMIT_WAIT = 5
+
+
+class _ShortRateLimits(RateLimitErrorRetryHandler):
+    """Retries a rate-limited call only when Slack asks for a short wait."""
+
+    def _can_retry(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> bool:
+        if response is None or response.status_code != 429:
+            return False
+        for key, values in response.headers.items():
+            if key.lower() == "retry-after":
+                try:
+                    return int(values[0]) <= MAX_RATE_LIMIT_WAIT
+                except (ValueError, IndexError):
+                    return False
+        return True
 
 
 class _Cache:
@@ -67,7 +95,7 @@ class SlackChat:
             # trouble fails the delivery and the outbox relay retries it later.
             retry_handlers=[
                 ConnectionErrorRetryHandler(),
-                RateLimitErrorRetryHandler(max_retry_count=rate_limit_retries),
+                _ShortRateLimits(max_retry_count=rate_limit_retries),
             ],
         )
         self._verifier = SignatureVerifier(connector.signing_secret)

@@ -20,11 +20,12 @@ import orjson
 from incidents.chatops.channels import IncidentChannel
 from incidents.chatops.naming import channel_name
 from incidents.chatops.port import Channel, ChannelNameTaken, ChatError, ChatPort
-from incidents.chatops.render import audience, message_text, posts, topic
+from incidents.chatops.render import audience, message_text, posts, topic, withheld_topic
 from incidents.incident.aggregate import Incident
 from incidents.integrations.provider import ChatContext
 from incidents.integrations.slack.config import SlackConnector
 from incidents.log.records import StoredEvent
+from incidents.policy.model import Decision
 from incidents.store.outbox_store import OutboxRecord
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,9 @@ class SlackDestination:
             try:
                 self._deliver(row)
                 results.append(None)
-            except (ChatError, OSError) as exc:
+            except Exception as exc:
+                # One row's failure (Slack, the policy service, the database) is that
+                # row's alone: it is retried later, the others are delivered now.
                 results.append(exc)
         return results
 
@@ -77,16 +80,16 @@ class SlackDestination:
         channel = self.ensure_channel(incident)
         if self._context.channels.delivered(self.name, row.event_id):
             return
+        decision = self._context.policy.decide_for(
+            audience(self.name, channel, incident.classification)
+        )
         stored = self._stored(row)
         if stored is not None and posts(stored):
-            decision = self._context.policy.decide_for(
-                audience(self.name, channel, incident.classification)
-            )
             text = message_text(stored, decision)
             if text is not None:
                 self._chat.post(channel.channel_id, text)
         if row.event_type in _TOPIC_TYPES:
-            self._chat.set_topic(channel.channel_id, self._topic(incident))
+            self._chat.set_topic(channel.channel_id, self._topic(incident, decision))
         if row.event_type == "im.incident.role.assign":
             self._invite_commander(channel, incident)
         self._context.channels.mark_delivered(self.name, row.event_id)
@@ -98,8 +101,11 @@ class SlackDestination:
                 return stored
         return None
 
-    def _topic(self, incident: Incident) -> str:
+    def _topic(self, incident: Incident, decision: Decision | None = None) -> str:
         base = self._connector.app_url
+        if decision is not None and incident.classification not in decision.visibilities:
+            # Reclassified above the channel's audience: the topic keeps nothing of it.
+            return withheld_topic(incident.id, f"{base}/api/v1/incidents/{incident.id}")
         commander = None
         if incident.commander:
             user = self._chat.user_id_by_email(incident.commander)

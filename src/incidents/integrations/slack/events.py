@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from incidents.chatops.messages import ChatMessage
@@ -10,6 +11,24 @@ PLATFORM = "slack"
 # Message subtypes that carry a person's words; joins, topic changes and the like
 # are not part of the conversation.
 _SPOKEN = {None, "thread_broadcast", "file_share", "me_message"}
+# Slack's message timestamps: seconds, a dot, microseconds.
+_TS = re.compile(r"^\d{1,12}(\.\d{1,6})?$")
+
+
+class BadEvent(ValueError):
+    """An event Slack would not send: names the field at fault."""
+
+    def __init__(self, field: str) -> None:
+        self.field = field
+        super().__init__(f"{field} is not a Slack message timestamp (seconds.micros)")
+
+
+def _ts(value: Any, field: str, *, required: bool = True) -> str | None:
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not _TS.fullmatch(value):
+        raise BadEvent(field)
+    return value
 
 
 def permalink(workspace_url: str, channel: str, ts: str, thread_ts: str | None) -> str:
@@ -39,12 +58,16 @@ def message_from_event(
         inner = event.get("message")
         if not isinstance(inner, dict) or inner.get("bot_id"):
             return None
-        ts = _text(inner.get("ts"))
-        if ts is None:
-            return None
+        ts = _ts(inner.get("ts"), "event.message.ts")
+        assert ts is not None
         edited = inner.get("edited")
-        edited_ts = _text(edited.get("ts")) if isinstance(edited, dict) else None
-        thread = _text(inner.get("thread_ts"))
+        edited_ts = _ts(
+            edited.get("ts")
+            if isinstance(edited, dict)
+            else event.get("event_ts", event.get("ts")),
+            "event.message.edited.ts",
+        )
+        thread = _ts(inner.get("thread_ts"), "event.message.thread_ts", required=False)
         return ChatMessage(
             PLATFORM,
             connector,
@@ -55,13 +78,12 @@ def message_from_event(
             str(inner.get("text") or ""),
             kind="edit",
             thread_ts=thread,
-            edited_ts=edited_ts or _text(event.get("event_ts")) or _text(event.get("ts")),
+            edited_ts=edited_ts,
             permalink=permalink(workspace_url, channel, ts, thread),
         )
     if subtype == "message_deleted":
-        ts = _text(event.get("deleted_ts"))
-        if ts is None:
-            return None
+        ts = _ts(event.get("deleted_ts"), "event.deleted_ts")
+        assert ts is not None
         previous = event.get("previous_message")
         previous = previous if isinstance(previous, dict) else {}
         if previous.get("bot_id"):
@@ -75,14 +97,15 @@ def message_from_event(
             _text(previous.get("user")),
             "",
             kind="delete",
-            thread_ts=_text(previous.get("thread_ts")),
+            thread_ts=_ts(
+                previous.get("thread_ts"), "event.previous_message.thread_ts", required=False
+            ),
         )
     if subtype not in _SPOKEN or event.get("bot_id"):
         return None
-    ts = _text(event.get("ts"))
-    if ts is None:
-        return None
-    thread = _text(event.get("thread_ts"))
+    ts = _ts(event.get("ts"), "event.ts")
+    assert ts is not None
+    thread = _ts(event.get("thread_ts"), "event.thread_ts", required=False)
     return ChatMessage(
         PLATFORM,
         connector,

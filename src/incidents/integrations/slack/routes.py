@@ -23,13 +23,14 @@ from incidents.api.body import read_body_or_413
 from incidents.api.problems import Problem
 from incidents.api.state import container_of, json_response
 from incidents.chatops.messages import RecordChatMessage
-from incidents.chatops.parsing import HELP, Help, UsageError, parse
+from incidents.chatops.parsing import HELP, ChatCommand, Help, UsageError, parse
 from incidents.chatops.port import ChatError
-from incidents.chatops.service import ChatRequest, Reply
+from incidents.chatops.service import ChatOps, ChatRequest, Reply
 from incidents.incident.commands import IncidentNotFound
-from incidents.integrations.slack.events import message_from_event
+from incidents.integrations.slack.events import BadEvent, message_from_event
 from incidents.integrations.slack.workspace import SlackWorkspace
 from incidents.integrations.webhooks import refused
+from incidents.log.commands import Rejected
 from incidents.log.session import AppendResult
 
 log = logging.getLogger(__name__)
@@ -93,6 +94,20 @@ async def _follow_up(work: asyncio.Future[Reply], url: str | None, allowed: bool
         await run_in_threadpool(_post_response, url, reply)
 
 
+def _run_safely(commands: ChatOps, request: ChatRequest, command: ChatCommand) -> Reply:
+    """Run a command; an unexpected failure is logged and answered, never a 500 (Slack
+    would show the caller only "dispatch_failed")."""
+    try:
+        return commands.run(request, command)
+    except Exception:
+        log.exception("a slash command failed")
+        return Reply(
+            "the command failed on the server; it may not have been carried out. "
+            "Check the incident before trying again",
+            ok=False,
+        )
+
+
 def _field(form: dict[str, list[str]], name: str, *, required: bool = True) -> str:
     values = form.get(name)
     if not values or not values[0].strip():
@@ -138,7 +153,7 @@ async def slash_command(request: Request, name: str) -> Response:
     )
     response_url = _field(form, "response_url", required=False)
     work: asyncio.Future[Reply] = asyncio.ensure_future(
-        run_in_threadpool(workspace.commands.run, chat_request, command)
+        run_in_threadpool(_run_safely, workspace.commands, chat_request, command)
     )
     done, _ = await asyncio.wait({work}, timeout=ACK_SECONDS)
     if work in done:
@@ -196,7 +211,15 @@ async def slack_events(request: Request, name: str) -> Response:
             errors=[{"field": "event" if not isinstance(event, dict) else "team_id"}],
         )
     connector = workspace.connector
-    message = message_from_event(event, team, connector.name, connector.workspace_url)
+    try:
+        message = message_from_event(event, team, connector.name, connector.workspace_url)
+    except BadEvent as exc:
+        raise Problem(
+            422,
+            "invalid-payload",
+            f"the Slack event is not usable: {exc}",
+            errors=[{"field": exc.field, "detail": str(exc)}],
+        ) from None
     if message is None:
         return _ignored("not a person's message")
     channel = await run_in_threadpool(
@@ -216,6 +239,10 @@ async def slack_events(request: Request, name: str) -> Response:
         result: AppendResult = await asyncio.wrap_future(workspace.incidents.submit(command))
     except IncidentNotFound:
         return _ignored("the incident no longer exists")
+    except Rejected as exc:
+        # Not storable as it is (an event the log refuses): retrying would not help.
+        log.warning("a Slack message was not recorded: %s", exc)
+        return _ignored(f"not recorded: {exc}")
     return json_response(
         {
             "ok": True,
