@@ -522,3 +522,48 @@ def test_a_public_channel_keeps_nothing_of_an_incident_made_confidential(chat: C
     channels = chat.container.connectors["slack:acme"].channels  # type: ignore[attr-defined]
     wait_for(lambda: channels.delivered("slack:acme", note.events[0].event_id))
     assert not any("Acme Pay" in t for t in chat.slack.texts(channel_id))
+
+
+def test_incidents_worker_delivers_to_slack(tmp_path: Any) -> None:
+    from incidents.app import build_worker
+
+    fake = FakeSlack().start()
+    try:
+        connector = {
+            "name": "acme",
+            "bot_token": fake.token,
+            "signing_secret": SECRET,
+            "api_url": fake.url,
+        }
+        settings = make_settings(
+            f"sqlite:///{tmp_path / 'w.db'}",
+            connectors={"slack": [connector]},
+            outbox_relay=False,
+        )
+        container = build_container(settings)
+        container.start()
+        try:
+            container.incidents.execute(Declare(title="Worker made", actor="alice@example.com"))
+        finally:
+            container.close()
+        assert fake.channels == {}  # the server did not deliver: its relay is off
+        worker = build_worker(settings)
+        try:
+            assert "slack:acme" in worker.relay.destinations
+            worker.relay.drain()
+        finally:
+            worker.close()
+        channel = fake.by_name("inc-1-sev3-worker-made")
+        assert channel is not None and len(channel.pins) == 1
+    finally:
+        fake.stop()
+
+
+def test_a_command_without_user_or_channel_is_a_422_naming_the_field(chat: Chat) -> None:
+    body = urlencode({"command": "/im", "text": "new X", "channel_id": "C1"}).encode()
+    answer = chat.client.post(
+        "/api/v1/chat/slack/acme/commands", content=body, headers=sign(SECRET, body)
+    )
+    assert answer.status_code == 422
+    assert answer.json()["errors"] == [{"field": "user_id", "detail": "missing"}]
+    assert chat.container.incidents.get("INC-1", None) is None

@@ -92,6 +92,8 @@ async def _follow_up(work: asyncio.Future[Reply], url: str | None, allowed: bool
     reply = await work
     if url and allowed:
         await run_in_threadpool(_post_response, url, reply)
+    else:
+        log.warning("a slash command's result was not sent: its response_url is not Slack's")
 
 
 def _run_safely(commands: ChatOps, request: ChatRequest, command: ChatCommand) -> Reply:
