@@ -117,3 +117,19 @@ def test_the_replay_guard_accepts_each_signature_once_within_the_window() -> Non
     assert guard.first_time("v0=bb")
     now[0] = 601.0
     assert guard.first_time("v0=aa")
+
+
+def test_recording_a_message_names_its_dedupe_key_before_the_lock() -> None:
+    from incidents.chatops.messages import RecordChatMessage
+    from incidents.log.commands import KeyedCommand
+
+    message = message_from_event(
+        {"type": "message", "channel": "C1", "user": "U1", "text": "hi", "ts": "5.0"},
+        "T1",
+        "acme",
+        URL,
+    )
+    assert message is not None
+    command = RecordChatMessage("INC-1", message, "integration:slack:acme")
+    assert isinstance(command, KeyedCommand)
+    assert command.dedupe_keys == [("slack://acme", message.event_id)]

@@ -105,6 +105,16 @@ class RecordChatMessage:
     message: ChatMessage
     recorded_by: str
 
+    @property
+    def source(self) -> str:
+        return f"{self.message.platform}://{self.message.connector}"
+
+    @property
+    def dedupe_keys(self) -> list[tuple[str, str]]:
+        """Its one dedupe key, looked up with the group's before the log lock (a
+        :class:`~incidents.log.commands.KeyedCommand`)."""
+        return [(self.source, self.message.event_id)]
+
     def execute(self, session: AppendSession) -> AppendResult:
         incident = state_of(session).incident(self.incident_id)
         if incident is None:
@@ -118,7 +128,7 @@ class RecordChatMessage:
             message.data(self.incident_id),
             actor,
             event_id=message.event_id,
-            source=f"{message.platform}://{message.connector}",
+            source=self.source,
             visibility=incident.classification,
             time=format_micros(ts_micros(when)),
         )
