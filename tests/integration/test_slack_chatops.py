@@ -567,3 +567,20 @@ def test_a_command_without_user_or_channel_is_a_422_naming_the_field(chat: Chat)
     assert answer.status_code == 422
     assert answer.json()["errors"] == [{"field": "user_id", "detail": "missing"}]
     assert chat.container.incidents.get("INC-1", None) is None
+
+
+def test_recorded_messages_are_redacted_like_any_event(chat: Chat) -> None:
+    incident_id, channel_id = declared(chat)
+    chat.event({"type": "message", "channel": channel_id, "user": BOB, "text": "hi", "ts": "7.0"})
+    # Carol reads incidents but holds no pii_access: the author's email is withheld.
+    _, token = chat.container.tokens.create("carol@example.com")
+    page = chat.client.get(
+        f"/api/v1/incidents/{incident_id}/timeline",
+        params={"type": "im.slack.message"},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert page.status_code == 200, page.text
+    (entry,) = page.json()["events"]
+    assert entry["data"]["author_email"] == "[REDACTED]"
+    assert entry["data"]["text"] == "hi"
+    assert entry["redaction_applied"] is True
