@@ -18,6 +18,7 @@ from incidents.app import Container, build_container, create_app
 from incidents.chatops.messages import message_event_id
 from incidents.incident.commands import AddNote, Declare, Update
 from incidents.integrations.slack import routes
+from incidents.store.alert_reader import AlertFilter
 from tests.conftest import grant_access, make_settings
 from tests.slack_api import FakeSlack, sign
 
@@ -245,8 +246,8 @@ def test_note_and_ack_and_ic(chat: Chat) -> None:
         f"note added to {incident_id}"
     )
     assert "write the note" in chat.command("note", channel=channel_id).json()["text"]
-    reply = chat.command("ack alert-42", channel=channel_id).json()["text"]
-    assert reply == f"acknowledged {incident_id} (alert alert-42)"
+    reply = chat.command("ack", channel=channel_id).json()["text"]
+    assert reply == f"acknowledged {incident_id}"
     assert "at most one alert" in chat.command("ack a b", channel=channel_id).json()["text"]
     reply = chat.command(f"ic <@{BOB}|bob>", channel=channel_id).json()["text"]
     assert reply == f"<@{BOB}> is now the commander of {incident_id}"
@@ -584,3 +585,45 @@ def test_recorded_messages_are_redacted_like_any_event(chat: Chat) -> None:
     assert entry["data"]["author_email"] == "[REDACTED]"
     assert entry["data"]["text"] == "hi"
     assert entry["redaction_applied"] is True
+
+
+def post_alert(chat: Chat, incident_id: str, key: str) -> None:
+    token = chat.container.tokens.create("alice@example.com")[1]
+    answer = chat.client.post(
+        "/api/v1/timeline/events",
+        json={
+            "specversion": "1.0",
+            "id": f"alert-{key}",
+            "source": "alertmanager://prod",
+            "type": "im.alert.trigger",
+            "subject": f"incident/{incident_id}",
+            "data": {"alert": {"key": key, "summary": "replica lag", "severity": "SEV-2"}},
+        },
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert answer.status_code in (200, 201), answer.text
+
+
+def test_ack_names_an_alert_of_the_incident(chat: Chat) -> None:
+    incident_id, channel_id = declared(chat)
+    other_id, _ = declared(chat, "new Other incident", trigger="t2")
+    post_alert(chat, incident_id, "am/db-lag")
+    post_alert(chat, other_id, "am/other")
+    reply = chat.command("ack am/db-lag", channel=channel_id).json()["text"]
+    assert reply == f"acknowledged alert am/db-lag on {incident_id}"
+    # Outside any incident channel, the alert's own incident.
+    reply = chat.command("ack am/other").json()["text"]
+    assert reply == f"acknowledged alert am/other on {other_id}"
+    # In this incident's channel, another incident's alert is not found.
+    reply = chat.command("ack am/other", channel=channel_id).json()["text"]
+    assert f"no alert 'am/other' on {incident_id}" in reply
+    assert "no alert 'am/nope'" in chat.command("ack am/nope").json()["text"]
+    acks = [r for r in chat.container.reader.chain(incident_id) if r.type == "im.alert.acknowledge"]
+    assert len(acks) == 1
+    assert orjson.loads(acks[0].body)["data"]["alert"]["summary"] == "replica lag"
+    # The alert keeps its description and its status.
+    listing = chat.container.alerts.page(  # type: ignore[union-attr]
+        AlertFilter(incident_id=incident_id), None, 10
+    )
+    (alert,) = listing.alerts
+    assert (alert.record.status, alert.record.summary) == ("firing", "replica lag")

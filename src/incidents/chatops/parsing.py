@@ -25,7 +25,7 @@ HELP = """\
 `/im ic @user` make someone the incident commander
 `/im status <open|mitigated|resolved|closed|canceled>` move the incident
 `/im note <text>` add a note to the timeline
-`/im ack [alert]` acknowledge the incident (naming the alert, if given)
+`/im ack [alert]` acknowledge the incident, or one of its alerts by key
 `/im help` this text
 Outside an incident's channel, name the incident first: `/im status INC-12 mitigated`."""
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from incidents.chatops.acknowledge import AcknowledgeAlert, AlertNotFound
 from incidents.chatops.channels import ChannelMap
 from incidents.chatops.parsing import (
     HELP,
@@ -162,6 +163,8 @@ class ChatOps:
                 f"You are the commander; its channel is being created."
             )
         assert not isinstance(command, Help)
+        if isinstance(command, Ack) and command.alert is not None:
+            return self._ack_alert(request, command.alert, command.incident_id, decision)
         incident_id = self._incident(command.incident_id, request.channel_id)
         resource = f"incident/{incident_id}"
         if isinstance(command, Commander):
@@ -186,15 +189,32 @@ class ChatOps:
             return Reply(f"note added to {incident_id}")
         assert isinstance(command, Ack)
         self._require(decision, Action.INCIDENT_WRITE, resource)
-        note = f"alert {command.alert}" if command.alert else None
-        self._submit(Acknowledge(incident_id, actor, seen, note=note))
-        return Reply(f"acknowledged {incident_id}" + (f" ({note})" if note else ""))
+        self._submit(Acknowledge(incident_id, actor, seen))
+        return Reply(f"acknowledged {incident_id}")
+
+    def _ack_alert(
+        self, request: ChatRequest, key: str, named: str | None, decision: Decision
+    ) -> Reply:
+        # In an incident's channel the alert must be that incident's; elsewhere any
+        # alert the caller may see.
+        incident_id = named
+        if incident_id is None:
+            channel = self._channels.by_channel(self.connector, request.channel_id)
+            incident_id = channel.incident_id if channel is not None else None
+        resource = f"incident/{incident_id}" if incident_id else "incident"
+        self._require(decision, Action.INCIDENT_WRITE, resource)
+        result = self._submit(
+            AcknowledgeAlert(key, decision.subject.id, incident_id, decision.visibilities)
+        )
+        return Reply(f"acknowledged alert {key} on {result.incident.id}")
 
     def _submit(self, command: Command) -> CommandResult:
         return self._incidents.execute(command)
 
 
 def _rejection(exc: Rejected) -> str:
+    if isinstance(exc, AlertNotFound):
+        return f"{exc}; nothing was done (the alert keys are on the incident's alert list)"
     if isinstance(exc, IncidentNotFound):
         return f"there is no incident {exc.incident_id} you may see; nothing was done"
     if isinstance(exc, InvalidTransition):
