@@ -627,3 +627,18 @@ def test_ack_names_an_alert_of_the_incident(chat: Chat) -> None:
     )
     (alert,) = listing.alerts
     assert (alert.record.status, alert.record.summary) == ("firing", "replica lag")
+
+
+def test_an_incident_over_before_its_channel_gets_none(chat: Chat) -> None:
+    from incidents.incident.commands import ChangeStatus
+    from incidents.incident.lifecycle import Status
+
+    relay = chat.container.relay
+    assert relay is not None
+    relay.stop()  # the rows wait until the incident is canceled
+    result = chat.container.incidents.execute(Declare(title="Gone", actor="alice@example.com"))
+    chat.container.incidents.execute(
+        ChangeStatus(result.incident.id, "alice@example.com", None, target=Status.CANCELED)
+    )
+    relay.drain()
+    assert chat.slack.channels == {}

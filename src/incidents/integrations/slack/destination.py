@@ -20,7 +20,14 @@ import orjson
 from incidents.chatops.channels import IncidentChannel
 from incidents.chatops.naming import channel_name
 from incidents.chatops.port import Channel, ChannelNameTaken, ChatError, ChatPort
-from incidents.chatops.render import audience, message_text, posts, topic, withheld_topic
+from incidents.chatops.render import (
+    POSTED_PREFIXES,
+    audience,
+    message_text,
+    posts,
+    topic,
+    withheld_topic,
+)
 from incidents.incident.aggregate import Incident
 from incidents.integrations.provider import ChatContext
 from incidents.integrations.slack.config import SlackConnector
@@ -43,6 +50,7 @@ _TOPIC_TYPES = (
     "im.incident.reopen",
     "im.incident.state_change",
 )
+_FINAL = ("closed", "canceled")
 # How many other names are tried when the natural one is held by another incident's
 # channel (or an archived one).
 _MAX_SUFFIX = 20
@@ -72,10 +80,17 @@ class SlackDestination:
     def _deliver(self, row: OutboxRecord) -> None:
         if not row.event_id or row.aggregate_id is None:
             return
-        if not row.event_type.startswith(("im.incident.", "im.note.", "im.status_update.")):
+        if not row.event_type.startswith(POSTED_PREFIXES):
             return
         incident = self._context.incidents.get(row.aggregate_id)
         if incident is None:
+            return
+        if (
+            incident.status in _FINAL
+            and self._context.channels.by_incident(self.name, incident.id) is None
+        ):
+            # Over before it had a channel (declared before Slack was configured, or its
+            # rows delivered late): nobody needs a room for it now.
             return
         channel = self.ensure_channel(incident)
         if self._context.channels.delivered(self.name, row.event_id):
