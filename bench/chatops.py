@@ -256,6 +256,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     else:
         url = "postgresql://postgres@127.0.0.1:5432/bench_chatops"
         recreate_pg_database(url)
+    # The revision the server runs, taken before it starts (commits may follow).
+    measured_on = machine()
     slack = FakeSlack().start()
     slack.add_user(USER, EMAIL)
     config = workdir / "config.yaml"
@@ -287,7 +289,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             drop_pg_database(url)
     print(
         json.dumps(
-            {"benchmark": "chatops", "backend": args.backend, "machine": machine(), **results},
+            {"benchmark": "chatops", "backend": args.backend, "machine": measured_on, **results},
             indent=2,
         )
     )
