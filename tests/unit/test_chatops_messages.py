@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from incidents.chatops.messages import message_event_id, ts_micros
@@ -133,3 +133,51 @@ def test_recording_a_message_names_its_dedupe_key_before_the_lock() -> None:
     command = RecordChatMessage("INC-1", message, "integration:slack:acme")
     assert isinstance(command, KeyedCommand)
     assert command.dedupe_keys == [("slack://acme", message.event_id)]
+
+
+_TS = st.integers(min_value=1, max_value=30).map(lambda n: f"{1_700_000_000 + n}.000100")
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    deliveries=st.lists(
+        st.tuples(_TS, st.sampled_from(["message", "edit", "delete"]), st.integers(0, 2)),
+        min_size=1,
+        max_size=40,
+    )
+)
+def test_any_sequence_of_deliveries_and_retries_stores_each_change_once(
+    deliveries: list[tuple[str, str, int]],
+) -> None:
+    """Messages, edits and deletions delivered in any order and any number of times:
+    the timeline holds exactly one event per distinct change, in the incident."""
+    from incidents.app import build_replay_appender
+    from incidents.chatops.messages import ChatMessage, RecordChatMessage
+    from incidents.incident.commands import Declare
+
+    appender, writer = build_replay_appender()
+    appender.start()
+    try:
+        incident = appender.submit_command(Declare(title="t", actor="a@example.com")).result()
+        incident_id = incident.incident.id
+        for ts, kind, edit in deliveries:
+            message = ChatMessage(
+                "slack",
+                "acme",
+                "T1",
+                "C1",
+                ts,
+                "U1",
+                "text",
+                kind=kind,  # type: ignore[arg-type]
+                edited_ts=f"{ts}{edit}" if kind == "edit" else None,
+            )
+            command = RecordChatMessage(incident_id, message, "integration:slack:acme")
+            appender.submit_command(command).result()
+    finally:
+        appender.stop()
+    stored = [e for e in writer.events if e.type.startswith("im.slack.")]
+    distinct = {(ts, kind, edit if kind == "edit" else 0) for ts, kind, edit in deliveries}
+    assert len(stored) == len(distinct)
+    assert len({e.event_id for e in stored}) == len(stored)
+    assert all(e.incident_id == incident_id for e in stored)
