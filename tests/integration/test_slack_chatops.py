@@ -134,9 +134,9 @@ def declared(chat: Chat, text: str = "new Database down sev2", **kw: Any) -> tup
             "slack:acme", incident_id
         )
     )
-    # The record gets its pinned message last, once the channel is fully set up.
+    # The setup is recorded as done last, once the channel is fully set up.
     channels = chat.container.connectors["slack:acme"].channels  # type: ignore[attr-defined]
-    wait_for(lambda: channels.by_incident("slack:acme", incident_id).pinned_ts)
+    wait_for(lambda: channels.delivered("slack:acme", f"setup:{incident_id}"))
     return incident_id, channel.channel_id
 
 
@@ -350,6 +350,10 @@ def test_rate_limits_and_errors_are_retried_without_duplicates(chat: Chat) -> No
     wait_for(lambda: any("Flaky Slack" in t for t in chat.slack.texts(channel.id)[1:]))
     posted = [t for t in chat.slack.texts(channel.id) if t.startswith("*Flaky Slack*")]
     assert len(posted) == 1
+    # The links were posted once, before the failed pin, and pinned on the retry.
+    links = [m for m in chat.slack.messages if "links:" in m.text]
+    assert len(links) == 1
+    assert channel.pins == [links[0].ts]
 
 
 # --- messages to the timeline ----------------------------------------------------------

@@ -35,7 +35,8 @@ class ChannelMap(Protocol):
         ...
 
     def delivered(self, connector: str, event_id: str) -> bool:
-        """Whether an event was posted to chat already (a redelivery is skipped)."""
+        """Whether an event was posted to chat already (a redelivery is skipped); also
+        records finished steps under other keys (``setup:<incident>``)."""
         ...
 
     def mark_delivered(self, connector: str, event_id: str) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -133,29 +134,35 @@ class SlackDestination:
         )
 
     def ensure_channel(self, incident: Incident) -> IncidentChannel:
-        """The incident's channel, created (once) if it has none yet."""
+        """The incident's channel, created and set up (once) if it has none yet.
+
+        Each step is recorded before the next, so a delivery that fails half-way and
+        is retried neither creates a second channel nor posts the links twice.
+        """
         channels = self._context.channels
+        setup = f"setup:{incident.id}"
         known = channels.by_incident(self.name, incident.id)
-        if known is not None and known.pinned_ts is not None:
+        if known is not None and channels.delivered(self.name, setup):
             return known
         if known is None:
             created = self._create(incident)
             known = channels.save(
                 IncidentChannel(self.name, incident.id, created.id, created.name, created.private)
             )
-        # First delivery (or one that stopped half-way): links pinned, people invited.
-        links = (
-            f"*{incident.id}* links: status board {self._connector.app_url}/api/v1/incidents/"
-            f"{incident.id} | timeline {self._connector.app_url}/api/v1/incidents/"
-            f"{incident.id}/timeline"
-        )
-        ts = self._chat.post(known.channel_id, links)
-        self._chat.pin(known.channel_id, ts)
+        if known.pinned_ts is None:
+            links = (
+                f"*{incident.id}* links: status board {self._connector.app_url}/api/v1/"
+                f"incidents/{incident.id} | timeline {self._connector.app_url}/api/v1/"
+                f"incidents/{incident.id}/timeline"
+            )
+            ts = self._chat.post(known.channel_id, links)
+            known = channels.save(replace(known, pinned_ts=ts))
+        assert known.pinned_ts is not None
+        self._chat.pin(known.channel_id, known.pinned_ts)
         self._chat.set_topic(known.channel_id, self._topic(incident))
         self._invite(known, incident)
-        return channels.save(
-            IncidentChannel(self.name, incident.id, known.channel_id, known.name, known.private, ts)
-        )
+        channels.mark_delivered(self.name, setup)
+        return known
 
     def _create(self, incident: Incident) -> Channel:
         private = incident.classification != "public"
