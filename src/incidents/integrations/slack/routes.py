@@ -22,7 +22,8 @@ from starlette.responses import Response
 from incidents.api.body import read_body_or_413
 from incidents.api.problems import Problem
 from incidents.api.state import container_of, json_response
-from incidents.chatops.messages import RecordChatMessage
+from incidents.chatops.channels import IncidentChannel
+from incidents.chatops.messages import ChatMessage, RecordChatMessage
 from incidents.chatops.parsing import HELP, ChatCommand, Help, UsageError, parse
 from incidents.chatops.port import ChatError
 from incidents.chatops.service import ChatOps, ChatRequest, Reply
@@ -171,6 +172,24 @@ def _ignored(reason: str) -> Response:
     return json_response({"ok": True, "ignored": reason})
 
 
+def _resolve(
+    workspace: SlackWorkspace, message: ChatMessage
+) -> tuple[IncidentChannel, ChatMessage] | None:
+    """The message's incident channel (None: not one), and the message with its
+    author's email: both lookups in one trip to a worker thread (both are cached)."""
+    channel = workspace.channels.by_channel(workspace.connector.destination, message.channel_id)
+    if channel is None:
+        return None
+    if message.user_id:
+        try:
+            email = workspace.chat.email_of(message.user_id)
+        except ChatError:
+            email = None  # recorded without it rather than lost
+        if email:
+            message = replace(message, author_email=email)
+    return channel, message
+
+
 @router.post(
     "/{name}/events",
     summary="Receive Slack Events API deliveries (messages in incident channels)",
@@ -224,18 +243,10 @@ async def slack_events(request: Request, name: str) -> Response:
         ) from None
     if message is None:
         return _ignored("not a person's message")
-    channel = await run_in_threadpool(
-        workspace.channels.by_channel, connector.destination, message.channel_id
-    )
-    if channel is None or workspace.incidents is None:
+    found = await run_in_threadpool(_resolve, workspace, message)
+    if found is None or workspace.incidents is None:
         return _ignored("not an incident channel")
-    if message.user_id:
-        try:
-            email = await run_in_threadpool(workspace.chat.email_of, message.user_id)
-        except ChatError:
-            email = None  # recorded without it rather than lost
-        if email:
-            message = replace(message, author_email=email)
+    channel, message = found
     command = RecordChatMessage(channel.incident_id, message, f"integration:slack:{name}")
     try:
         result: AppendResult = await asyncio.wrap_future(workspace.incidents.submit(command))
