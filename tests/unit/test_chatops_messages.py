@@ -130,7 +130,7 @@ def test_recording_a_message_names_its_dedupe_key_before_the_lock() -> None:
         URL,
     )
     assert message is not None
-    command = RecordChatMessage("INC-1", message, "integration:slack:acme")
+    command = RecordChatMessage.of("INC-1", message, "integration:slack:acme")
     assert isinstance(command, KeyedCommand)
     assert command.dedupe_keys == [("slack://acme", message.event_id)]
 
@@ -172,7 +172,7 @@ def test_any_sequence_of_deliveries_and_retries_stores_each_change_once(
                 kind=kind,  # type: ignore[arg-type]
                 edited_ts=f"{ts}{edit}" if kind == "edit" else None,
             )
-            command = RecordChatMessage(incident_id, message, "integration:slack:acme")
+            command = RecordChatMessage.of(incident_id, message, "integration:slack:acme")
             appender.submit_command(command).result()
     finally:
         appender.stop()
@@ -181,3 +181,31 @@ def test_any_sequence_of_deliveries_and_retries_stores_each_change_once(
     assert len(stored) == len(distinct)
     assert len({e.event_id for e in stored}) == len(stored)
     assert all(e.incident_id == incident_id for e in stored)
+
+
+def test_a_message_takes_its_incidents_classification() -> None:
+    from incidents.app import build_replay_appender
+    from incidents.chatops.messages import RecordChatMessage
+    from incidents.incident.commands import Declare
+
+    appender, writer = build_replay_appender()
+    appender.start()
+    try:
+        declared = appender.submit_command(
+            Declare(title="t", actor="a@example.com", classification="restricted")
+        ).result()
+        message = message_from_event(
+            {"type": "message", "channel": "C1", "user": "U1", "text": "hi", "ts": "9.0"},
+            "T1",
+            "acme",
+            URL,
+        )
+        assert message is not None
+        command = RecordChatMessage.of(declared.incident.id, message, "integration:slack:acme")
+        first = appender.submit_command(command).result()
+        again = appender.submit_command(command).result()
+    finally:
+        appender.stop()
+    (stored,) = [e for e in writer.events if e.type == "im.slack.message"]
+    assert stored.visibility == "restricted"
+    assert (first.outcome.value, again.outcome.value) == ("created", "duplicate")

@@ -15,6 +15,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from incidents.events.envelope import Event, placed
 from incidents.events.timeformat import format_micros
 from incidents.incident.commands import IncidentNotFound, build_event, state_of
 from incidents.log.session import AppendResult, AppendSession
@@ -99,37 +100,50 @@ class ChatMessage:
 
 @dataclass(frozen=True, slots=True)
 class RecordChatMessage:
-    """Append a chat message to its incident's timeline (run under the log lock)."""
+    """Append a chat message to its incident's timeline (run under the log lock).
+
+    Build it with :meth:`of`: the event is validated then, on the request's thread;
+    under the lock only the incident's classification is put on it.
+    """
 
     incident_id: str
     message: ChatMessage
     recorded_by: str
+    template: Event
 
-    @property
-    def source(self) -> str:
-        return f"{self.message.platform}://{self.message.connector}"
+    @classmethod
+    def of(cls, incident_id: str, message: ChatMessage, recorded_by: str) -> RecordChatMessage:
+        """The command for ``message`` in ``incident_id``'s channel."""
+        when = message.edited_ts if message.kind == "edit" and message.edited_ts else message.ts
+        actor = f"{message.platform}:{message.team}:{message.user_id or 'unknown'}"
+        template = build_event(
+            _TYPES[message.kind],
+            incident_id,
+            message.data(incident_id),
+            actor,
+            event_id=message.event_id,
+            source=f"{message.platform}://{message.connector}",
+            time=format_micros(ts_micros(when)),
+        )
+        return cls(incident_id, message, recorded_by, template)
 
     @property
     def dedupe_keys(self) -> list[tuple[str, str]]:
         """Its one dedupe key, looked up with the group's before the log lock (a
         :class:`~incidents.log.commands.KeyedCommand`)."""
-        return [(self.source, self.message.event_id)]
+        return [(self.template.source, self.template.id)]
 
     def execute(self, session: AppendSession) -> AppendResult:
         incident = state_of(session).incident(self.incident_id)
         if incident is None:
             raise IncidentNotFound(self.incident_id)
-        message = self.message
-        when = message.edited_ts if message.kind == "edit" and message.edited_ts else message.ts
-        actor = f"{message.platform}:{message.team}:{message.user_id or 'unknown'}"
-        event = build_event(
-            _TYPES[message.kind],
-            self.incident_id,
-            message.data(self.incident_id),
-            actor,
-            event_id=message.event_id,
-            source=self.source,
-            visibility=incident.classification,
-            time=format_micros(ts_micros(when)),
-        )
+        event = self.template
+        if incident.classification != "public":
+            event = placed(
+                event,
+                self.incident_id,
+                visibility=incident.classification,
+                fingerprint=None,
+                data=event.data,
+            )
         return session.emit(event, self.recorded_by)

@@ -247,8 +247,8 @@ async def slack_events(request: Request, name: str) -> Response:
     if found is None or workspace.incidents is None:
         return _ignored("not an incident channel")
     channel, message = found
-    command = RecordChatMessage(channel.incident_id, message, f"integration:slack:{name}")
     try:
+        command = RecordChatMessage.of(channel.incident_id, message, f"integration:slack:{name}")
         result: AppendResult = await asyncio.wrap_future(workspace.incidents.submit(command))
     except IncidentNotFound:
         return _ignored("the incident no longer exists")
