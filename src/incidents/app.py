@@ -47,7 +47,13 @@ from incidents.incident.projection import incident_projection
 from incidents.incident.service import IncidentService
 from incidents.integrations.connector_config import Connectors, ConnectorsError
 from incidents.integrations.credentials import Integrations, IntegrationsError
-from incidents.integrations.registry import parse_connectors, parse_integrations
+from incidents.integrations.provider import ChatContext, ConnectorRuntime
+from incidents.integrations.registry import (
+    ConnectorSections,
+    build_connectors,
+    parse_connectors,
+    parse_integrations,
+)
 from incidents.integrations.sync_destination import ConnectorDestination
 from incidents.integrations.sync_poller import SyncPoller
 from incidents.log.ports import EventWriter
@@ -71,6 +77,7 @@ from incidents.sessions.registry import ConnectionRegistry, InProcessRegistry
 from incidents.store.alert_reader import AlertReader
 from incidents.store.archive_reader import ArchiveAwareReader
 from incidents.store.board_reader import BoardReader
+from incidents.store.chat_channels import ChatChannelStore
 from incidents.store.engine import Backend, backend_of, make_engine
 from incidents.store.event_reader import EventReader
 from incidents.store.incident_reader import IncidentReader
@@ -99,7 +106,8 @@ class Sections:
 
     rules: CorrelationRules
     integrations: Integrations
-    connectors: Connectors = field(default_factory=Connectors)
+    # The connectors section: ITSM connectors and chat workspaces.
+    connectors: ConnectorSections = field(default_factory=ConnectorSections)
 
 
 def parse_sections(settings: Settings) -> Sections:
@@ -114,7 +122,7 @@ def parse_sections(settings: Settings) -> Sections:
         raise ConfigError(f"IM_CONFIG: {exc}") from None
     try:
         connectors = parse_connectors(settings.connectors)
-    except ConnectorsError as exc:
+    except (ConnectorsError, IntegrationsError) as exc:
         raise ConfigError(f"IM_CONFIG: {exc}") from None
     return Sections(rules, integrations, connectors)
 
@@ -213,10 +221,56 @@ def build_bus(settings: Settings, *, consume: bool = True) -> Bus:
     )
 
 
-def build_destinations(settings: Settings, bus: Bus) -> list[Destination]:
-    """The configured outbox destinations (see IM_OUTBOX_DESTINATIONS)."""
+def build_destinations(
+    settings: Settings, bus: Bus, extra: Sequence[Destination] = ()
+) -> list[Destination]:
+    """The configured outbox destinations (see IM_OUTBOX_DESTINATIONS), then ``extra``
+    (those of the chat connectors)."""
     known: dict[str, Destination] = {"bus": BusDestination(bus)}
-    return [known[name] for name in outbox_destinations(settings)]
+    return [known[name] for name in outbox_destinations(settings)] + list(extra)
+
+
+def destination_names(settings: Settings, sections: Sections) -> list[str]:
+    """Every destination an appended event is queued for: the configured ones, and one
+    per ITSM connector and per chat workspace."""
+    connectors = sections.connectors
+    return [
+        *outbox_destinations(settings),
+        *connectors.itsm.ids,
+        *(c.destination for c in connectors.chat),
+    ]
+
+
+def build_policy(settings: Settings, directory: Directory, tracer: Tracer) -> PolicyService:
+    """The policy decision point the settings choose, behind the policy service."""
+    pdp: DecisionPoint = (
+        RemoteDecisionPoint(settings.opa_url)
+        if settings.opa_url
+        else EmbeddedDecisionPoint(Path(settings.policy_dir) if settings.policy_dir else None)
+    )
+    return PolicyService(directory, pdp, tracer, settings.policy_cache_seconds)
+
+
+def build_chat(
+    sections: Sections,
+    engine: Engine,
+    policy: PolicyService,
+    directory: Directory,
+    commands: IncidentService | None,
+) -> dict[str, ConnectorRuntime]:
+    """Each chat connector (adapter, slash commands, outbox destination), by
+    ``<provider>:<name>``."""
+    if not sections.connectors.chat:
+        return {}
+    context = ChatContext(
+        policy=policy,
+        incidents=IncidentReader(engine),
+        events=EventReader(engine),
+        directory=directory,
+        channels=ChatChannelStore(engine),
+        commands=commands,
+    )
+    return build_connectors(sections.connectors.chat, context)
 
 
 def build_relay(
@@ -267,6 +321,13 @@ class ConnectorWorker:
 
     container: Container
 
+    @property
+    def relay(self) -> OutboxRelay:
+        """The container's relay (built: a worker's settings turn the relay on)."""
+        if self.container.relay is None:
+            raise RuntimeError("the worker's container has no outbox relay")
+        return self.container.relay
+
     def start(self) -> None:
         self.container.start()
 
@@ -278,9 +339,11 @@ class ConnectorWorker:
 def build_worker(settings: Settings) -> Worker | ConnectorWorker:
     """A relay delivering the configured destinations; it publishes to the bus only.
 
-    With connectors configured it delivers their rows too, and polls their vendors.
+    With connectors configured it delivers their rows too (ITSM tickets, chat
+    channels), and polls the ITSM vendors.
     """
-    if parse_sections(settings).connectors.entries:
+    connectors = parse_sections(settings).connectors
+    if connectors.itsm.entries or connectors.chat:
         return ConnectorWorker(
             build_container(replace(settings, outbox_relay=True), consume_bus=False)
         )
@@ -348,6 +411,8 @@ class Container:
     connectors: Connectors = field(default_factory=Connectors)
     sync: SyncEngine | None = None
     poller: SyncPoller | None = None
+    # Chat workspaces (connectors:), by "<provider>:<name>": their routes find them here.
+    chat: dict[str, ConnectorRuntime] = field(default_factory=dict)
 
     def start(self) -> None:
         """Start background work (the group-commit writer); build projections if new."""
@@ -395,12 +460,11 @@ def build_container(
     # Incident reads include the compressed archive of archived incidents.
     reader = ArchiveAwareReader(engine)
     registry = projections()
-    connector_ids = sections.connectors.ids
     appender = GroupCommitAppender(
         writer,
         max_events=settings.group_commit_max_events,
         projection=registry.open,
-        outbox_destinations=[*outbox_destinations(settings), *connector_ids],
+        outbox_destinations=destination_names(settings, sections),
     )
     bus = build_bus(settings, consume=consume_bus)
     # Streams wake on this process's commits, and on events other servers published.
@@ -425,12 +489,7 @@ def build_container(
     )
     tokens = build_tokens(settings, database)
     directory = build_directory(settings, database)
-    pdp: DecisionPoint = (
-        RemoteDecisionPoint(settings.opa_url)
-        if settings.opa_url
-        else EmbeddedDecisionPoint(Path(settings.policy_dir) if settings.policy_dir else None)
-    )
-    policy = PolicyService(directory, pdp, tracer, settings.policy_cache_seconds)
+    policy = build_policy(settings, directory, tracer)
     # A grant, revocation or deletion takes effect at once in this process (other
     # processes within IM_POLICY_CACHE_SECONDS / IM_TOKEN_CACHE_SECONDS).
     directory.on_change(tokens.invalidate)
@@ -438,10 +497,15 @@ def build_container(
     # Keys are fetched on the first OIDC request, not here: a provider that is down
     # must not stop the server (API tokens keep working).
     oidc = OidcVerifier.from_settings(settings) if oidc_enabled(settings) else None
-    sync = build_sync(sections.connectors, engine, incidents, policy, metrics, tracer)
-    extra = [ConnectorDestination(sync, i) for i in connector_ids] if sync is not None else []
+    itsm = sections.connectors.itsm
+    sync = build_sync(itsm, engine, incidents, policy, metrics, tracer)
+    chat = build_chat(sections, engine, policy, directory, incidents)
+    extra: list[Destination] = [
+        *(ConnectorDestination(sync, i) for i in itsm.ids if sync is not None),
+        *(runtime.destination for runtime in chat.values()),
+    ]
     relay = None
-    if settings.outbox_relay and (outbox_destinations(settings) or extra):
+    if settings.outbox_relay and destination_names(settings, sections):
         relay = build_relay(settings, database, bus, extra)
         appender.on_commit(relay.notify)
     return Container(
@@ -476,9 +540,10 @@ def build_container(
         artifacts=ArtifactService(
             build_object_store(settings), timeline, settings.artifacts_max_bytes
         ),
-        connectors=sections.connectors,
+        connectors=itsm,
         sync=sync,
         poller=SyncPoller(sync) if sync is not None else None,
+        chat=chat,
     )
 
 

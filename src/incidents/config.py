@@ -131,7 +131,7 @@ class Settings:
     correlation: dict[str, Any] | None = None
     integrations: dict[str, Any] | None = None
     # The ITSM connectors (ServiceNow, Jira) the sync engine keeps tickets in step
-    # with; see docs/itsm.md.
+    # with, and chat workspaces (Slack); see docs/itsm.md and docs/chatops.md.
     connectors: dict[str, Any] | None = None
 
     def masked(self) -> dict[str, Any]:
@@ -172,8 +172,8 @@ def mask_url_password(url: str) -> str:
 
 
 _SECRET_KEYS = {"token", "tokens", "secret", "secrets", "password"}
-# Keys ending so are masked too: api_token, oauth_token, webhook_secret, ...
-_SECRET_SUFFIXES = ("_token", "_secret", "_password")
+# Compound names (bot_token, api_token, signing_secret, webhook_secret) are secrets too.
+_SECRET_SUFFIXES = tuple(f"_{key}" for key in _SECRET_KEYS)
 
 
 def _is_secret_key(key: object) -> bool:

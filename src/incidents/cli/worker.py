@@ -9,7 +9,7 @@ from types import FrameType
 import typer
 
 from incidents import __version__
-from incidents.config import mask_url_password, outbox_destinations
+from incidents.config import mask_url_password
 
 
 def worker() -> None:
@@ -19,11 +19,10 @@ def worker() -> None:
     IM_OUTBOX_RELAY=false there to leave delivery to workers). Several workers on one
     PostgreSQL database share the work without delivering a row twice.
     """
-    from incidents.app import build_worker, load_configuration, parse_sections
+    from incidents.app import build_worker, destination_names, load_configuration, parse_sections
 
     settings = load_configuration()
-    connectors = parse_sections(settings).connectors.ids
-    destinations = [*outbox_destinations(settings), *connectors]
+    destinations = destination_names(settings, parse_sections(settings))
     if not destinations:
         typer.echo("error: IM_OUTBOX_DESTINATIONS is empty: nothing to deliver", err=True)
         raise typer.Exit(1)

@@ -157,6 +157,12 @@ class PolicyService:
         """
         self._pdp.decide(Subject(id=READINESS_SUBJECT))
 
+    def decide_for(self, subject: Subject) -> Decision:
+        """The decision for a subject the platform itself describes (not from the
+        directory): the audience of a chat channel. Raises :class:`PolicyUnavailable`."""
+        with self._tracer.start_as_current_span("timeline.policy.evaluate"):
+            return self._pdp.decide(subject)
+
     def require(self, decision: Decision, action: Action, resource: str) -> None:
         """Allow ``action`` on ``resource`` or raise :class:`PolicyDenied`; audit either way."""
         allowed = decision.allows(action)

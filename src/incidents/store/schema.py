@@ -377,3 +377,28 @@ sync_polls = Table(
     Column("polled_us", BigInteger, nullable=False),
     Column("last_error", String, nullable=True),
 )
+
+# ChatOps: each incident's channel per chat connector (revision 0010). The chat system
+# holds the channel; this row is how a command in the channel finds its incident and
+# how a redelivered declare finds the channel it created before.
+chat_channels = Table(
+    "chat_channels",
+    metadata,
+    Column("connector", String, primary_key=True),
+    Column("incident_id", String, primary_key=True),
+    Column("channel_id", String, nullable=False),
+    Column("name", String, nullable=False),
+    Column("private", Boolean, nullable=False),
+    Column("pinned_ts", String, nullable=True),
+    Column("created_us", BigInteger, nullable=False),
+    Index("uq_chat_channels_channel", "connector", "channel_id", unique=True),
+)
+
+# Events already posted to chat, so that a redelivered outbox row posts nothing twice.
+chat_deliveries = Table(
+    "chat_deliveries",
+    metadata,
+    Column("connector", String, primary_key=True),
+    Column("event_id", String, primary_key=True),
+    Column("delivered_us", BigInteger, nullable=False),
+)
