@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
 from incidents.cli import backup, outbox
 from incidents.cli.client import CliError
+from incidents.cli.progress import progress_bars
 from incidents.config import mask_url_password
 from incidents.events.timeformat import format_micros
 from incidents.identity.directory import GrantKind, PrincipalType, validate_grant
@@ -80,14 +79,7 @@ def rebuild_projections_command() -> None:
         # Not container.start(): that would build never-built projections first.
         container.appender.start()
         total = container.reader.head_position()
-        with Progress(
-            "[progress.description]{task.description}",
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            console=Console(stderr=True),
-            disable=not sys.stderr.isatty(),
-        ) as progress:
+        with progress_bars() as progress:
             task = progress.add_task("folding events", total=total)
             try:
                 report = container.incidents.rebuild(

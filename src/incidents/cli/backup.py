@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TimeRemainingColumn
+from rich.progress import TaskID
 
 from incidents.backup.archive import ArchiveError
 from incidents.backup.chains import BrokenChain
@@ -18,6 +16,7 @@ from incidents.backup.database import ProgressCallback
 from incidents.backup.dump import backup_database
 from incidents.backup.restore import TargetNotEmpty, restore_database
 from incidents.cli.client import CliError
+from incidents.cli.progress import progress_bars
 from incidents.config import mask_url_password
 
 # As `incidents timeline verify`: a broken hash chain is exit status 3.
@@ -28,14 +27,7 @@ EXIT_BROKEN_CHAIN = 3
 def _progress(verb: str) -> Iterator[ProgressCallback]:
     """Rich progress bars on stderr, one per table (none when stderr is not a terminal)."""
     tasks: dict[str, TaskID] = {}
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        disable=not sys.stderr.isatty(),
-    ) as progress:
+    with progress_bars() as progress:
 
         def report(table: str, done: int, total: int) -> None:
             if table not in tasks:

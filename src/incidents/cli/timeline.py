@@ -12,11 +12,11 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 from rich.table import Table
 
 from incidents.cli.client import ApiClient, CliError
 from incidents.cli.credentials import load_credentials
+from incidents.cli.progress import progress_bars
 
 app = typer.Typer(help="Read, append, export and verify incident timelines.", no_args_is_help=True)
 
@@ -169,18 +169,10 @@ def export(
         if not directory.is_dir():
             raise CliError(f"cannot write {output}: {directory} is not a directory")
         fd, tmp_name = tempfile.mkstemp(prefix=f".{output.name}.", dir=directory)
-        show = sys.stderr.isatty()
         try:
             with (
                 os.fdopen(fd, "wb") as sink,
-                Progress(
-                    "[progress.description]{task.description}",
-                    BarColumn(),
-                    MofNCompleteColumn(),
-                    TimeRemainingColumn(),
-                    console=Console(stderr=True),
-                    disable=not show,
-                ) as progress,
+                progress_bars() as progress,
             ):
                 task = progress.add_task(f"exporting {incident}", total=total)
                 for chunk in resp.iter_bytes():

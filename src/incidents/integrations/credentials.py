@@ -108,6 +108,20 @@ class CredentialKeys:
     plural: str
 
 
+def entry_name(entry: dict[str, Any], where: str, seen: set[str]) -> str:
+    """The ``name`` of one entry of a section's list: lowercase, and not used twice
+    (``seen`` holds the names of the entries before it, and gets this one)."""
+    name = entry.get("name")
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise IntegrationsError(
+            f"{where}.name: must be lowercase letters, digits, '-' or '_' (got {name!r})"
+        )
+    if name in seen:
+        raise IntegrationsError(f"{where}.name: {name!r} is used twice")
+    seen.add(name)
+    return name
+
+
 def parse_integrations(doc: object, providers: Mapping[str, CredentialKeys]) -> Integrations:
     """Validate the ``integrations`` section (None means no integrations) for the
     ``providers`` this build knows."""
@@ -134,13 +148,6 @@ def parse_integrations(doc: object, providers: Mapping[str, CredentialKeys]) -> 
                 raise IntegrationsError(
                     f"{where}: unknown key {sorted(unknown)[0]!r} (known: name, {single}, {plural})"
                 )
-            name = entry.get("name")
-            if not isinstance(name, str) or not _NAME.fullmatch(name):
-                raise IntegrationsError(
-                    f"{where}.name: must be lowercase letters, digits, '-' or '_' (got {name!r})"
-                )
-            if name in seen:
-                raise IntegrationsError(f"{where}.name: {name!r} is used twice")
-            seen.add(name)
+            name = entry_name(entry, where, seen)
             items.append(Integration(provider, name, _credentials(entry, where, single, plural)))
     return Integrations(tuple(items))

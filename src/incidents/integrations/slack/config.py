@@ -14,17 +14,15 @@ connectors:
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from incidents.integrations.credentials import IntegrationsError
+from incidents.integrations.credentials import IntegrationsError, entry_name
 from incidents.policy.model import ROLES
 
 PROVIDER_NAME = "slack"
 DEFAULT_API_URL = "https://slack.com/api/"
-_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _KEYS = (
     "name",
     "bot_token",
@@ -99,14 +97,7 @@ def parse_slack(doc: object) -> tuple[SlackConnector, ...]:
             raise IntegrationsError(
                 f"{where}: unknown key {unknown[0]!r} (known: {', '.join(_KEYS)})"
             )
-        name = entry.get("name")
-        if not isinstance(name, str) or not _NAME.fullmatch(name):
-            raise IntegrationsError(
-                f"{where}.name: must be lowercase letters, digits, '-' or '_' (got {name!r})"
-            )
-        if name in seen:
-            raise IntegrationsError(f"{where}.name: {name!r} is used twice")
-        seen.add(name)
+        name = entry_name(entry, where, seen)
         token = _secret(entry, "bot_token", where, 10)
         if not token.startswith("xox"):
             raise IntegrationsError(f"{where}.bot_token: a Slack bot token starts with xoxb-")
