@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from incidents.log.records import StoredEvent
+from incidents.log.records import ChainHead, StoredEvent
 
 GENESIS = bytes(32)
 NO_INCIDENT = ""
@@ -154,3 +154,22 @@ def verify_chain(
     if count == 0 and not seal.removed:
         return ChainReport(True, 0)
     return ChainReport(True, count, last_hash=prev)
+
+
+def verify_to_head(
+    rows: Iterable[StoredEvent], head: ChainHead, seal: ChainSeal | None = None
+) -> ChainReport:
+    """Walk a chain against its recorded head: every link, the number of events the
+    head records (less those a seal's purges removed), and the head's last hash, which
+    catches events removed from the end."""
+    expected = head.event_count - (seal.removed if seal is not None else 0)
+    report = verify_chain(rows, expected, seal)
+    if report.intact and report.last_hash != head.last_hash:
+        return ChainReport(
+            False,
+            report.events,
+            None,
+            "the last stored event is not the recorded head of the chain "
+            "(events were removed from the end)",
+        )
+    return report

@@ -22,7 +22,12 @@ from incidents.retention.holds import (
 )
 from incidents.retention.ports import RetentionConflict, RetentionStore
 from incidents.retention.tiers import Action, Candidate, Periods, Verdict, classify
-from incidents.retention.tombstone import InvalidTombstone, Tombstone, TombstoneSigner, seal_of
+from incidents.retention.tombstone import (
+    Tombstone,
+    TombstoneSigner,
+    seal_of,
+    trusted_seal_of,
+)
 from incidents.timeline.service import TimelineService
 
 # The name of the instance secret tombstones are signed with (the value is random).
@@ -217,7 +222,4 @@ class RetentionService:
     def trusted_seal(self, incident_id: str) -> ChainSeal | None:
         """:meth:`seal`, or None when a tombstone's signature is wrong: verification then
         runs as if there were no tombstones, and reports the removed events as missing."""
-        try:
-            return self.seal(incident_id)
-        except InvalidTombstone:
-            return None
+        return trusted_seal_of(self._store.tombstones(incident_id), self._signer)

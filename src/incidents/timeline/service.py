@@ -12,7 +12,7 @@ from opentelemetry.trace import Span, StatusCode, Tracer
 
 from incidents.events.envelope import Event
 from incidents.events.types import TITLES
-from incidents.log.chain import ChainReport, ChainSeal, chain_key, verify_chain
+from incidents.log.chain import ChainReport, ChainSeal, chain_key, verify_to_head
 from incidents.log.commands import Command
 from incidents.log.ports import EventLog
 from incidents.log.query import Cursor, CursorCodec, TimelineFilter
@@ -185,17 +185,7 @@ class TimelineService:
             raise NotFound(f"incident {incident_id!r} has no timeline events")
         with self._tracer.start_as_current_span("timeline.verify"):
             seal = self.seal(incident_id) if self.seal is not None else None
-            expected = head.event_count - (seal.removed if seal is not None else 0)
-            report = verify_chain(self._reader.chain(incident_id), expected, seal)
-        if report.intact and report.last_hash != head.last_hash:
-            return ChainReport(
-                False,
-                report.events,
-                None,
-                "the last stored event is not the recorded head of the chain "
-                "(events were removed from the end)",
-            )
-        return report
+            return verify_to_head(self._reader.chain(incident_id), head, seal)
 
     def export(
         self,
