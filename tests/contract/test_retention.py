@@ -378,7 +378,29 @@ def test_a_purge_takes_the_incident_board_with_it(container: Container) -> None:
             return {r[0] for r in conn.execute(text("SELECT incident_id FROM boards"))}
 
     assert {"INC-OLD", "INC-NEW"} <= boards()
+    # A ticket link and a chat channel for each (as the sync engine and ChatOps keep them).
+    with writes(container.engine).begin() as conn:
+        for incident in ("INC-OLD", "INC-NEW"):
+            conn.execute(
+                text(
+                    "INSERT INTO sync_links (connector, incident_id, created_us) "
+                    "VALUES ('servicenow:prod', :i, 1)"
+                ),
+                {"i": incident},
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO chat_channels (connector, incident_id, channel_id, name, "
+                    "private, created_us) VALUES ('slack:acme', :i, :c, :c, false, 1)"
+                ),
+                {"i": incident, "c": f"C-{incident}"},
+            )
     (stone,) = _retention(container).run(now_us=NOW).purged
     assert stone.incident_id == "INC-OLD"
     # The board summarised the purged events: it must not outlive them.
     assert "INC-OLD" not in boards() and "INC-NEW" in boards()
+    # Nor may a ticket or a channel still map to the purged incident.
+    with container.engine.connect() as conn:
+        for table in ("sync_links", "chat_channels"):
+            left = {r[0] for r in conn.execute(text(f"SELECT incident_id FROM {table}"))}
+            assert left == {"INC-NEW"}, table

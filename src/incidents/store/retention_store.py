@@ -33,12 +33,15 @@ from incidents.store.schema import (
     archived_events,
     boards,
     chain_heads,
+    chat_channels,
     correlation_groups,
     incident_labels,
     incidents,
     log_head,
     outbox,
     retention_tombstones,
+    sync_conflicts,
+    sync_links,
     timeline_events,
 )
 
@@ -351,6 +354,10 @@ class SqlRetentionStore:
                 delete(correlation_groups).where(correlation_groups.c.incident_id == incident_id)
             )
             conn.execute(delete(boards).where(boards.c.incident_id == incident_id))
+            # Links to its tickets and its chat channel: nothing may map to it any more
+            # (the ticket and the channel themselves stay with their vendors).
+            for linked in (sync_links, sync_conflicts, chat_channels):
+                conn.execute(delete(linked).where(linked.c.incident_id == incident_id))
             conn.execute(
                 delete(outbox).where(
                     outbox.c.aggregate_id == incident_id, outbox.c.position <= last
