@@ -254,7 +254,7 @@ def test_declare_watch_live_events_and_change_status(
         )
     sync_api.expect(page.locator("#live")).to_have_text("live")
     for n in range(3):
-        assert page.locator(".entry-content", has_text=f"away {n}").count() == 1
+        assert page.locator("#timeline .entry-content", has_text=f"away {n}").count() == 1
 
     page.get_by_label("Add a note").fill("watching the error rate")
     page.get_by_role("button", name="Add note").click()
