@@ -241,6 +241,7 @@ class SyncEngine:
                 if link is None and incident.severity not in connector.create_severities:
                     return outcome
                 link = self._create(bound, incident, values, link)
+                self._record_link(connector, link)
                 outcome.created = True
                 outcome.writes += 1
             elif fields and (requested or self._differs(connector, link, values)):
@@ -250,6 +251,31 @@ class SyncEngine:
                 link = self.store.link(connector.id, incident_id) or link
                 outcome.writes += self._send_notes(bound, link, notes)
             return outcome
+
+    def _record_link(self, connector: Connector, link: Link) -> None:
+        """Put the new ticket on the incident's timeline (and so on its boards).
+
+        The id names the connector and the ticket, so a create retried after a lost
+        answer records the link once.
+        """
+        summary: dict[str, Any] = {
+            "connector": connector.id,
+            "external_id": link.external_id,
+            "key": link.key,
+            "url": link.url,
+            "linked": True,
+            "changes": {},
+            "push": [],
+        }
+        command = ApplyExternal(
+            link.incident_id,
+            connector.actor,
+            connector.source,
+            connector.sync_type,
+            f"{connector.id}:{link.external_id}:linked",
+            summary,
+        )
+        self.incidents.submit(command).result()
 
     @staticmethod
     def _differs(connector: Connector, link: Link, values: Values) -> bool:
