@@ -31,6 +31,7 @@ from incidents.bus.jetstream import NatsBus
 from incidents.bus.memory import InProcessBus
 from incidents.bus.message import Bus
 from incidents.bus.relay import OutboxRelay, RetryPolicy
+from incidents.chatops.render import takes as chat_takes
 from incidents.config import (
     ConfigError,
     Settings,
@@ -55,10 +56,12 @@ from incidents.integrations.registry import (
     parse_integrations,
 )
 from incidents.integrations.sync_destination import ConnectorDestination
+from incidents.integrations.sync_destination import takes as ticket_takes
 from incidents.integrations.sync_poller import SyncPoller
 from incidents.log.ports import EventWriter
 from incidents.log.projections import Projections
 from incidents.log.query import CursorCodec
+from incidents.log.records import OutboxRoute
 from incidents.observability.metrics import TimelineMetrics
 from incidents.observability.sync_metrics import SyncMetrics
 from incidents.observability.tracing import make_tracer
@@ -230,15 +233,21 @@ def build_destinations(
     return [known[name] for name in outbox_destinations(settings)] + list(extra)
 
 
-def destination_names(settings: Settings, sections: Sections) -> list[str]:
-    """Every destination an appended event is queued for: the configured ones, and one
-    per ITSM connector and per chat workspace."""
+def outbox_routes(settings: Settings, sections: Sections) -> list[OutboxRoute]:
+    """Every destination an appended event may be queued for, with the events each
+    takes: the configured ones (every event), one per ITSM connector and one per chat
+    workspace (the incident events they act on)."""
     connectors = sections.connectors
     return [
-        *outbox_destinations(settings),
-        *connectors.itsm.ids,
-        *(c.destination for c in connectors.chat),
+        *(OutboxRoute(name) for name in outbox_destinations(settings)),
+        *(OutboxRoute(name, ticket_takes) for name in connectors.itsm.ids),
+        *(OutboxRoute(c.destination, chat_takes) for c in connectors.chat),
     ]
+
+
+def destination_names(settings: Settings, sections: Sections) -> list[str]:
+    """The names of every outbox destination (see :func:`outbox_routes`)."""
+    return [route.destination for route in outbox_routes(settings, sections)]
 
 
 def build_policy(settings: Settings, directory: Directory, tracer: Tracer) -> PolicyService:
@@ -464,7 +473,7 @@ def build_container(
         writer,
         max_events=settings.group_commit_max_events,
         projection=registry.open,
-        outbox_destinations=destination_names(settings, sections),
+        outbox_destinations=outbox_routes(settings, sections),
     )
     bus = build_bus(settings, consume=consume_bus)
     # Streams wake on this process's commits, and on events other servers published.

@@ -28,7 +28,7 @@ from incidents.config import ConfigError, load_settings
 from incidents.events.envelope import normalize
 from incidents.events.timeformat import now_micros
 from incidents.log.cloudevent import cloudevent_json
-from incidents.log.records import StoredEvent
+from incidents.log.records import OutboxRoute, StoredEvent
 from incidents.log.session import AppendSession, PendingEvent, prepare
 from incidents.store.engine import Backend, backend_of, make_engine, writes
 from incidents.store.outbox_store import OutboxRecord, OutboxStore
@@ -125,13 +125,73 @@ def test_append_writes_one_outbox_row_per_created_event(quiet: Container) -> Non
 
 def test_one_row_per_destination(quiet: Container) -> None:
     with quiet.writer.transaction() as tx:
-        session = AppendSession(tx, now_micros(), destinations=("bus", "chat"))
+        session = AppendSession(
+            tx, now_micros(), destinations=(OutboxRoute("bus"), OutboxRoute("chat"))
+        )
         session.begin([])
         session.emit(normalize(event(7)), "alice@example.com")
         session.finish()
     rows = outbox_rows(quiet)
     assert sorted(r.destination for r in rows) == ["bus", "chat"]
     assert len({r.position for r in rows}) == 1
+
+
+def test_a_destination_gets_rows_only_for_the_events_it_takes(quiet: Container) -> None:
+    notes_of_incidents = OutboxRoute("tickets", lambda kind, in_incident: in_incident)
+    alerts_only = OutboxRoute("pager", lambda kind, _: kind.startswith("im.alert."))
+    with quiet.writer.transaction() as tx:
+        session = AppendSession(
+            tx, now_micros(), destinations=(OutboxRoute("bus"), notes_of_incidents, alerts_only)
+        )
+        session.begin([])
+        session.emit(normalize(event(1)), "alice@example.com")
+        session.emit(normalize(event(2, incident=None, type_="im.alert.firing")), "am")
+        session.finish()
+    rows = {(r.event_type, r.destination) for r in outbox_rows(quiet)}
+    assert rows == {
+        ("im.note.add", "bus"),
+        ("im.note.add", "tickets"),
+        ("im.alert.firing", "bus"),
+        ("im.alert.firing", "pager"),
+    }
+
+
+def test_connectors_take_incident_changes_not_alerts(database_url: str) -> None:
+    connectors = {
+        "servicenow": [
+            {
+                "name": "prod",
+                "instance_url": "http://127.0.0.1:9",
+                "username": "svc-incidents",
+                "password": "s3cret-pass",
+            }
+        ],
+        "slack": [
+            {
+                "name": "acme",
+                "bot_token": "xoxb-1234567890-abcdef",
+                "signing_secret": "8f14e45fceea167a5a36dedd4bea2543",
+            }
+        ],
+    }
+    settings = make_settings(database_url, connectors=connectors, outbox_relay=False)
+    container = build_container(settings)
+    try:
+        container.start()
+        append(
+            container,
+            event(1, incident=None, type_="im.alert.firing", data={"alert": {"key": "a"}}),
+            event(2, type_="im.note.add"),
+        )
+        rows = {(r.event_type, r.destination) for r in outbox_rows(container)}
+    finally:
+        container.close()
+    assert rows == {
+        ("im.alert.firing", "bus"),
+        ("im.note.add", "bus"),
+        ("im.note.add", "servicenow:prod"),
+        ("im.note.add", "slack:acme"),
+    }
 
 
 class Boom(Exception):

@@ -40,7 +40,12 @@ def escape(text: str) -> str:
 
 def posts(row: StoredEvent) -> bool:
     """Whether this event is posted to its incident's channel."""
-    return row.incident_id is not None and row.type.startswith(POSTED_PREFIXES)
+    return takes(row.type, row.incident_id is not None)
+
+
+def takes(event_type: str, in_incident: bool) -> bool:
+    """Whether a chat workspace's outbox takes an event (of an incident, posted)."""
+    return in_incident and event_type.startswith(POSTED_PREFIXES)
 
 
 def message_text(row: StoredEvent, decision: Decision) -> str | None:

@@ -1,7 +1,8 @@
 """The outbox destination of one ITSM connector (``servicenow:prod``, ``jira:cloud``).
 
-Every committed event has an outbox row for it; rows of incidents the connector has
-nothing to do with are settled at once. A batch's rows are grouped by incident, so a
+Only incident events that can change a ticket get an outbox row for it (see
+:func:`takes`); rows of incidents the connector has nothing to do with are settled at
+once. A batch's rows are grouped by incident, so a
 burst of changes to one incident costs one read and at most one write of the ticket.
 Vendor errors fail the incident's rows (the relay retries with backoff); a rate limit
 fails the rest of the batch with the vendor's Retry-After.
@@ -34,6 +35,16 @@ _FIELD_TYPES = (
     "im.incident.cancel",
     "im.incident.reopen",
 )
+NOTE = "im.note.add"
+SYNC_SUFFIX = ".sync"
+
+
+def takes(event_type: str, in_incident: bool) -> bool:
+    """Whether an ITSM connector's outbox takes an event: an incident's field changes,
+    notes and sync events (alerts and the rest never reach a ticket)."""
+    return in_incident and (
+        event_type in _FIELD_TYPES or event_type == NOTE or event_type.endswith(SYNC_SUFFIX)
+    )
 
 
 def _body(event: dict[str, Any]) -> dict[str, Any]:
@@ -64,13 +75,13 @@ class ConnectorDestination:
         the note to copy)."""
         data = event.get("data")
         actor = event.get("imactor")
-        if row.event_type == "im.note.add":
+        if row.event_type == NOTE:
             if actor == self._actor:
                 return False, False, None
             body = _body(event)
             ref = NoteRef(str(event.get("id")), str(actor), event.get("imvisibility"), body)
             return False, False, ref
-        if row.event_type.endswith(".sync") and isinstance(data, dict):
+        if row.event_type.endswith(SYNC_SUFFIX) and isinstance(data, dict):
             # A sync event asks this connector to write only when it names fields to
             # push; its pulls already match the ticket (no echo write).
             own = data.get("connector") == self.name

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import NamedTuple
 
 # Column order used by every writer (COPY, INSERT) and every reader (SELECT).
@@ -94,3 +96,20 @@ class OutboxEntry(NamedTuple):
     created_us: int
     next_attempt_us: int
     attempts: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRoute:
+    """An outbox destination and the events it takes.
+
+    ``takes`` sees an event's type and whether it belongs to an incident; None takes
+    every event. Events a destination would only settle and skip (alerts, for a
+    ticket connector) get no row at all, so an alert storm writes one outbox row per
+    alert for the bus, not one per connector.
+    """
+
+    destination: str
+    takes: Callable[[str, bool], bool] | None = None
+
+    def wants(self, event_type: str, incident_id: str | None) -> bool:
+        return self.takes is None or self.takes(event_type, incident_id is not None)

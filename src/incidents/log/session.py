@@ -20,7 +20,7 @@ from incidents.events.envelope import Event
 from incidents.events.timeformat import now_micros
 from incidents.log.chain import GENESIS, chain_key, link_hash, row_digest
 from incidents.log.ports import Projection, WriteTransaction
-from incidents.log.records import ChainHead, ExistingKey, OutboxEntry, StoredEvent
+from incidents.log.records import ChainHead, ExistingKey, OutboxEntry, OutboxRoute, StoredEvent
 
 
 class Outcome(Enum):
@@ -62,13 +62,14 @@ class PreparedEvent:
 
 
 def outbox_entries(
-    rows: Sequence[StoredEvent], destinations: Sequence[str], now_us: int
+    rows: Sequence[StoredEvent], routes: Sequence[OutboxRoute], now_us: int
 ) -> list[OutboxEntry]:
-    """One outbox row per stored event and destination, due at once."""
+    """One outbox row per stored event and destination that takes it, due at once."""
     return [
-        OutboxEntry(row.position, row.incident_id, row.type, destination, now_us, now_us)
+        OutboxEntry(row.position, row.incident_id, row.type, route.destination, now_us, now_us)
         for row in rows
-        for destination in destinations
+        for route in routes
+        if route.wants(row.type, row.incident_id)
     ]
 
 
@@ -120,12 +121,13 @@ class AppendSession:
         tx: WriteTransaction,
         now_us: int,
         projection: Projection | None = None,
-        destinations: Sequence[str] = (),
+        destinations: Sequence[OutboxRoute] = (),
     ) -> None:
         self.tx = tx
         self.now_us = now_us
         self.projection = projection
-        # Outbox destinations: each created event is queued for each, in this transaction.
+        # Outbox destinations: each created event is queued, in this transaction, for
+        # each destination that takes it.
         self.destinations = tuple(destinations)
         self._head = 0
         self._known: dict[tuple[str, str], ExistingKey] = {}

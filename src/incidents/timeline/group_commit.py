@@ -20,6 +20,7 @@ from incidents.log.commands import Command, KeyedCommand, Rejected
 from incidents.log.errors import DedupeRace
 from incidents.log.group_stats import GroupStats
 from incidents.log.ports import EventWriter, ProjectionFactory
+from incidents.log.records import OutboxRoute
 from incidents.log.session import AppendResult, AppendSession, PendingEvent, PreparedEvent, prepare
 
 log = logging.getLogger(__name__)
@@ -80,7 +81,7 @@ class GroupCommitAppender:
         *,
         max_events: int = 20_000,
         projection: ProjectionFactory | None = None,
-        outbox_destinations: Sequence[str] = (),
+        outbox_destinations: Sequence[OutboxRoute] = (),
     ) -> None:
         self._writer = writer
         self._max_events = max_events
