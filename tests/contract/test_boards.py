@@ -3,63 +3,28 @@
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select, text, update
 
-from incidents.app import Container, build_container, create_app
 from incidents.policy.model import ATTRIBUTES, CLEARANCE_LEVELS
 from incidents.store.engine import writes
 from incidents.store.schema import boards, timeline_events
-from tests.conftest import event, grant_access, make_settings
+from tests.conftest import event
+from tests.contract.site import Site, running_site
 
 PERSONAS = ("responder", "commander", "executive", "customer", "compliance")
+BOARD_READER = ("timeline.reader", "timeline.exporter", "incident.reader")
 WRITER = ("timeline.reader", "timeline.writer", "timeline.exporter", "incident.commander")
-
-
-class Site:
-    """One server, and users made with chosen grants."""
-
-    def __init__(self, container: Container, client: TestClient) -> None:
-        self.container = container
-        self.client = client
-
-    def user(
-        self,
-        roles: tuple[str, ...] = ("timeline.reader", "timeline.exporter", "incident.reader"),
-        attributes: tuple[str, ...] = (),
-        clearance: str | None = None,
-    ) -> dict[str, str]:
-        email = f"u-{uuid.uuid4().hex[:10]}@example.com"
-        grant_access(self.container, email, roles, attributes, clearance)
-        _, token = self.container.tokens.create(email)
-        return {"Authorization": f"Bearer {token}"}
-
-    def append(self, headers: dict[str, str], events: list[dict[str, Any]]) -> None:
-        resp = self.client.post(
-            "/api/v1/timeline/events",
-            json=events,
-            headers={**headers, "Content-Type": "application/cloudevents-batch+json"},
-        )
-        assert resp.status_code == 200, resp.text
-
-    def board(self, headers: dict[str, str], incident_id: str, persona: str) -> Any:
-        return self.client.get(
-            f"/api/v1/incidents/{incident_id}/board", params={"persona": persona}, headers=headers
-        )
 
 
 @pytest.fixture
 def site(database_url: str) -> Iterator[Site]:
-    container = build_container(make_settings(database_url, policy_cache_seconds=0))
-    with TestClient(create_app(container)) as client:
-        yield Site(container, client)
+    yield from running_site(database_url, BOARD_READER)
 
 
 def _declare(site: Site, headers: dict[str, str], **fields: Any) -> str:

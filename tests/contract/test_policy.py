@@ -19,47 +19,18 @@ from hypothesis import strategies as st
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from regopy import Interpreter
 
-from incidents.app import Container, build_container, create_app
+from incidents.app import build_container, create_app
 from incidents.policy.decision_point import SHIPPED_POLICIES
 from incidents.policy.model import ATTRIBUTES, CLEARANCE_LEVELS
 from tests.conftest import event, grant_access, make_settings
+from tests.contract.site import Site, running_site
 
 READ = "/api/v1/incidents/INC-P/timeline"
 EXPORT = "/api/v1/incidents/INC-P/timeline/export"
 
 
-class Site:
-    """One server with helpers to make users with chosen grants."""
-
-    def __init__(self, container: Container, client: TestClient) -> None:
-        self.container = container
-        self.client = client
-
-    def user(
-        self,
-        roles: tuple[str, ...] = ("timeline.reader", "timeline.writer", "timeline.exporter"),
-        attributes: tuple[str, ...] = (),
-        clearance: str | None = None,
-    ) -> dict[str, str]:
-        email = f"u-{uuid.uuid4().hex[:10]}@example.com"
-        grant_access(self.container, email, roles, attributes, clearance)
-        _, token = self.container.tokens.create(email)
-        return {"Authorization": f"Bearer {token}"}
-
-    def append(self, headers: dict[str, str], events: list[dict[str, Any]]) -> None:
-        resp = self.client.post(
-            "/api/v1/timeline/events",
-            json=events,
-            headers={**headers, "Content-Type": "application/cloudevents-batch+json"},
-        )
-        assert resp.status_code == 200, resp.text
-        assert resp.json()["created"] == len(events)
-
-
 def _site(database_url: str, **overrides: Any) -> Iterator[Site]:
-    container = build_container(make_settings(database_url, policy_cache_seconds=0, **overrides))
-    with TestClient(create_app(container)) as client:
-        yield Site(container, client)
+    yield from running_site(database_url, **overrides)
 
 
 @pytest.fixture
