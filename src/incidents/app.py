@@ -8,6 +8,7 @@ they need from a :class:`Container` or from the builders below.
 from __future__ import annotations
 
 import gc
+import logging
 import os
 import re
 import socket
@@ -73,6 +74,7 @@ from incidents.retention.job import RetentionJob
 from incidents.retention.service import TOMBSTONE_SECRET, RetentionService
 from incidents.retention.tiers import Periods
 from incidents.retention.tombstone import TombstoneSigner
+from incidents.sessions.console import ConsoleSessions, InProcessConsoleSessions, SessionLifetime
 from incidents.sessions.registry import ConnectionRegistry, InProcessRegistry
 from incidents.store.alert_reader import AlertReader
 from incidents.store.archive_reader import ArchiveAwareReader
@@ -85,6 +87,7 @@ from incidents.store.memory_writer import MemoryWriter
 from incidents.store.migrate import current_revision, migrate
 from incidents.store.outbox_store import OutboxStore
 from incidents.store.postgres_writer import PostgresWriter
+from incidents.store.redis_console_sessions import RedisConsoleSessions
 from incidents.store.redis_limiter import RedisLimiter
 from incidents.store.redis_sessions import RedisRegistry
 from incidents.store.retention_store import SqlRetentionStore
@@ -98,6 +101,8 @@ from incidents.timeline.service import TimelineService
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
+
+log = logging.getLogger("incidents.app")
 
 
 @dataclass(frozen=True, slots=True)
@@ -396,6 +401,10 @@ class Container:
     boards: BoardService | None = None
     # Keys the web console's CSRF proofs (see api/cookie_session.py).
     console_secret: bytes = b""
+    # Signed-in console browsers (in Redis with IM_REDIS_URL: shared by every process).
+    console_sessions: ConsoleSessions = field(
+        default_factory=lambda: build_console_sessions(Settings())
+    )
     # Legal holds, archive, purge and erasure (see docs/retention.md).
     retention: RetentionService | None = None
     # The periodic retention run; None unless IM_RETENTION_INTERVAL_SECONDS is set.
@@ -531,6 +540,7 @@ def build_container(
         relay=relay,
         boards=BoardService(BoardReader(engine), incidents.reader),
         console_secret=reader.instance_secret("console-csrf"),
+        console_sessions=build_console_sessions(settings),
         retention=retention,
         retention_job=retention_job,
         rate_limiter=build_rate_limiter(settings),
@@ -575,6 +585,22 @@ def build_rate_limiter(settings: Settings) -> RateLimiter:
     if settings.redis_url:
         return RedisLimiter(settings.redis_url)
     return InProcessLimiter()
+
+
+def build_console_sessions(settings: Settings) -> ConsoleSessions:
+    """Redis when IM_REDIS_URL is set (every process sees every session), else in-process."""
+    lifetime = SessionLifetime(
+        settings.console_session_max_seconds, settings.console_session_idle_seconds
+    )
+    if settings.redis_url:
+        return RedisConsoleSessions(settings.redis_url, lifetime)
+    if settings.workers > 1:
+        log.warning(
+            "console sessions are kept per process: with IM_WORKERS=%d, set IM_REDIS_URL "
+            "so that a browser signed in on one worker is known to the others",
+            settings.workers,
+        )
+    return InProcessConsoleSessions(lifetime)
 
 
 def build_retention(

@@ -78,6 +78,10 @@ class Settings:
     oidc_leeway_seconds: float = 30.0
     # Refuse tokens whose email_verified claim is not true (the directory is keyed by email).
     oidc_require_verified_email: bool = True
+    # Web console sessions (docs/console.md): a session ends this long after sign-in,
+    # or earlier after this long without a request.
+    console_session_max_seconds: float = 12 * 3600.0
+    console_session_idle_seconds: float = 3600.0
     # The transactional outbox: destinations every created event is queued for
     # (comma-separated; empty turns the outbox off), and the relay that delivers them.
     outbox_destinations: str = "bus"
@@ -301,6 +305,26 @@ def _validate(settings: Settings) -> None:
     validate_outbox(settings)
     validate_oidc(settings)
     validate_retention(settings)
+    validate_console_sessions(settings)
+
+
+MIN_CONSOLE_IDLE_SECONDS = 60.0
+MAX_CONSOLE_SESSION_SECONDS = 30 * 24 * 3600.0
+
+
+def validate_console_sessions(settings: Settings) -> None:
+    """Check the console session lifetimes; raise :class:`ConfigError` naming the variable."""
+    idle, absolute = settings.console_session_idle_seconds, settings.console_session_max_seconds
+    if not MIN_CONSOLE_IDLE_SECONDS <= idle <= MAX_CONSOLE_SESSION_SECONDS:
+        raise ConfigError(
+            f"IM_CONSOLE_SESSION_IDLE_SECONDS: must be between {MIN_CONSOLE_IDLE_SECONDS:.0f} "
+            f"and {MAX_CONSOLE_SESSION_SECONDS:.0f} (30 days), got {idle:g}"
+        )
+    if not idle <= absolute <= MAX_CONSOLE_SESSION_SECONDS:
+        raise ConfigError(
+            "IM_CONSOLE_SESSION_MAX_SECONDS: must be at least IM_CONSOLE_SESSION_IDLE_SECONDS "
+            f"({idle:g}) and at most {MAX_CONSOLE_SESSION_SECONDS:.0f} (30 days), got {absolute:g}"
+        )
 
 
 def validate_retention(settings: Settings) -> None:

@@ -24,7 +24,14 @@ import pytest
 from incidents.app import build_container
 from incidents.events.envelope import normalize
 from incidents.policy.model import ATTRIBUTES
-from tests.conftest import REQUIRE_SERVICES, event, grant_access, make_settings
+from tests.conftest import (
+    REDIS_URL,
+    REQUIRE_SERVICES,
+    event,
+    grant_access,
+    make_settings,
+    require_redis,
+)
 from tests.integration.test_cli import free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -57,7 +64,14 @@ class Running:
     process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        env = {**os.environ, "IM_DATABASE_URL": self.database, "IM_STREAM_HEARTBEAT_SECONDS": "1"}
+        env = {
+            **os.environ,
+            "IM_DATABASE_URL": self.database,
+            "IM_STREAM_HEARTBEAT_SECONDS": "1",
+            # Console sessions in Redis outlive the server's restart below; in-process
+            # ones would end with it and sign the open page out.
+            "IM_REDIS_URL": REDIS_URL,
+        }
         self.process = subprocess.Popen(
             [str(CONSOLE_SCRIPT), "serve", "--host", "127.0.0.1", "--port", str(self.port)],
             env=env,
@@ -92,6 +106,7 @@ class Running:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     """``incidents serve`` on a free port, over a database with two users."""
+    require_redis()
     folder = tmp_path_factory.mktemp("console")
     database = f"sqlite:///{folder / 'incidents.db'}"
     container = build_container(make_settings(database))

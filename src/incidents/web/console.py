@@ -21,18 +21,24 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.staticfiles import StaticFiles
 
 from incidents.api.alerts import listed_alert
-from incidents.api.auth import authenticate, decide
+from incidents.api.auth import authenticate, decide, session_unavailable
 from incidents.api.cookie_session import COOKIE, csrf_token
 from incidents.api.incidents import shown, shown_all
 from incidents.api.problems import Problem
 from incidents.api.state import container_of
 from incidents.boards.personas import Persona, UnknownPersona, parse_persona
 from incidents.identity.oidc import looks_like_jwt
-from incidents.identity.tokens import TOKEN_PREFIX
+from incidents.identity.tokens import TOKEN_PREFIX, token_digest
 from incidents.incident.lifecycle import SEVERITIES, Status
 from incidents.incident.listing import incident_query
 from incidents.log.query import InvalidQuery, TimelineFilter
 from incidents.policy.model import Action, Decision
+from incidents.sessions.console import (
+    Credential,
+    IdentityCredential,
+    SessionStoreUnavailable,
+    TokenCredential,
+)
 from incidents.store.alert_reader import STATUSES, AlertFilter
 from incidents.timeline.render import to_entry
 
@@ -76,8 +82,8 @@ async def _decision(request: Request) -> Decision:
 def _render(
     request: Request, template: str, decision: Decision | None, code: int = 200, **context: Any
 ) -> HTMLResponse:
-    token = request.cookies.get(COOKIE, "")
-    csrf = csrf_token(container_of(request).console_secret, token) if token else ""
+    session_id = request.cookies.get(COOKIE, "")
+    csrf = csrf_token(container_of(request).console_secret, session_id) if session_id else ""
     html = TEMPLATES.get_template(template).render(
         request_path=request.url.path,
         user=decision.subject.id if decision else None,
@@ -114,37 +120,31 @@ def _same_origin(request: Request) -> bool:
     return origin.split("://", 1)[-1] == host
 
 
-async def _valid(request: Request, token: str) -> bool:
+async def _credential(request: Request, token: str) -> Credential | None:
+    """What a pasted token stands for, once checked (None if it is refused)."""
     container = container_of(request)
     if container.oidc is not None and not token.startswith(TOKEN_PREFIX) and looks_like_jwt(token):
         try:
-            await run_in_threadpool(container.oidc.verify, token)
+            identity = await run_in_threadpool(container.oidc.verify, token)
         except Exception:
-            return False
-        return True
-    return await run_in_threadpool(container.tokens.authenticate, token) is not None
+            return None
+        return IdentityCredential(identity.email, identity.groups)
+    if await run_in_threadpool(container.tokens.authenticate, token) is None:
+        return None
+    return TokenCredential(token_digest(token))
 
 
-@router.post("/sign-in")
-async def sign_in(request: Request) -> Response:
-    """Check the token and keep it in an HttpOnly, SameSite=Strict session cookie."""
-    if not _same_origin(request):
-        return Response("sign in from this site's own page", 403, headers=_HEADERS)
-    raw = await request.body()
-    form = parse_qs(raw[:MAX_SIGN_IN_BODY].decode("utf-8", "replace"))
-    token = (form.get("token") or [""])[0].strip()
-    if not token or not await _valid(request, token):
-        return _render(
-            request,
-            "sign_in.html",
-            None,
-            401,
-            error="That token is unknown, revoked or expired.",
-        )
+async def start_session(request: Request, credential: Credential) -> Response:
+    """Create a console session for ``credential`` and send the browser to the console
+    with its id in the session cookie (a 503 page if the session store is down)."""
+    try:
+        session = await container_of(request).console_sessions.create(credential)
+    except SessionStoreUnavailable as exc:
+        return _problem_page(request, None, session_unavailable(exc))
     response = RedirectResponse("/", 303, headers=_HEADERS)
     response.set_cookie(
         COOKIE,
-        token,
+        session.session_id,
         httponly=True,
         samesite="strict",
         secure=request.url.scheme == "https",
@@ -153,21 +153,50 @@ async def sign_in(request: Request) -> Response:
     return response
 
 
+@router.post("/sign-in")
+async def sign_in(request: Request) -> Response:
+    """Check the token and start a console session; the cookie carries only its id."""
+    if not _same_origin(request):
+        return Response("sign in from this site's own page", 403, headers=_HEADERS)
+    raw = await request.body()
+    form = parse_qs(raw[:MAX_SIGN_IN_BODY].decode("utf-8", "replace"))
+    token = (form.get("token") or [""])[0].strip()
+    credential = await _credential(request, token) if token else None
+    if credential is None:
+        return _render(
+            request,
+            "sign_in.html",
+            None,
+            401,
+            error="That token is unknown, revoked or expired.",
+        )
+    return await start_session(request, credential)
+
+
+def _forget_cookie(response: Response) -> Response:
+    response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
+    return response
+
+
 @router.post("/sign-out")
 async def sign_out(request: Request) -> Response:
-    """Forget the session cookie (the form carries the page's CSRF proof)."""
+    """End the console session on the server and forget its cookie (the form carries
+    the page's CSRF proof)."""
     if not _same_origin(request):
         return Response("sign out from this site's own page", 403, headers=_HEADERS)
     raw = await request.body()
     form = parse_qs(raw[:MAX_SIGN_IN_BODY].decode("utf-8", "replace"))
-    token = request.cookies.get(COOKIE, "")
+    session_id = request.cookies.get(COOKIE, "")
     proof = (form.get("csrf") or [""])[0]
-    expected = csrf_token(container_of(request).console_secret, token) if token else ""
-    if token and not secrets.compare_digest(proof, expected):
+    expected = csrf_token(container_of(request).console_secret, session_id) if session_id else ""
+    if session_id and not secrets.compare_digest(proof, expected):
         return Response("the sign-out form's proof is missing", 403, headers=_HEADERS)
-    response = RedirectResponse("/sign-in", 303, headers=_HEADERS)
-    response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
-    return response
+    if session_id:
+        try:
+            await container_of(request).console_sessions.delete(session_id)
+        except SessionStoreUnavailable as exc:
+            return _problem_page(request, None, session_unavailable(exc))
+    return _forget_cookie(RedirectResponse("/sign-in", 303, headers=_HEADERS))
 
 
 # --- pages ----------------------------------------------------------------------------
@@ -379,4 +408,4 @@ def mount_console(app: FastAPI) -> None:
 
     @app.exception_handler(_SignIn)
     async def _to_sign_in(request: Request, exc: _SignIn) -> Response:
-        return RedirectResponse("/sign-in", 303, headers=_HEADERS)
+        return _forget_cookie(RedirectResponse("/sign-in", 303, headers=_HEADERS))
