@@ -37,10 +37,12 @@ from incidents.config import (
     Settings,
     load_settings,
     oidc_enabled,
+    oidc_sign_in_enabled,
     outbox_destinations,
 )
 from incidents.identity.directory import Directory
 from incidents.identity.oidc import OidcVerifier
+from incidents.identity.oidc_login import OidcClient, OidcLogin
 from incidents.identity.tokens import TokenService
 from incidents.incident.correlation.routing import correlation_route
 from incidents.incident.correlation.rules import CorrelationRules, RulesError, parse_rules
@@ -387,6 +389,8 @@ class Container:
     feed: LiveFeed
     # Verifies OIDC bearer JWTs; None when OIDC is not configured (API tokens only).
     oidc: OidcVerifier | None = None
+    # Console sign-in at the OIDC provider; None unless IM_OIDC_CLIENT_ID is set.
+    oidc_login: OidcLogin | None = None
     # The alert sources allowed to post to /api/v1/ingest/*, with their credentials.
     integrations: Integrations = field(default_factory=Integrations)
     # Lists alerts (GET /api/v1/alerts); built with the container.
@@ -534,6 +538,9 @@ def build_container(
         incidents=incidents,
         feed=feed,
         oidc=oidc,
+        oidc_login=OidcLogin(oidc, OidcClient.from_settings(settings))
+        if oidc is not None and oidc_sign_in_enabled(settings)
+        else None,
         integrations=sections.integrations,
         alerts=AlertReader(engine, cursors),
         bus=bus,

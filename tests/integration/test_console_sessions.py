@@ -153,11 +153,11 @@ def test_sign_out_ends_the_session_and_a_late_touch_does_not_bring_it_back(store
 
 def test_a_sign_in_attempt_is_taken_once_and_not_after_it_expires(store: Made) -> None:
     sessions, clock, _ = store
-    attempt = SignInAttempt("state-1", "nonce-1", "verifier-1", clock.now + 300)
+    attempt = SignInAttempt("state-1", "nonce-1", "verifier-1")
 
     async def scenario() -> list[Any]:
-        await sessions.begin_sign_in("a-1", attempt)
-        await sessions.begin_sign_in("a-2", SignInAttempt("s2", "n2", "v2", clock.now + 300))
+        await sessions.begin_sign_in("a-1", attempt, 300)
+        await sessions.begin_sign_in("a-2", SignInAttempt("s2", "n2", "v2"), 300)
         taken = [await sessions.take_sign_in("a-1"), await sessions.take_sign_in("a-1")]
         clock.advance(301)
         taken.append(await sessions.take_sign_in("a-2"))

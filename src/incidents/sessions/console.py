@@ -128,24 +128,21 @@ class SignInAttempt:
     state: str
     nonce: str
     verifier: str
-    expires_at: float
 
-    def as_record(self) -> dict[str, Any]:
+    def as_record(self, expires_at: float) -> dict[str, Any]:
         return {
             "state": self.state,
             "nonce": self.nonce,
             "verifier": self.verifier,
-            "expires_at": self.expires_at,
+            "expires_at": expires_at,
         }
 
     @classmethod
-    def from_record(cls, record: dict[str, Any]) -> SignInAttempt:
-        return cls(
-            str(record["state"]),
-            str(record["nonce"]),
-            str(record["verifier"]),
-            float(record["expires_at"]),
-        )
+    def from_record(cls, record: dict[str, Any], now: float) -> SignInAttempt | None:
+        """The attempt a stored record holds, or None if it expired."""
+        if float(record["expires_at"]) <= now:
+            return None
+        return cls(str(record["state"]), str(record["nonce"]), str(record["verifier"]))
 
 
 def new_session_id() -> str:
@@ -182,8 +179,10 @@ class ConsoleSessions(Protocol):
         """End the session (signing out); unknown ids are ignored."""
         ...
 
-    async def begin_sign_in(self, attempt_id: str, attempt: SignInAttempt) -> None:
-        """Keep an OIDC sign-in attempt until its expiry."""
+    async def begin_sign_in(
+        self, attempt_id: str, attempt: SignInAttempt, ttl_seconds: float
+    ) -> None:
+        """Keep an OIDC sign-in attempt for ``ttl_seconds``."""
         ...
 
     async def take_sign_in(self, attempt_id: str) -> SignInAttempt | None:
@@ -225,7 +224,7 @@ class InProcessConsoleSessions:
     def __init__(self, lifetime: SessionLifetime, clock: Callable[[], float] = time.time) -> None:
         self._clock = SessionClock(lifetime, clock)
         self._sessions: dict[str, dict[str, Any]] = {}
-        self._attempts: dict[str, SignInAttempt] = {}
+        self._attempts: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
         self._created = 0
 
@@ -243,8 +242,8 @@ class InProcessConsoleSessions:
         for key, record in list(self._sessions.items()):
             if not ConsoleSession.from_record("", record).alive(now):
                 del self._sessions[key]
-        for key, attempt in list(self._attempts.items()):
-            if attempt.expires_at <= now:
+        for key, record in list(self._attempts.items()):
+            if SignInAttempt.from_record(record, now) is None:
                 del self._attempts[key]
 
     async def get(self, session_id: str) -> ConsoleSession | None:
@@ -274,16 +273,17 @@ class InProcessConsoleSessions:
         with self._lock:
             self._sessions.pop(session_key(session_id), None)
 
-    async def begin_sign_in(self, attempt_id: str, attempt: SignInAttempt) -> None:
+    async def begin_sign_in(
+        self, attempt_id: str, attempt: SignInAttempt, ttl_seconds: float
+    ) -> None:
+        record = attempt.as_record(self._clock.now() + ttl_seconds)
         with self._lock:
-            self._attempts[session_key(attempt_id)] = attempt
+            self._attempts[session_key(attempt_id)] = record
 
     async def take_sign_in(self, attempt_id: str) -> SignInAttempt | None:
         with self._lock:
-            attempt = self._attempts.pop(session_key(attempt_id), None)
-        if attempt is None or attempt.expires_at <= self._clock.now():
-            return None
-        return attempt
+            record = self._attempts.pop(session_key(attempt_id), None)
+        return None if record is None else SignInAttempt.from_record(record, self._clock.now())
 
     async def close(self) -> None:
         return None

@@ -99,20 +99,22 @@ class RedisConsoleSessions:
     async def delete(self, session_id: str) -> None:
         await self._call("delete", self._session_key(session_id))
 
-    async def begin_sign_in(self, attempt_id: str, attempt: SignInAttempt) -> None:
+    async def begin_sign_in(
+        self, attempt_id: str, attempt: SignInAttempt, ttl_seconds: float
+    ) -> None:
+        now = self._clock.now()
         await self._call(
             "set",
             self._attempt_key(attempt_id),
-            orjson.dumps(attempt.as_record()),
-            px=remaining_ms(attempt.expires_at, self._clock.now()),
+            orjson.dumps(attempt.as_record(now + ttl_seconds)),
+            px=remaining_ms(now + ttl_seconds, now),
         )
 
     async def take_sign_in(self, attempt_id: str) -> SignInAttempt | None:
         raw = await self._call("getdel", self._attempt_key(attempt_id))
         if raw is None:
             return None
-        attempt = SignInAttempt.from_record(orjson.loads(raw))
-        return attempt if attempt.expires_at > self._clock.now() else None
+        return SignInAttempt.from_record(orjson.loads(raw), self._clock.now())
 
     async def close(self) -> None:
         await self._redis.close()

@@ -9,59 +9,33 @@ with the session cookie and the page's CSRF proof; the live timeline is an
 
 from __future__ import annotations
 
-import secrets
 from importlib.resources import files
 from typing import Any
-from urllib.parse import parse_qs
 
 from fastapi import APIRouter, FastAPI, Request
-from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import RedirectResponse, Response
 from starlette.staticfiles import StaticFiles
 
 from incidents.api.alerts import listed_alert
-from incidents.api.auth import authenticate, decide, session_unavailable
-from incidents.api.cookie_session import COOKIE, csrf_token
+from incidents.api.auth import authenticate, decide
 from incidents.api.incidents import shown, shown_all
 from incidents.api.problems import Problem
 from incidents.api.state import container_of
 from incidents.boards.personas import Persona, UnknownPersona, parse_persona
-from incidents.identity.oidc import looks_like_jwt
-from incidents.identity.tokens import TOKEN_PREFIX, token_digest
 from incidents.incident.lifecycle import SEVERITIES, Status
 from incidents.incident.listing import incident_query
 from incidents.log.query import InvalidQuery, TimelineFilter
 from incidents.policy.model import Action, Decision
-from incidents.sessions.console import (
-    Credential,
-    IdentityCredential,
-    SessionStoreUnavailable,
-    TokenCredential,
-)
 from incidents.store.alert_reader import STATUSES, AlertFilter
 from incidents.timeline.render import to_entry
+from incidents.web.rendering import HEADERS, problem_page, render
+from incidents.web.sign_in import forget_cookie
+from incidents.web.sign_in import router as sign_in_router
 
 router = APIRouter(include_in_schema=False)
-TEMPLATES = Environment(
-    loader=PackageLoader("incidents.web", "templates"),
-    autoescape=select_autoescape(default=True),
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
 # Entries an incident page shows before the live stream takes over.
 TIMELINE_ON_PAGE = 100
-MAX_SIGN_IN_BODY = 16_384
-# Pages load scripts, styles and data only from this site; nothing may frame them.
-_HEADERS = {
-    "Content-Security-Policy": (
-        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-        "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
-    ),
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "same-origin",
-    "Cache-Control": "no-store",
-}
 
 
 class _SignIn(Exception):
@@ -77,126 +51,6 @@ async def _decision(request: Request) -> Decision:
         if exc.status == 401:
             raise _SignIn from None
         raise
-
-
-def _render(
-    request: Request, template: str, decision: Decision | None, code: int = 200, **context: Any
-) -> HTMLResponse:
-    session_id = request.cookies.get(COOKIE, "")
-    csrf = csrf_token(container_of(request).console_secret, session_id) if session_id else ""
-    html = TEMPLATES.get_template(template).render(
-        request_path=request.url.path,
-        user=decision.subject.id if decision else None,
-        can_write=bool(decision and decision.allows(Action.INCIDENT_WRITE)),
-        can_close=bool(decision and decision.allows(Action.INCIDENT_CLOSE)),
-        can_append=bool(decision and decision.allows(Action.APPEND)),
-        can_export=bool(decision and decision.allows(Action.EXPORT)),
-        csrf=csrf,
-        **context,
-    )
-    return HTMLResponse(html, code, headers=_HEADERS)
-
-
-def _problem_page(request: Request, decision: Decision | None, exc: Problem) -> HTMLResponse:
-    return _render(request, "problem.html", decision, exc.status, problem=exc)
-
-
-# --- signing in and out ---------------------------------------------------------------
-
-
-@router.get("/sign-in")
-async def sign_in_page(request: Request) -> Response:
-    """The sign-in form: paste an API token (or an OIDC token where configured)."""
-    return _render(request, "sign_in.html", None, error=None)
-
-
-def _same_origin(request: Request) -> bool:
-    """Whether a form post comes from this site (browsers send Origin with POSTs);
-    refuses signing a browser in, or out, from another site's page."""
-    origin = request.headers.get("origin")
-    if origin is None or origin == "null":
-        return origin is None
-    host = request.headers.get("host", "")
-    return origin.split("://", 1)[-1] == host
-
-
-async def _credential(request: Request, token: str) -> Credential | None:
-    """What a pasted token stands for, once checked (None if it is refused)."""
-    container = container_of(request)
-    if container.oidc is not None and not token.startswith(TOKEN_PREFIX) and looks_like_jwt(token):
-        try:
-            identity = await run_in_threadpool(container.oidc.verify, token)
-        except Exception:
-            return None
-        return IdentityCredential(identity.email, identity.groups)
-    if await run_in_threadpool(container.tokens.authenticate, token) is None:
-        return None
-    return TokenCredential(token_digest(token))
-
-
-async def start_session(request: Request, credential: Credential) -> Response:
-    """Create a console session for ``credential`` and send the browser to the console
-    with its id in the session cookie (a 503 page if the session store is down)."""
-    try:
-        session = await container_of(request).console_sessions.create(credential)
-    except SessionStoreUnavailable as exc:
-        return _problem_page(request, None, session_unavailable(exc))
-    response = RedirectResponse("/", 303, headers=_HEADERS)
-    response.set_cookie(
-        COOKIE,
-        session.session_id,
-        httponly=True,
-        samesite="strict",
-        secure=request.url.scheme == "https",
-        path="/",
-    )
-    return response
-
-
-@router.post("/sign-in")
-async def sign_in(request: Request) -> Response:
-    """Check the token and start a console session; the cookie carries only its id."""
-    if not _same_origin(request):
-        return Response("sign in from this site's own page", 403, headers=_HEADERS)
-    raw = await request.body()
-    form = parse_qs(raw[:MAX_SIGN_IN_BODY].decode("utf-8", "replace"))
-    token = (form.get("token") or [""])[0].strip()
-    credential = await _credential(request, token) if token else None
-    if credential is None:
-        return _render(
-            request,
-            "sign_in.html",
-            None,
-            401,
-            error="That token is unknown, revoked or expired.",
-        )
-    return await start_session(request, credential)
-
-
-def _forget_cookie(response: Response) -> Response:
-    response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
-    return response
-
-
-@router.post("/sign-out")
-async def sign_out(request: Request) -> Response:
-    """End the console session on the server and forget its cookie (the form carries
-    the page's CSRF proof)."""
-    if not _same_origin(request):
-        return Response("sign out from this site's own page", 403, headers=_HEADERS)
-    raw = await request.body()
-    form = parse_qs(raw[:MAX_SIGN_IN_BODY].decode("utf-8", "replace"))
-    session_id = request.cookies.get(COOKIE, "")
-    proof = (form.get("csrf") or [""])[0]
-    expected = csrf_token(container_of(request).console_secret, session_id) if session_id else ""
-    if session_id and not secrets.compare_digest(proof, expected):
-        return Response("the sign-out form's proof is missing", 403, headers=_HEADERS)
-    if session_id:
-        try:
-            await container_of(request).console_sessions.delete(session_id)
-        except SessionStoreUnavailable as exc:
-            return _problem_page(request, None, session_unavailable(exc))
-    return _forget_cookie(RedirectResponse("/sign-in", 303, headers=_HEADERS))
 
 
 # --- pages ----------------------------------------------------------------------------
@@ -224,10 +78,10 @@ async def incidents_page(request: Request) -> Response:
         )
         items = await run_in_threadpool(shown_all, container.incidents, page.incidents, decision)
     except InvalidQuery as exc:
-        return _problem_page(request, decision, Problem(400, "invalid-parameter", str(exc)))
+        return problem_page(request, decision, Problem(400, "invalid-parameter", str(exc)))
     except Problem as exc:
-        return _problem_page(request, decision, exc)
-    return _render(
+        return problem_page(request, decision, exc)
+    return render(
         request,
         "incidents.html",
         decision,
@@ -244,7 +98,7 @@ async def incidents_page(request: Request) -> Response:
 async def declare_page(request: Request) -> Response:
     """The form to declare an incident (posted to the API by the page's script)."""
     decision = await _decision(request)
-    return _render(request, "declare.html", decision, severities=SEVERITIES)
+    return render(request, "declare.html", decision, severities=SEVERITIES)
 
 
 def _persona(request: Request) -> Persona:
@@ -297,13 +151,13 @@ async def incident_page(request: Request, incident_id: str) -> Response:
         persona = _persona(request)
         view = await run_in_threadpool(_incident_view, request, incident_id, decision)
     except Problem as exc:
-        return _problem_page(request, decision, exc)
+        return problem_page(request, decision, exc)
     board_problem = None
     try:
         board = await run_in_threadpool(_board, request, incident_id, persona, decision)
     except Problem as exc:
         board, board_problem = None, exc.detail
-    return _render(
+    return render(
         request,
         "incident.html",
         decision,
@@ -325,12 +179,12 @@ async def board_panel(request: Request, incident_id: str) -> Response:
             raise Problem(403, "forbidden", "reading incidents needs the incident.reader role")
         board = await run_in_threadpool(_board, request, incident_id, persona, decision)
     except Problem as exc:
-        return _problem_page(request, decision, exc)
+        return problem_page(request, decision, exc)
     if board is None:
-        return _problem_page(
+        return problem_page(
             request, decision, Problem(404, "incident-not-found", f"no incident {incident_id!r}")
         )
-    return _render(request, "board_panel.html", decision, board=board, persona=persona.value)
+    return render(request, "board_panel.html", decision, board=board, persona=persona.value)
 
 
 @router.get("/boards")
@@ -347,8 +201,8 @@ async def boards_page(request: Request) -> Response:
             raise Problem(403, "forbidden", "the compliance board needs the timeline.exporter role")
         found = await run_in_threadpool(boards.open_boards, persona, decision)
     except Problem as exc:
-        return _problem_page(request, decision, exc)
-    return _render(
+        return problem_page(request, decision, exc)
+    return render(
         request,
         "boards.html",
         decision,
@@ -394,18 +248,19 @@ async def alerts_page(request: Request) -> Response:
             raise Problem(400, "invalid-parameter", f"status must be one of {', '.join(STATUSES)}")
         alerts = await run_in_threadpool(_alerts_view, request, decision, status)
     except Problem as exc:
-        return _problem_page(request, decision, exc)
-    return _render(
+        return problem_page(request, decision, exc)
+    return render(
         request, "alerts.html", decision, alerts=alerts, statuses=STATUSES, status=status or ""
     )
 
 
 def mount_console(app: FastAPI) -> None:
     """Serve the console at ``/`` and its static files at ``/static``."""
+    app.include_router(sign_in_router)
     app.include_router(router)
     static = files("incidents.web") / "static"
     app.mount("/static", StaticFiles(directory=str(static)), name="static")
 
     @app.exception_handler(_SignIn)
     async def _to_sign_in(request: Request, exc: _SignIn) -> Response:
-        return _forget_cookie(RedirectResponse("/sign-in", 303, headers=_HEADERS))
+        return forget_cookie(RedirectResponse("/sign-in", 303, headers=HEADERS))
