@@ -23,12 +23,14 @@ from incidents.api.incidents import shown, shown_all
 from incidents.api.problems import Problem
 from incidents.api.state import container_of
 from incidents.boards.personas import Persona, UnknownPersona, parse_persona
+from incidents.boards.service import OPEN_INCIDENTS
 from incidents.incident.lifecycle import SEVERITIES, Status
 from incidents.incident.listing import incident_query
 from incidents.log.query import InvalidQuery, TimelineFilter
 from incidents.policy.model import Action, Decision
 from incidents.store.alert_reader import STATUSES, AlertFilter
 from incidents.timeline.render import to_entry
+from incidents.web.paging import PageRequest, page_links
 from incidents.web.rendering import HEADERS, problem_page, render
 from incidents.web.sign_in import forget_cookie
 from incidents.web.sign_in import router as sign_in_router
@@ -56,6 +58,14 @@ async def _decision(request: Request) -> Decision:
 # --- pages ----------------------------------------------------------------------------
 
 
+def _bad_page(exc: InvalidQuery) -> Problem:
+    return Problem(
+        400,
+        "invalid-parameter",
+        f"{exc}; start again from the first page (links carry the filters they were made for)",
+    )
+
+
 def _one(values: list[str]) -> list[str] | None:
     return [v for v in values if v] or None
 
@@ -73,12 +83,13 @@ async def incidents_page(request: Request) -> Response:
         if not decision.allows(Action.INCIDENT_READ):
             raise Problem(403, "forbidden", "reading incidents needs the incident.reader role")
         query = incident_query(statuses, severities, None, None, None, text)
+        asked = PageRequest.of(params)
         page = await run_in_threadpool(
-            container.incidents.page, query, decision.visibilities, None, 200
+            container.incidents.page, query, decision.visibilities, asked.cursor, asked.limit
         )
         items = await run_in_threadpool(shown_all, container.incidents, page.incidents, decision)
     except InvalidQuery as exc:
-        return problem_page(request, decision, Problem(400, "invalid-parameter", str(exc)))
+        return problem_page(request, decision, _bad_page(exc))
     except Problem as exc:
         return problem_page(request, decision, exc)
     return render(
@@ -86,6 +97,7 @@ async def incidents_page(request: Request) -> Response:
         "incidents.html",
         decision,
         incidents=items,
+        pages=page_links("/", params, asked, page.next_cursor),
         statuses=[s.value for s in Status],
         severities=SEVERITIES,
         chosen_status=statuses or [],
@@ -189,17 +201,29 @@ async def board_panel(request: Request, incident_id: str) -> Response:
 
 @router.get("/boards")
 async def boards_page(request: Request) -> Response:
-    """The boards of every open incident, for one persona."""
+    """The boards of open incidents, for one persona, a page at a time."""
     decision = await _decision(request)
-    boards = container_of(request).boards
+    container = container_of(request)
+    boards = container.boards
     assert boards is not None
+    params = request.query_params
     try:
         persona = _persona(request)
         if not decision.allows(Action.INCIDENT_READ):
             raise Problem(403, "forbidden", "reading incidents needs the incident.reader role")
         if persona is Persona.COMPLIANCE and not decision.allows(Action.VERIFY):
             raise Problem(403, "forbidden", "the compliance board needs the timeline.exporter role")
-        found = await run_in_threadpool(boards.open_boards, persona, decision)
+        asked = PageRequest.of(params)
+        page = await run_in_threadpool(
+            container.incidents.page,
+            OPEN_INCIDENTS,
+            decision.visibilities,
+            asked.cursor,
+            asked.limit,
+        )
+        found = await run_in_threadpool(boards.summaries, page.incidents, persona, decision)
+    except InvalidQuery as exc:
+        return problem_page(request, decision, _bad_page(exc))
     except Problem as exc:
         return problem_page(request, decision, exc)
     return render(
@@ -209,15 +233,19 @@ async def boards_page(request: Request) -> Response:
         boards=found,
         persona=persona.value,
         personas=[p.value for p in Persona],
+        pages=page_links("/boards", params, asked, page.next_cursor),
     )
 
 
-def _alerts_view(request: Request, decision: Decision, status: str | None) -> list[dict[str, Any]]:
+def _alerts_view(
+    request: Request, decision: Decision, status: str | None, asked: PageRequest
+) -> tuple[list[dict[str, Any]], str | None]:
     container = container_of(request)
     reader = container.alerts
     boards = container.boards
     assert reader is not None and boards is not None
-    page = reader.page(AlertFilter(status, None, False, None, decision.visibilities), None, 200)
+    filt = AlertFilter(status, None, False, None, decision.visibilities)
+    page = reader.page(filt, asked.cursor, asked.limit)
     listed = [listed_alert(item, decision) for item in page.alerts]
     # Why each alert is where it is: the correlation recorded on its latest event,
     # shown only if the reader may see that event, and redacted like any event.
@@ -233,7 +261,7 @@ def _alerts_view(request: Request, decision: Decision, status: str | None) -> li
             explanation = data.get("correlation") if isinstance(data, dict) else None
         entry["explanation"] = explanation
         entry["acknowledged"] = last_type == "im.alert.acknowledge"
-    return listed
+    return listed, page.next_cursor
 
 
 @router.get("/alerts")
@@ -246,11 +274,22 @@ async def alerts_page(request: Request) -> Response:
             raise Problem(403, "forbidden", "reading alerts needs the incident.reader role")
         if status is not None and status not in STATUSES:
             raise Problem(400, "invalid-parameter", f"status must be one of {', '.join(STATUSES)}")
-        alerts = await run_in_threadpool(_alerts_view, request, decision, status)
+        asked = PageRequest.of(request.query_params)
+        alerts, next_cursor = await run_in_threadpool(
+            _alerts_view, request, decision, status, asked
+        )
+    except InvalidQuery as exc:
+        return problem_page(request, decision, _bad_page(exc))
     except Problem as exc:
         return problem_page(request, decision, exc)
     return render(
-        request, "alerts.html", decision, alerts=alerts, statuses=STATUSES, status=status or ""
+        request,
+        "alerts.html",
+        decision,
+        alerts=alerts,
+        statuses=STATUSES,
+        status=status or "",
+        pages=page_links("/alerts", request.query_params, asked, next_cursor),
     )
 
 
