@@ -8,6 +8,7 @@ they need from a :class:`Container` or from the builders below.
 from __future__ import annotations
 
 import gc
+import logging
 import os
 import re
 import socket
@@ -37,10 +38,12 @@ from incidents.config import (
     Settings,
     load_settings,
     oidc_enabled,
+    oidc_sign_in_enabled,
     outbox_destinations,
 )
 from incidents.identity.directory import Directory
 from incidents.identity.oidc import OidcVerifier
+from incidents.identity.oidc_login import OidcClient, OidcLogin
 from incidents.identity.tokens import TokenService
 from incidents.incident.correlation.routing import correlation_route
 from incidents.incident.correlation.rules import CorrelationRules, RulesError, parse_rules
@@ -76,6 +79,7 @@ from incidents.retention.job import RetentionJob
 from incidents.retention.service import TOMBSTONE_SECRET, RetentionService
 from incidents.retention.tiers import Periods
 from incidents.retention.tombstone import TombstoneSigner
+from incidents.sessions.console import ConsoleSessions, InProcessConsoleSessions, SessionLifetime
 from incidents.sessions.registry import ConnectionRegistry, InProcessRegistry
 from incidents.store.alert_reader import AlertReader
 from incidents.store.archive_reader import ArchiveAwareReader
@@ -88,6 +92,7 @@ from incidents.store.memory_writer import MemoryWriter
 from incidents.store.migrate import current_revision, migrate
 from incidents.store.outbox_store import OutboxStore
 from incidents.store.postgres_writer import PostgresWriter
+from incidents.store.redis_console_sessions import RedisConsoleSessions
 from incidents.store.redis_limiter import RedisLimiter
 from incidents.store.redis_sessions import RedisRegistry
 from incidents.store.retention_store import SqlRetentionStore
@@ -101,6 +106,8 @@ from incidents.timeline.service import TimelineService
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
+
+log = logging.getLogger("incidents.app")
 
 
 @dataclass(frozen=True, slots=True)
@@ -391,6 +398,8 @@ class Container:
     feed: LiveFeed
     # Verifies OIDC bearer JWTs; None when OIDC is not configured (API tokens only).
     oidc: OidcVerifier | None = None
+    # Console sign-in at the OIDC provider; None unless IM_OIDC_CLIENT_ID is set.
+    oidc_login: OidcLogin | None = None
     # The alert sources allowed to post to /api/v1/ingest/*, with their credentials.
     integrations: Integrations = field(default_factory=Integrations)
     # Lists alerts (GET /api/v1/alerts); built with the container.
@@ -405,6 +414,10 @@ class Container:
     boards: BoardService | None = None
     # Keys the web console's CSRF proofs (see api/cookie_session.py).
     console_secret: bytes = b""
+    # Signed-in console browsers (in Redis with IM_REDIS_URL: shared by every process).
+    console_sessions: ConsoleSessions = field(
+        default_factory=lambda: build_console_sessions(Settings())
+    )
     # Legal holds, archive, purge and erasure (see docs/retention.md).
     retention: RetentionService | None = None
     # The periodic retention run; None unless IM_RETENTION_INTERVAL_SECONDS is set.
@@ -534,12 +547,16 @@ def build_container(
         incidents=incidents,
         feed=feed,
         oidc=oidc,
+        oidc_login=OidcLogin(oidc, OidcClient.from_settings(settings))
+        if oidc is not None and oidc_sign_in_enabled(settings)
+        else None,
         integrations=sections.integrations,
         alerts=AlertReader(engine, cursors),
         bus=bus,
         relay=relay,
         boards=BoardService(BoardReader(engine), incidents.reader),
         console_secret=reader.instance_secret("console-csrf"),
+        console_sessions=build_console_sessions(settings),
         retention=retention,
         retention_job=retention_job,
         rate_limiter=build_rate_limiter(settings),
@@ -584,6 +601,22 @@ def build_rate_limiter(settings: Settings) -> RateLimiter:
     if settings.redis_url:
         return RedisLimiter(settings.redis_url)
     return InProcessLimiter()
+
+
+def build_console_sessions(settings: Settings) -> ConsoleSessions:
+    """Redis when IM_REDIS_URL is set (every process sees every session), else in-process."""
+    lifetime = SessionLifetime(
+        settings.console_session_max_seconds, settings.console_session_idle_seconds
+    )
+    if settings.redis_url:
+        return RedisConsoleSessions(settings.redis_url, lifetime)
+    if settings.workers > 1:
+        log.warning(
+            "console sessions are kept per process: with IM_WORKERS=%d, set IM_REDIS_URL "
+            "so that a browser signed in on one worker is known to the others",
+            settings.workers,
+        )
+    return InProcessConsoleSessions(lifetime)
 
 
 def build_retention(

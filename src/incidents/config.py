@@ -78,6 +78,20 @@ class Settings:
     oidc_leeway_seconds: float = 30.0
     # Refuse tokens whose email_verified claim is not true (the directory is keyed by email).
     oidc_require_verified_email: bool = True
+    # Console sign-in by redirect to the provider (authorization code flow with PKCE):
+    # this server's client at the provider, and where the provider sends browsers back.
+    # Empty client id: the console offers token sign-in only.
+    oidc_client_id: str = ""
+    oidc_client_secret: str = ""
+    oidc_redirect_url: str = ""
+    # How the client secret is presented at the token endpoint.
+    oidc_client_auth: str = "client_secret_basic"
+    # Scopes asked for besides "openid email profile" (space-separated, e.g. groups).
+    oidc_extra_scopes: str = ""
+    # Web console sessions (docs/console.md): a session ends this long after sign-in,
+    # or earlier after this long without a request.
+    console_session_max_seconds: float = 12 * 3600.0
+    console_session_idle_seconds: float = 3600.0
     # The transactional outbox: destinations every created event is queued for
     # (comma-separated; empty turns the outbox off), and the relay that delivers them.
     outbox_destinations: str = "bus"
@@ -141,6 +155,8 @@ class Settings:
             value = getattr(self, f.name)
             if f.name in ("database_url", "nats_url", "redis_url"):
                 value = mask_url_password(value)
+            elif f.name == "oidc_client_secret" and value:
+                value = "***"
             elif f.name in ("integrations", "connectors") and value:
                 value = mask_secrets(value)
             out[f.name] = value
@@ -301,6 +317,26 @@ def _validate(settings: Settings) -> None:
     validate_outbox(settings)
     validate_oidc(settings)
     validate_retention(settings)
+    validate_console_sessions(settings)
+
+
+MIN_CONSOLE_IDLE_SECONDS = 60.0
+MAX_CONSOLE_SESSION_SECONDS = 30 * 24 * 3600.0
+
+
+def validate_console_sessions(settings: Settings) -> None:
+    """Check the console session lifetimes; raise :class:`ConfigError` naming the variable."""
+    idle, absolute = settings.console_session_idle_seconds, settings.console_session_max_seconds
+    if not MIN_CONSOLE_IDLE_SECONDS <= idle <= MAX_CONSOLE_SESSION_SECONDS:
+        raise ConfigError(
+            f"IM_CONSOLE_SESSION_IDLE_SECONDS: must be between {MIN_CONSOLE_IDLE_SECONDS:.0f} "
+            f"and {MAX_CONSOLE_SESSION_SECONDS:.0f} (30 days), got {idle:g}"
+        )
+    if not idle <= absolute <= MAX_CONSOLE_SESSION_SECONDS:
+        raise ConfigError(
+            "IM_CONSOLE_SESSION_MAX_SECONDS: must be at least IM_CONSOLE_SESSION_IDLE_SECONDS "
+            f"({idle:g}) and at most {MAX_CONSOLE_SESSION_SECONDS:.0f} (30 days), got {absolute:g}"
+        )
 
 
 def validate_retention(settings: Settings) -> None:
@@ -389,7 +425,12 @@ def _check_oidc_url(variable: str, url: str) -> None:
 
 def oidc_enabled(settings: Settings) -> bool:
     """Whether OIDC is configured at all (valid or not: see :func:`validate_oidc`)."""
-    return bool(settings.oidc_issuer or settings.oidc_audience or settings.oidc_jwks_url)
+    return bool(
+        settings.oidc_issuer
+        or settings.oidc_audience
+        or settings.oidc_jwks_url
+        or settings.oidc_client_id
+    )
 
 
 def validate_oidc(settings: Settings) -> None:
@@ -413,3 +454,39 @@ def validate_oidc(settings: Settings) -> None:
         raise ConfigError(
             f"IM_OIDC_LEEWAY_SECONDS: must be between 0 and {MAX_OIDC_LEEWAY_SECONDS:.0f}"
         )
+    _validate_oidc_client(settings)
+
+
+OIDC_CLIENT_AUTH = ("client_secret_basic", "client_secret_post")
+OIDC_CALLBACK_PATH = "/auth/oidc/callback"
+_SCOPE = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
+
+
+def oidc_sign_in_enabled(settings: Settings) -> bool:
+    """Whether the console offers sign-in by redirect to the OIDC provider."""
+    return bool(settings.oidc_client_id)
+
+
+def _validate_oidc_client(settings: Settings) -> None:
+    if not (settings.oidc_client_id or settings.oidc_client_secret or settings.oidc_redirect_url):
+        return
+    if not settings.oidc_client_id:
+        raise ConfigError(
+            "IM_OIDC_CLIENT_ID: needed for console sign-in with the identity provider "
+            "(IM_OIDC_CLIENT_SECRET or IM_OIDC_REDIRECT_URL is set without it)"
+        )
+    if not settings.oidc_redirect_url:
+        raise ConfigError(
+            "IM_OIDC_REDIRECT_URL: the console's callback URL as registered at the provider, "
+            f"e.g. https://incidents.example.com{OIDC_CALLBACK_PATH}"
+        )
+    _check_oidc_url("IM_OIDC_REDIRECT_URL", settings.oidc_redirect_url)
+    if not urlsplit(settings.oidc_redirect_url).path.endswith(OIDC_CALLBACK_PATH):
+        raise ConfigError(
+            f"IM_OIDC_REDIRECT_URL: must end with {OIDC_CALLBACK_PATH} (where the console "
+            f"receives the provider's answer), got {settings.oidc_redirect_url!r}"
+        )
+    if settings.oidc_client_auth not in OIDC_CLIENT_AUTH:
+        raise ConfigError(f"IM_OIDC_CLIENT_AUTH: expected one of {', '.join(OIDC_CLIENT_AUTH)}")
+    if not all(_SCOPE.fullmatch(scope) for scope in settings.oidc_extra_scopes.split()):
+        raise ConfigError("IM_OIDC_EXTRA_SCOPES: space-separated scope names (e.g. groups)")

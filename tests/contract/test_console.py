@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -14,6 +16,7 @@ from incidents.api.cookie_session import COOKIE
 from incidents.api.streams import sse_frame
 from incidents.app import Container, build_container, create_app
 from incidents.policy.model import ATTRIBUTES, Decision, Subject
+from incidents.sessions.console import InProcessConsoleSessions, SessionLifetime
 from tests.conftest import event, grant_access, make_settings
 
 RESPONDER = ("incident.responder", "timeline.writer")
@@ -221,3 +224,112 @@ def test_acknowledging_an_alert_keeps_its_description(console: Console) -> None:
     ]
     page = client.get("/alerts").text
     assert "acknowledged" in page and "db down" in page
+
+
+# --- server-side sessions ---------------------------------------------------------------
+
+
+class Clock:
+    """Time that moves only when a test moves it."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _cookie(client: TestClient) -> str:
+    value = client.cookies.get(COOKIE)
+    assert value
+    return value
+
+
+def _with_cookie(console: Console, value: str) -> TestClient:
+    client = console.browser()
+    client.cookies.set(COOKIE, value)
+    return client
+
+
+def _signed_out(client: TestClient) -> None:
+    """The browser is sent to sign in; the API and the SSE stream answer 401."""
+    page = client.get("/")
+    assert page.status_code == 303 and page.headers["location"] == "/sign-in"
+    for path in ("/api/v1/whoami", "/api/v1/events/stream"):
+        resp = client.get(path)
+        assert resp.status_code == 401, path
+        assert resp.headers["content-type"].startswith("application/problem+json")
+        assert "sign in again" in resp.json()["detail"]
+
+
+def test_the_cookie_carries_a_session_id_not_the_token(console: Console) -> None:
+    token = console.token()
+    client = console.browser(token)
+    session_id = _cookie(client)
+    assert token not in session_id and len(session_id) >= 43
+    assert token.removeprefix("im_") not in session_id
+    assert client.get("/api/v1/whoami").status_code == 200
+    # Another sign-in with the same token is another session.
+    assert _cookie(console.browser(token)) != session_id
+
+
+def test_signing_out_ends_the_session_for_every_copy_of_the_cookie(console: Console) -> None:
+    client = console.browser(console.token())
+    session_id = _cookie(client)
+    copy = _with_cookie(console, session_id)
+    assert copy.get("/").status_code == 200
+    csrf = _csrf(client.get("/").text)
+    out = client.post(
+        "/sign-out",
+        content=f"csrf={csrf}",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert out.status_code == 303 and f'{COOKIE}=""' in out.headers["set-cookie"]
+    _signed_out(copy)
+    assert console.container.console_sessions is not None
+    assert asyncio.run(console.container.console_sessions.get(session_id)) is None
+
+
+def test_a_made_up_or_tampered_session_id_is_sent_to_sign_in(console: Console) -> None:
+    session_id = _cookie(console.browser(console.token()))
+    changed = session_id[:-1] + ("A" if session_id[-1] != "A" else "B")
+    for forged in (changed, "x" * 43, "%00" * 5000):
+        _signed_out(_with_cookie(console, forged))
+    # Being sent to sign in also clears the stale cookie.
+    page = _with_cookie(console, "x" * 43).get("/")
+    assert f'{COOKIE}=""' in page.headers["set-cookie"]
+
+
+def test_the_csrf_proof_is_bound_to_the_session(console: Console) -> None:
+    token = console.token()
+    first, second = console.browser(token), console.browser(token)
+    proof = _csrf(first.get("/").text)
+    refused = second.post("/api/v1/incidents", json={"title": "x"}, headers={"X-CSRF-Token": proof})
+    assert refused.status_code == 403 and refused.json()["type"].endswith("csrf-refused")
+    assert _declare(second, _csrf(second.get("/").text)) == "INC-1"
+
+
+def test_revoking_the_token_ends_its_sessions(console: Console) -> None:
+    email = f"u-{uuid.uuid4().hex[:8]}@example.com"
+    grant_access(console.container, email, ADMINISH, ATTRIBUTES)
+    info, token = console.container.tokens.create(email)
+    client = console.browser(token)
+    session_id = _cookie(client)
+    assert client.get("/").status_code == 200
+    console.container.tokens.revoke(info.token_id)
+    _signed_out(_with_cookie(console, session_id))
+    assert asyncio.run(console.container.console_sessions.get(session_id)) is None
+
+
+def test_an_expired_session_is_sent_to_sign_in(console: Console) -> None:
+    clock = Clock()
+    console.container.console_sessions = InProcessConsoleSessions(
+        SessionLifetime(absolute_seconds=7200, idle_seconds=600), clock
+    )
+    client = console.browser(console.token())
+    clock.now += 599
+    assert client.get("/").status_code == 200
+    clock.now += 599
+    assert client.get("/").status_code == 200
+    clock.now += 600
+    _signed_out(_with_cookie(console, _cookie(client)))

@@ -15,7 +15,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -23,8 +23,17 @@ import pytest
 
 from incidents.app import build_container
 from incidents.events.envelope import normalize
+from incidents.identity.directory import GrantKind, PrincipalType
 from incidents.policy.model import ATTRIBUTES
-from tests.conftest import REQUIRE_SERVICES, event, grant_access, make_settings
+from tests.conftest import (
+    REDIS_URL,
+    REQUIRE_SERVICES,
+    event,
+    grant_access,
+    make_settings,
+    require_redis,
+)
+from tests.fakes.oidc_provider import Client, running_provider
 from tests.integration.test_cli import free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -55,9 +64,18 @@ class Running:
     admin: str
     reader: str
     process: subprocess.Popen[bytes] | None = None
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     def start(self) -> None:
-        env = {**os.environ, "IM_DATABASE_URL": self.database, "IM_STREAM_HEARTBEAT_SECONDS": "1"}
+        env = {
+            **os.environ,
+            "IM_DATABASE_URL": self.database,
+            "IM_STREAM_HEARTBEAT_SECONDS": "1",
+            # Console sessions in Redis outlive the server's restart below; in-process
+            # ones would end with it and sign the open page out.
+            "IM_REDIS_URL": REDIS_URL,
+            **self.extra_env,
+        }
         self.process = subprocess.Popen(
             [str(CONSOLE_SCRIPT), "serve", "--host", "127.0.0.1", "--port", str(self.port)],
             env=env,
@@ -92,6 +110,7 @@ class Running:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     """``incidents serve`` on a free port, over a database with two users."""
+    require_redis()
     folder = tmp_path_factory.mktemp("console")
     database = f"sqlite:///{folder / 'incidents.db'}"
     container = build_container(make_settings(database))
@@ -366,3 +385,53 @@ def test_a_reader_without_clearance_sees_redacted(
     sync_api.expect(page).to_have_url(f"{server.url}/incidents/{incident}?persona=commander")
     sync_api.expect(page.locator("#board")).to_contain_text("Open actions")
     context.close()
+
+
+def test_sign_in_at_the_identity_provider(
+    browser: sync_api.Browser, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The redirect flow in a real browser: the provider's answer is a cross-site
+    navigation, which must still reach the attempt cookie and end signed in."""
+    require_redis()
+    folder = tmp_path_factory.mktemp("console-oidc")
+    database = f"sqlite:///{folder / 'incidents.db'}"
+    container = build_container(make_settings(database))
+    sre = container.directory.create_group("sre")
+    container.directory.grant(PrincipalType.GROUP, sre.group_id, GrantKind.ROLE, "incident.reader")
+    container.close()
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with running_provider() as provider:
+        provider.register(Client("console", "console-secret", (f"{url}/auth/oidc/callback",)))
+        provider.user = {"email": "olga@example.com", "groups": ["sre"]}
+        running = Running(
+            url,
+            port,
+            database,
+            "",
+            "",
+            extra_env={
+                "IM_OIDC_ISSUER": provider.issuer,
+                "IM_OIDC_AUDIENCE": "incidents-api",
+                "IM_OIDC_CLIENT_ID": "console",
+                "IM_OIDC_CLIENT_SECRET": "console-secret",
+                "IM_OIDC_REDIRECT_URL": f"{url}/auth/oidc/callback",
+            },
+        )
+        running.start()
+        try:
+            context = browser.new_context()
+            page = context.new_page()
+            page.goto(f"{url}/")
+            sync_api.expect(page).to_have_url(f"{url}/sign-in")
+            page.get_by_role("link", name="Sign in with 127.0.0.1").click()
+            sync_api.expect(page).to_have_url(f"{url}/")
+            sync_api.expect(page.locator(".who")).to_contain_text("olga@example.com")
+            assert page.evaluate("document.cookie") == ""
+            page.get_by_role("button", name="Sign out").click()
+            sync_api.expect(page).to_have_url(f"{url}/sign-in")
+            page.goto(f"{url}/")
+            sync_api.expect(page).to_have_url(f"{url}/sign-in")
+            context.close()
+        finally:
+            running.stop()

@@ -45,6 +45,7 @@ def build_api(container: Container, routers: Sequence[APIRouter] = ()) -> FastAP
             await container.feed.close()
             await container.rate_limiter.close()
             await container.connections.close()
+            await container.console_sessions.close()
             container.close()
             app.state.readiness.close()
 

@@ -21,6 +21,8 @@ from incidents.policy.model import Action, Decision
 
 # The all-boards view shows at most this many open incidents, newest first.
 MAX_OPEN_BOARDS = 200
+# The incidents that have boards in the all-boards view.
+OPEN_INCIDENTS = IncidentQuery(statuses=tuple(sorted(s.value for s in ACTIVE)))
 
 
 class BoardService:
@@ -47,9 +49,14 @@ class BoardService:
 
     def open_boards(self, persona: Persona, decision: Decision) -> list[dict[str, Any]]:
         """A summary board for every open incident the reader's persona view may show."""
-        query = IncidentQuery(statuses=tuple(sorted(s.value for s in ACTIVE)))
-        found = self._incidents.page(query, decision.visibilities, None, MAX_OPEN_BOARDS)
-        shown = [i for i in found if incident_shown(persona, i, decision)]
+        found = self._incidents.page(OPEN_INCIDENTS, decision.visibilities, None, MAX_OPEN_BOARDS)
+        return self.summaries(found, persona, decision)
+
+    def summaries(
+        self, incidents: list[Incident], persona: Persona, decision: Decision
+    ) -> list[dict[str, Any]]:
+        """Summary boards of those ``incidents`` the reader's persona view may show."""
+        shown = [i for i in incidents if incident_shown(persona, i, decision)]
         return self._render(shown, persona, decision, summary=True)
 
     def events_at(self, positions: list[int]) -> dict[int, StoredEvent]:

@@ -13,6 +13,7 @@ provider. Error messages say what is wrong with a token, never repeat the token.
 
 from __future__ import annotations
 
+import hmac
 import logging
 import re
 import threading
@@ -143,6 +144,7 @@ class OidcVerifier:
         self._timeout = http_timeout_seconds
         self._clock = clock
         self._keys: _KeySet | None = None
+        self._discovery: dict[str, Any] | None = None
         self._last_attempt: float | None = None
         # One fetch at a time: concurrent requests with a new kid share its result.
         self._fetch_lock = threading.Lock()
@@ -186,7 +188,25 @@ class OidcVerifier:
         except _NeedsFetch:
             return None
 
+    def verify_id_token(self, token: str, *, audience: str, nonce: str) -> OidcIdentity:
+        """The identity an ID token from a sign-in names: issued to ``audience`` (this
+        server's client id) for the sign-in that sent ``nonce``.
+
+        May fetch the provider's keys (blocking I/O): call it off the event loop.
+        """
+        try:
+            claims = self._claims(token, allow_fetch=True, audience=audience)
+        except _NeedsFetch:  # pragma: no cover - cannot happen with allow_fetch
+            raise OidcUnavailable("the identity provider's keys could not be loaded") from None
+        found = claims.get("nonce")
+        if not isinstance(found, str) or not hmac.compare_digest(found, nonce):
+            raise OidcError("the ID token's nonce does not belong to this sign-in")
+        return self._identity(claims)
+
     def _verify(self, token: str, *, allow_fetch: bool) -> OidcIdentity:
+        return self._identity(self._claims(token, allow_fetch=allow_fetch, audience=self.audience))
+
+    def _claims(self, token: str, *, allow_fetch: bool, audience: str) -> dict[str, Any]:
         if not looks_like_jwt(token):
             raise OidcError("malformed token: not a compact JWT (header.payload.signature)")
         try:
@@ -205,16 +225,15 @@ class OidcVerifier:
         if kid is not None and not isinstance(kid, str):
             raise OidcError("malformed token: the header's kid is not a string")
         key = self._key_for(kid, alg, allow_fetch=allow_fetch)
-        claims = self._decode(token, key, alg)
-        return self._identity(claims)
+        return self._decode(token, key, alg, audience)
 
-    def _decode(self, token: str, key: jwt.PyJWK, alg: str) -> dict[str, Any]:
+    def _decode(self, token: str, key: jwt.PyJWK, alg: str, audience: str) -> dict[str, Any]:
         try:
             return jwt.decode(
                 token,
                 key,
                 algorithms=[alg],
-                audience=self.audience,
+                audience=audience,
                 issuer=self.issuer,
                 leeway=self.leeway_seconds,
                 options={"require": ["exp", "iss", "aud"]},
@@ -229,7 +248,7 @@ class OidcVerifier:
                 "the identity provider"
             ) from None
         except jwt.InvalidAudienceError:
-            raise OidcError(f"audience mismatch: expected {self.audience!r}") from None
+            raise OidcError(f"audience mismatch: expected {audience!r}") from None
         except jwt.InvalidIssuerError:
             raise OidcError(f"issuer mismatch: expected {self.issuer!r}") from None
         except jwt.MissingRequiredClaimError as exc:
@@ -378,7 +397,18 @@ class OidcVerifier:
             url = self._jwks_url or self._discover(client)
             return _KeySet(self._get_json(client, url, "JWKS"), now)
 
-    def _discover(self, client: httpx.Client) -> str:
+    def discovery(self) -> dict[str, Any]:
+        """The issuer's discovery document (fetched once, then kept).
+
+        Blocking I/O on first use: call it off the event loop.
+        """
+        document = self._discovery
+        if document is None:
+            with httpx.Client(timeout=self._timeout, follow_redirects=False) as client:
+                document = self._fetch_discovery(client)
+        return document
+
+    def _fetch_discovery(self, client: httpx.Client) -> dict[str, Any]:
         url = self.issuer.rstrip("/") + DISCOVERY_PATH
         document = self._get_json(client, url, "discovery document")
         # The discovery document must be the issuer's own (OpenID Connect Discovery §4.3).
@@ -387,6 +417,12 @@ class OidcVerifier:
                 f"the discovery document at {url} names issuer "
                 f"{_shown(document.get('issuer'))}, not {self.issuer!r}; check IM_OIDC_ISSUER"
             )
+        self._discovery = document
+        return document
+
+    def _discover(self, client: httpx.Client) -> str:
+        url = self.issuer.rstrip("/") + DISCOVERY_PATH
+        document = self._discovery or self._fetch_discovery(client)
         jwks_uri = document.get("jwks_uri")
         if not isinstance(jwks_uri, str) or not jwks_uri:
             raise OidcUnavailable(f"the discovery document at {url} has no jwks_uri")

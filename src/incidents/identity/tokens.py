@@ -35,6 +35,12 @@ def _digest(token: str) -> bytes:
     return hashlib.sha256(token.encode("utf-8")).digest()
 
 
+def token_digest(token: str) -> str:
+    """A token's SHA-256 in hex: how console sessions and rate limits refer to a token
+    without holding it."""
+    return _digest(token).hex()
+
+
 class TokenNotFound(LookupError):
     """No token has the given id."""
 
@@ -110,7 +116,14 @@ class TokenService:
 
     def cached(self, token: str) -> str | None:
         """The subject of a recently authenticated token, without touching the database."""
-        entry = self._cache.get(_digest(token))
+        return self.cached_digest(_digest(token).hex())
+
+    def cached_digest(self, digest: str) -> str | None:
+        """Like :meth:`cached`, for a token known by its :func:`token_digest`."""
+        try:
+            entry = self._cache.get(bytes.fromhex(digest))
+        except ValueError:
+            return None
         if entry is not None and entry[1] > time.monotonic():
             return entry[0]
         return None
@@ -119,7 +132,17 @@ class TokenService:
         """The subject a token belongs to, or None if it is unknown or revoked."""
         if not token.startswith(TOKEN_PREFIX) or len(token) > 256:
             return None
-        digest = _digest(token)
+        return self._lookup(_digest(token))
+
+    def authenticate_digest(self, digest: str) -> str | None:
+        """Like :meth:`authenticate`, for a token known by its :func:`token_digest`."""
+        try:
+            raw = bytes.fromhex(digest)
+        except ValueError:
+            return None
+        return self._lookup(raw) if len(raw) == hashlib.sha256().digest_size else None
+
+    def _lookup(self, digest: bytes) -> str | None:
         now = time.monotonic()
         with self._lock:
             cached = self._cache.get(digest)

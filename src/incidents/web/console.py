@@ -9,53 +9,35 @@ with the session cookie and the page's CSRF proof; the live timeline is an
 
 from __future__ import annotations
 
-import secrets
 from importlib.resources import files
 from typing import Any
-from urllib.parse import parse_qs
 
 from fastapi import APIRouter, FastAPI, Request
-from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import RedirectResponse, Response
 from starlette.staticfiles import StaticFiles
 
 from incidents.api.alerts import listed_alert
 from incidents.api.auth import authenticate, decide
-from incidents.api.cookie_session import COOKIE, csrf_token
 from incidents.api.incidents import shown, shown_all
 from incidents.api.problems import Problem
 from incidents.api.state import container_of
 from incidents.boards.personas import Persona, UnknownPersona, parse_persona
-from incidents.identity.oidc import looks_like_jwt
-from incidents.identity.tokens import TOKEN_PREFIX
+from incidents.boards.service import OPEN_INCIDENTS
 from incidents.incident.lifecycle import SEVERITIES, Status
 from incidents.incident.listing import incident_query
 from incidents.log.query import InvalidQuery, TimelineFilter
 from incidents.policy.model import Action, Decision
 from incidents.store.alert_reader import STATUSES, AlertFilter
 from incidents.timeline.render import to_entry
+from incidents.web.paging import PageRequest, page_links
+from incidents.web.rendering import HEADERS, problem_page, render
+from incidents.web.sign_in import forget_cookie
+from incidents.web.sign_in import router as sign_in_router
 
 router = APIRouter(include_in_schema=False)
-TEMPLATES = Environment(
-    loader=PackageLoader("incidents.web", "templates"),
-    autoescape=select_autoescape(default=True),
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
 # Entries an incident page shows before the live stream takes over.
 TIMELINE_ON_PAGE = 100
-MAX_SIGN_IN_BODY = 16_384
-# Pages load scripts, styles and data only from this site; nothing may frame them.
-_HEADERS = {
-    "Content-Security-Policy": (
-        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-        "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
-    ),
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "same-origin",
-    "Cache-Control": "no-store",
-}
 
 
 class _SignIn(Exception):
@@ -73,104 +55,15 @@ async def _decision(request: Request) -> Decision:
         raise
 
 
-def _render(
-    request: Request, template: str, decision: Decision | None, code: int = 200, **context: Any
-) -> HTMLResponse:
-    token = request.cookies.get(COOKIE, "")
-    csrf = csrf_token(container_of(request).console_secret, token) if token else ""
-    html = TEMPLATES.get_template(template).render(
-        request_path=request.url.path,
-        user=decision.subject.id if decision else None,
-        can_write=bool(decision and decision.allows(Action.INCIDENT_WRITE)),
-        can_close=bool(decision and decision.allows(Action.INCIDENT_CLOSE)),
-        can_append=bool(decision and decision.allows(Action.APPEND)),
-        can_export=bool(decision and decision.allows(Action.EXPORT)),
-        csrf=csrf,
-        **context,
-    )
-    return HTMLResponse(html, code, headers=_HEADERS)
-
-
-def _problem_page(request: Request, decision: Decision | None, exc: Problem) -> HTMLResponse:
-    return _render(request, "problem.html", decision, exc.status, problem=exc)
-
-
-# --- signing in and out ---------------------------------------------------------------
-
-
-@router.get("/sign-in")
-async def sign_in_page(request: Request) -> Response:
-    """The sign-in form: paste an API token (or an OIDC token where configured)."""
-    return _render(request, "sign_in.html", None, error=None)
-
-
-def _same_origin(request: Request) -> bool:
-    """Whether a form post comes from this site (browsers send Origin with POSTs);
-    refuses signing a browser in, or out, from another site's page."""
-    origin = request.headers.get("origin")
-    if origin is None or origin == "null":
-        return origin is None
-    host = request.headers.get("host", "")
-    return origin.split("://", 1)[-1] == host
-
-
-async def _valid(request: Request, token: str) -> bool:
-    container = container_of(request)
-    if container.oidc is not None and not token.startswith(TOKEN_PREFIX) and looks_like_jwt(token):
-        try:
-            await run_in_threadpool(container.oidc.verify, token)
-        except Exception:
-            return False
-        return True
-    return await run_in_threadpool(container.tokens.authenticate, token) is not None
-
-
-@router.post("/sign-in")
-async def sign_in(request: Request) -> Response:
-    """Check the token and keep it in an HttpOnly, SameSite=Strict session cookie."""
-    if not _same_origin(request):
-        return Response("sign in from this site's own page", 403, headers=_HEADERS)
-    raw = await request.body()
-    form = parse_qs(raw[:MAX_SIGN_IN_BODY].decode("utf-8", "replace"))
-    token = (form.get("token") or [""])[0].strip()
-    if not token or not await _valid(request, token):
-        return _render(
-            request,
-            "sign_in.html",
-            None,
-            401,
-            error="That token is unknown, revoked or expired.",
-        )
-    response = RedirectResponse("/", 303, headers=_HEADERS)
-    response.set_cookie(
-        COOKIE,
-        token,
-        httponly=True,
-        samesite="strict",
-        secure=request.url.scheme == "https",
-        path="/",
-    )
-    return response
-
-
-@router.post("/sign-out")
-async def sign_out(request: Request) -> Response:
-    """Forget the session cookie (the form carries the page's CSRF proof)."""
-    if not _same_origin(request):
-        return Response("sign out from this site's own page", 403, headers=_HEADERS)
-    raw = await request.body()
-    form = parse_qs(raw[:MAX_SIGN_IN_BODY].decode("utf-8", "replace"))
-    token = request.cookies.get(COOKIE, "")
-    proof = (form.get("csrf") or [""])[0]
-    expected = csrf_token(container_of(request).console_secret, token) if token else ""
-    if token and not secrets.compare_digest(proof, expected):
-        return Response("the sign-out form's proof is missing", 403, headers=_HEADERS)
-    response = RedirectResponse("/sign-in", 303, headers=_HEADERS)
-    response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
-    return response
-
-
 # --- pages ----------------------------------------------------------------------------
+
+
+def _bad_page(exc: InvalidQuery) -> Problem:
+    return Problem(
+        400,
+        "invalid-parameter",
+        f"{exc}; start again from the first page (links carry the filters they were made for)",
+    )
 
 
 def _one(values: list[str]) -> list[str] | None:
@@ -190,19 +83,21 @@ async def incidents_page(request: Request) -> Response:
         if not decision.allows(Action.INCIDENT_READ):
             raise Problem(403, "forbidden", "reading incidents needs the incident.reader role")
         query = incident_query(statuses, severities, None, None, None, text)
+        asked = PageRequest.of(params)
         page = await run_in_threadpool(
-            container.incidents.page, query, decision.visibilities, None, 200
+            container.incidents.page, query, decision.visibilities, asked.cursor, asked.limit
         )
         items = await run_in_threadpool(shown_all, container.incidents, page.incidents, decision)
     except InvalidQuery as exc:
-        return _problem_page(request, decision, Problem(400, "invalid-parameter", str(exc)))
+        return problem_page(request, decision, _bad_page(exc))
     except Problem as exc:
-        return _problem_page(request, decision, exc)
-    return _render(
+        return problem_page(request, decision, exc)
+    return render(
         request,
         "incidents.html",
         decision,
         incidents=items,
+        pages=page_links("/", params, asked, page.next_cursor),
         statuses=[s.value for s in Status],
         severities=SEVERITIES,
         chosen_status=statuses or [],
@@ -215,7 +110,7 @@ async def incidents_page(request: Request) -> Response:
 async def declare_page(request: Request) -> Response:
     """The form to declare an incident (posted to the API by the page's script)."""
     decision = await _decision(request)
-    return _render(request, "declare.html", decision, severities=SEVERITIES)
+    return render(request, "declare.html", decision, severities=SEVERITIES)
 
 
 def _persona(request: Request) -> Persona:
@@ -268,13 +163,13 @@ async def incident_page(request: Request, incident_id: str) -> Response:
         persona = _persona(request)
         view = await run_in_threadpool(_incident_view, request, incident_id, decision)
     except Problem as exc:
-        return _problem_page(request, decision, exc)
+        return problem_page(request, decision, exc)
     board_problem = None
     try:
         board = await run_in_threadpool(_board, request, incident_id, persona, decision)
     except Problem as exc:
         board, board_problem = None, exc.detail
-    return _render(
+    return render(
         request,
         "incident.html",
         decision,
@@ -296,45 +191,61 @@ async def board_panel(request: Request, incident_id: str) -> Response:
             raise Problem(403, "forbidden", "reading incidents needs the incident.reader role")
         board = await run_in_threadpool(_board, request, incident_id, persona, decision)
     except Problem as exc:
-        return _problem_page(request, decision, exc)
+        return problem_page(request, decision, exc)
     if board is None:
-        return _problem_page(
+        return problem_page(
             request, decision, Problem(404, "incident-not-found", f"no incident {incident_id!r}")
         )
-    return _render(request, "board_panel.html", decision, board=board, persona=persona.value)
+    return render(request, "board_panel.html", decision, board=board, persona=persona.value)
 
 
 @router.get("/boards")
 async def boards_page(request: Request) -> Response:
-    """The boards of every open incident, for one persona."""
+    """The boards of open incidents, for one persona, a page at a time."""
     decision = await _decision(request)
-    boards = container_of(request).boards
+    container = container_of(request)
+    boards = container.boards
     assert boards is not None
+    params = request.query_params
     try:
         persona = _persona(request)
         if not decision.allows(Action.INCIDENT_READ):
             raise Problem(403, "forbidden", "reading incidents needs the incident.reader role")
         if persona is Persona.COMPLIANCE and not decision.allows(Action.VERIFY):
             raise Problem(403, "forbidden", "the compliance board needs the timeline.exporter role")
-        found = await run_in_threadpool(boards.open_boards, persona, decision)
+        asked = PageRequest.of(params)
+        page = await run_in_threadpool(
+            container.incidents.page,
+            OPEN_INCIDENTS,
+            decision.visibilities,
+            asked.cursor,
+            asked.limit,
+        )
+        found = await run_in_threadpool(boards.summaries, page.incidents, persona, decision)
+    except InvalidQuery as exc:
+        return problem_page(request, decision, _bad_page(exc))
     except Problem as exc:
-        return _problem_page(request, decision, exc)
-    return _render(
+        return problem_page(request, decision, exc)
+    return render(
         request,
         "boards.html",
         decision,
         boards=found,
         persona=persona.value,
         personas=[p.value for p in Persona],
+        pages=page_links("/boards", params, asked, page.next_cursor),
     )
 
 
-def _alerts_view(request: Request, decision: Decision, status: str | None) -> list[dict[str, Any]]:
+def _alerts_view(
+    request: Request, decision: Decision, status: str | None, asked: PageRequest
+) -> tuple[list[dict[str, Any]], str | None]:
     container = container_of(request)
     reader = container.alerts
     boards = container.boards
     assert reader is not None and boards is not None
-    page = reader.page(AlertFilter(status, None, False, None, decision.visibilities), None, 200)
+    filt = AlertFilter(status, None, False, None, decision.visibilities)
+    page = reader.page(filt, asked.cursor, asked.limit)
     listed = [listed_alert(item, decision) for item in page.alerts]
     # Why each alert is where it is: the correlation recorded on its latest event,
     # shown only if the reader may see that event, and redacted like any event.
@@ -350,7 +261,7 @@ def _alerts_view(request: Request, decision: Decision, status: str | None) -> li
             explanation = data.get("correlation") if isinstance(data, dict) else None
         entry["explanation"] = explanation
         entry["acknowledged"] = last_type == "im.alert.acknowledge"
-    return listed
+    return listed, page.next_cursor
 
 
 @router.get("/alerts")
@@ -363,20 +274,32 @@ async def alerts_page(request: Request) -> Response:
             raise Problem(403, "forbidden", "reading alerts needs the incident.reader role")
         if status is not None and status not in STATUSES:
             raise Problem(400, "invalid-parameter", f"status must be one of {', '.join(STATUSES)}")
-        alerts = await run_in_threadpool(_alerts_view, request, decision, status)
+        asked = PageRequest.of(request.query_params)
+        alerts, next_cursor = await run_in_threadpool(
+            _alerts_view, request, decision, status, asked
+        )
+    except InvalidQuery as exc:
+        return problem_page(request, decision, _bad_page(exc))
     except Problem as exc:
-        return _problem_page(request, decision, exc)
-    return _render(
-        request, "alerts.html", decision, alerts=alerts, statuses=STATUSES, status=status or ""
+        return problem_page(request, decision, exc)
+    return render(
+        request,
+        "alerts.html",
+        decision,
+        alerts=alerts,
+        statuses=STATUSES,
+        status=status or "",
+        pages=page_links("/alerts", request.query_params, asked, next_cursor),
     )
 
 
 def mount_console(app: FastAPI) -> None:
     """Serve the console at ``/`` and its static files at ``/static``."""
+    app.include_router(sign_in_router)
     app.include_router(router)
     static = files("incidents.web") / "static"
     app.mount("/static", StaticFiles(directory=str(static)), name="static")
 
     @app.exception_handler(_SignIn)
     async def _to_sign_in(request: Request, exc: _SignIn) -> Response:
-        return RedirectResponse("/sign-in", 303, headers=_HEADERS)
+        return forget_cookie(RedirectResponse("/sign-in", 303, headers=HEADERS))

@@ -1,0 +1,289 @@
+"""Console sessions: what a signed-in browser's cookie stands for, kept on the server.
+
+The browser holds only a random, opaque session id. The record it names says which
+credential the session was made with (an API token, known here by its digest only,
+or an identity the OIDC provider vouched for) and when it ends: at an absolute
+expiry, or earlier after a stretch without use. Stores key records by a digest of the
+session id, so what a store holds (a Redis dump, say) cannot be replayed as cookies.
+
+With IM_REDIS_URL the records live in Redis (:mod:`incidents.store.redis_console_sessions`)
+and every server process sees every session; otherwise they live in the process, and
+a restart signs everyone out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
+
+# Sessions are refreshed (last seen moved forward) at most this often: a session in
+# use is not rewritten on every request, at the cost of this much idle-expiry slack.
+MAX_TOUCH_INTERVAL_SECONDS = 60.0
+
+
+class SessionStoreUnavailable(Exception):
+    """The session store cannot be reached; nobody can be signed in or checked."""
+
+
+@dataclass(frozen=True, slots=True)
+class TokenCredential:
+    """A session made by signing in with an API token: its SHA-256 digest, in hex.
+
+    The token is re-checked through its digest on every use, so revoking it ends the
+    session; the token itself is never kept.
+    """
+
+    digest: str
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityCredential:
+    """A session made from an identity the OIDC provider verified."""
+
+    email: str
+    groups: tuple[str, ...]
+
+
+Credential = TokenCredential | IdentityCredential
+
+
+@dataclass(frozen=True, slots=True)
+class SessionLifetime:
+    """How long sessions last: at most ``absolute_seconds`` after sign-in, and no more
+    than ``idle_seconds`` after their last use."""
+
+    absolute_seconds: float
+    idle_seconds: float
+
+    @property
+    def touch_interval(self) -> float:
+        return min(MAX_TOUCH_INTERVAL_SECONDS, self.idle_seconds / 10)
+
+
+@dataclass(frozen=True, slots=True)
+class ConsoleSession:
+    """One signed-in browser."""
+
+    session_id: str
+    credential: Credential
+    created_at: float
+    last_seen: float
+    expires_at: float
+    idle_seconds: float
+
+    def ends_at(self) -> float:
+        """When the session ends unless used again before."""
+        return min(self.last_seen + self.idle_seconds, self.expires_at)
+
+    def alive(self, now: float) -> bool:
+        return now < self.ends_at()
+
+    def as_record(self) -> dict[str, Any]:
+        """The stored form: everything but the session id (stores key by its digest)."""
+        credential: dict[str, Any]
+        if isinstance(self.credential, TokenCredential):
+            credential = {"kind": "token", "digest": self.credential.digest}
+        else:
+            credential = {
+                "kind": "oidc",
+                "email": self.credential.email,
+                "groups": list(self.credential.groups),
+            }
+        return {
+            "credential": credential,
+            "created_at": self.created_at,
+            "last_seen": self.last_seen,
+            "expires_at": self.expires_at,
+            "idle_seconds": self.idle_seconds,
+        }
+
+    @classmethod
+    def from_record(cls, session_id: str, record: dict[str, Any]) -> ConsoleSession:
+        raw = record["credential"]
+        credential: Credential
+        if raw["kind"] == "token":
+            credential = TokenCredential(str(raw["digest"]))
+        else:
+            credential = IdentityCredential(str(raw["email"]), tuple(raw.get("groups") or ()))
+        return cls(
+            session_id,
+            credential,
+            float(record["created_at"]),
+            float(record["last_seen"]),
+            float(record["expires_at"]),
+            float(record["idle_seconds"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SignInAttempt:
+    """An OIDC sign-in under way: what the callback must find to finish it."""
+
+    state: str
+    nonce: str
+    verifier: str
+
+    def as_record(self, expires_at: float) -> dict[str, Any]:
+        return {
+            "state": self.state,
+            "nonce": self.nonce,
+            "verifier": self.verifier,
+            "expires_at": expires_at,
+        }
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any], now: float) -> SignInAttempt | None:
+        """The attempt a stored record holds, or None if it expired."""
+        if float(record["expires_at"]) <= now:
+            return None
+        return cls(str(record["state"]), str(record["nonce"]), str(record["verifier"]))
+
+
+def new_session_id() -> str:
+    """A fresh session id: 256 random bits."""
+    return secrets.token_urlsafe(32)
+
+
+def session_key(session_id: str) -> str:
+    """What stores key a session (or a sign-in attempt) by: a digest of its id."""
+    return hashlib.sha256(session_id.encode("utf-8")).hexdigest()
+
+
+def remaining_ms(ends_at: float, now: float) -> int:
+    """Milliseconds until ``ends_at``, at least 1 (for a store's own expiry)."""
+    return max(1, math.ceil((ends_at - now) * 1000))
+
+
+class ConsoleSessions(Protocol):
+    """Where console sessions, and OIDC sign-ins under way, are kept."""
+
+    async def create(self, credential: Credential) -> ConsoleSession:
+        """A new session for ``credential``, starting now."""
+        ...
+
+    async def get(self, session_id: str) -> ConsoleSession | None:
+        """The session, or None if it is unknown, signed out or expired."""
+        ...
+
+    async def touch(self, session: ConsoleSession) -> ConsoleSession:
+        """Record a use of the session (pushes its idle expiry forward)."""
+        ...
+
+    async def delete(self, session_id: str) -> None:
+        """End the session (signing out); unknown ids are ignored."""
+        ...
+
+    async def begin_sign_in(
+        self, attempt_id: str, attempt: SignInAttempt, ttl_seconds: float
+    ) -> None:
+        """Keep an OIDC sign-in attempt for ``ttl_seconds``."""
+        ...
+
+    async def take_sign_in(self, attempt_id: str) -> SignInAttempt | None:
+        """The attempt, removed (it can be finished once), or None if unknown or expired."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class SessionClock:
+    """The sessions' timekeeping, shared by the stores: new sessions and touches."""
+
+    def __init__(self, lifetime: SessionLifetime, clock: Callable[[], float]) -> None:
+        self.lifetime = lifetime
+        self.now = clock
+
+    def new(self, credential: Credential) -> ConsoleSession:
+        now = self.now()
+        return ConsoleSession(
+            new_session_id(),
+            credential,
+            now,
+            now,
+            now + self.lifetime.absolute_seconds,
+            self.lifetime.idle_seconds,
+        )
+
+    def touched(self, session: ConsoleSession) -> ConsoleSession | None:
+        """The session seen now, or None if no refresh is due yet."""
+        now = self.now()
+        if now - session.last_seen < self.lifetime.touch_interval:
+            return None
+        return replace(session, last_seen=now)
+
+
+class InProcessConsoleSessions:
+    """Console sessions in this process's memory."""
+
+    def __init__(self, lifetime: SessionLifetime, clock: Callable[[], float] = time.time) -> None:
+        self._clock = SessionClock(lifetime, clock)
+        self._sessions: dict[str, dict[str, Any]] = {}
+        self._attempts: dict[str, dict[str, Any]] = {}
+        self._lock = threading.Lock()
+        self._created = 0
+
+    async def create(self, credential: Credential) -> ConsoleSession:
+        session = self._clock.new(credential)
+        with self._lock:
+            self._created += 1
+            if self._created % 1000 == 0:
+                self._sweep()
+            self._sessions[session_key(session.session_id)] = session.as_record()
+        return session
+
+    def _sweep(self) -> None:
+        now = self._clock.now()
+        for key, record in list(self._sessions.items()):
+            if not ConsoleSession.from_record("", record).alive(now):
+                del self._sessions[key]
+        for key, record in list(self._attempts.items()):
+            if SignInAttempt.from_record(record, now) is None:
+                del self._attempts[key]
+
+    async def get(self, session_id: str) -> ConsoleSession | None:
+        key = session_key(session_id)
+        with self._lock:
+            record = self._sessions.get(key)
+            if record is None:
+                return None
+            session = ConsoleSession.from_record(session_id, record)
+            if not session.alive(self._clock.now()):
+                del self._sessions[key]
+                return None
+        return session
+
+    async def touch(self, session: ConsoleSession) -> ConsoleSession:
+        seen = self._clock.touched(session)
+        if seen is None:
+            return session
+        key = session_key(session.session_id)
+        with self._lock:
+            # A session signed out meanwhile stays signed out.
+            if key in self._sessions:
+                self._sessions[key] = seen.as_record()
+        return seen
+
+    async def delete(self, session_id: str) -> None:
+        with self._lock:
+            self._sessions.pop(session_key(session_id), None)
+
+    async def begin_sign_in(
+        self, attempt_id: str, attempt: SignInAttempt, ttl_seconds: float
+    ) -> None:
+        record = attempt.as_record(self._clock.now() + ttl_seconds)
+        with self._lock:
+            self._attempts[session_key(attempt_id)] = record
+
+    async def take_sign_in(self, attempt_id: str) -> SignInAttempt | None:
+        with self._lock:
+            record = self._attempts.pop(session_key(attempt_id), None)
+        return None if record is None else SignInAttempt.from_record(record, self._clock.now())
+
+    async def close(self) -> None:
+        return None
