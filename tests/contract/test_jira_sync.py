@@ -14,7 +14,7 @@ from incidents.app import Container, create_app
 from incidents.incident.commands import AddNote, ChangeStatus, Update
 from incidents.incident.lifecycle import Status
 from incidents.integrations.jira.signature import sign
-from tests.contract.sync_support import declare, drain, sync_container
+from tests.contract.sync_support import dead, declare, drain, pending, sync_container
 from tests.fakes.jira import BOT, FakeJira
 
 ALICE = "alice@example.com"
@@ -224,3 +224,89 @@ def test_jira_rate_limit_is_honoured_and_unlinked_webhooks_are_ignored(
         http, {"webhookEvent": "jira:issue_updated", "issue": {"key": "OPS-999"}}
     )
     assert unlinked.status_code == 202
+
+
+# A workflow with a review step: In Progress cannot go straight to Done.
+REVIEW_WORKFLOW = {
+    "To Do": [("11", "Start work", "In Progress")],
+    "In Progress": [("21", "Back to do", "To Do"), ("51", "Send to review", "In Review")],
+    "In Review": [("31", "Approve", "Done"), ("61", "Rework", "In Progress")],
+    "Done": [("41", "Reopen", "In Progress")],
+}
+
+
+def _resolve_with_title_into_review_workflow(
+    container: Container, jira: FakeJira
+) -> tuple[str, str]:
+    jira.workflow = {status: list(moves) for status, moves in REVIEW_WORKFLOW.items()}
+    incident_id = declare(container)
+    drain(container)
+    key = issue_of(jira, incident_id)["key"]
+    container.incidents.execute(Update(incident_id, ALICE, None, changes={"title": "DB failover"}))
+    container.incidents.execute(ChangeStatus(incident_id, ALICE, None, target=Status.RESOLVED))
+    drain(container)
+    return incident_id, key
+
+
+def test_status_the_workflow_cannot_reach_is_queued_not_retried(
+    synced: tuple[Container, TestClient], jira: FakeJira
+) -> None:
+    container, _http = synced
+    incident_id, key = _resolve_with_title_into_review_workflow(container, jira)
+    fields = jira.issues[key]["fields"]
+    assert fields["summary"] == "DB failover"  # the other pushed field landed
+    assert fields["status"] == {"name": "In Progress"}
+    assert pending(container, JIRA) == 0 and dead(container, JIRA) == 0
+    assert container.sync is not None
+    conflicts = container.sync.store.conflicts(open_only=True)
+    assert [(c.field, c.ours, c.theirs) for c in conflicts] == [("status", "Done", "In Progress")]
+    assert "In Review" in conflicts[0].reason
+    # Held while queued: later deliveries neither retry the move nor fail.
+    writes = jira.writes()
+    container.incidents.execute(AddNote(incident_id, ALICE, None, text="waiting on review"))
+    drain(container)
+    assert jira.writes() == writes + 1  # the comment only
+    assert pending(container, JIRA) == 0 and dead(container, JIRA) == 0
+
+    container.sync.resolve(conflicts[0].id, "theirs", None, ALICE)
+    drain(container)
+    incident = container.incidents.get(incident_id, None)
+    assert incident is not None and incident.status == "open"
+    assert jira.issues[key]["fields"]["status"] == {"name": "In Progress"}
+    assert container.sync.store.conflicts(open_only=True) == []
+    assert pending(container, JIRA) == 0 and dead(container, JIRA) == 0
+
+
+def test_unreachable_status_resolved_with_a_value_once_the_workflow_allows_it(
+    synced: tuple[Container, TestClient], jira: FakeJira
+) -> None:
+    container, _http = synced
+    incident_id, key = _resolve_with_title_into_review_workflow(container, jira)
+    assert container.sync is not None
+    (conflict,) = container.sync.store.conflicts(open_only=True)
+    jira.workflow["In Progress"].append(("31", "Finish", "Done"))  # an admin fixes it
+    container.sync.resolve(conflict.id, "value", "closed", ALICE)
+    drain(container)
+    incident = container.incidents.get(incident_id, None)
+    assert incident is not None and incident.status == "closed"
+    assert jira.issues[key]["fields"]["status"] == {"name": "Done"}
+    assert container.sync.store.conflicts(open_only=True) == []
+    assert pending(container, JIRA) == 0 and dead(container, JIRA) == 0
+
+
+def test_new_issue_whose_workflow_cannot_reach_the_status_is_linked_once_and_queued(
+    synced: tuple[Container, TestClient], jira: FakeJira
+) -> None:
+    container, _http = synced
+    jira.workflow = {"To Do": [("71", "Triage", "Triage")], "Triage": []}
+    incident_id = declare(container)
+    drain(container)
+    drain(container)
+    issue = issue_of(jira, incident_id)  # exactly one issue, linked
+    assert container.sync is not None
+    link = container.sync.store.link(JIRA, incident_id)
+    assert link is not None and link.external_id == issue["key"]
+    conflicts = container.sync.store.conflicts(open_only=True)
+    assert [(c.field, c.ours, c.theirs) for c in conflicts] == [("status", "In Progress", "To Do")]
+    assert "Triage" in conflicts[0].reason
+    assert pending(container, JIRA) == 0 and dead(container, JIRA) == 0

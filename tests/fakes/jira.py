@@ -4,7 +4,8 @@ Basic auth with an email and API token (401 otherwise); issues with ADF descript
 (a plain string is refused with 400, as v3 does); ``status`` cannot be set by an edit
 (400: it is not on the screen); transitions per workflow (To Do -> In Progress ->
 Done, Done -> In Progress), a transition not available from the current status is
-refused (400); a changelog history (with a growing id) per edit; ADF comments; JQL
+refused (400), and a test may give the project another ``workflow``; a changelog
+history (with a growing id) per edit; ADF comments; JQL
 search at ``/rest/api/3/search/jql`` for ``project``, ``labels = "x"``, ``labels is
 not EMPTY`` and ``updated >= "yyyy-MM-dd HH:mm"``, with ``nextPageToken`` paging;
 429 with Retry-After when told to rate-limit.
@@ -63,6 +64,10 @@ class FakeJira:
         self.rate_limited = 0
         self.retry_after = "1"
         self.clock: Callable[[], float] = time.time
+        # The project's workflow: status -> (transition id, name, target status).
+        self.workflow: dict[str, list[tuple[str, str, str]]] = {
+            status: list(moves) for status, moves in WORKFLOW.items()
+        }
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
@@ -350,14 +355,14 @@ class FakeJira:
                         {
                             "transitions": [
                                 {"id": tid, "name": name, "to": {"name": to}}
-                                for tid, name, to in WORKFLOW[current]
+                                for tid, name, to in fake.workflow.get(current, [])
                             ]
                         },
                     )
                 elif sub == "/transitions" and method == "POST":
                     wanted = ((body or {}).get("transition") or {}).get("id")
                     current = issue["fields"]["status"]["name"]
-                    match = [to for tid, _n, to in WORKFLOW[current] if tid == wanted]
+                    match = [to for tid, _n, to in fake.workflow.get(current, []) if tid == wanted]
                     if not match:
                         self._error(400, [f"Transition id '{wanted}' is not valid for this issue."])
                         return

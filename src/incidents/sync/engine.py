@@ -32,7 +32,14 @@ from incidents.sync.apply import Applied, ApplyExternal
 from incidents.sync.connector import Connector
 from incidents.sync.decide import FieldState, Verdict, decide
 from incidents.sync.mapping import FieldMapping
-from incidents.sync.ports import Conflict, Link, SyncStore, Ticket, Ticketing
+from incidents.sync.ports import (
+    Conflict,
+    Link,
+    SyncStore,
+    Ticket,
+    Ticketing,
+    TransitionUnavailable,
+)
 from incidents.sync.render import Values, visible_note, visible_values
 
 # A create recorded this recently may still be in flight in another relay: wait.
@@ -264,6 +271,7 @@ class SyncEngine:
         connector, client = bound.connector, bound.client
         now = self._clock()
         ticket: Ticket | None = None
+        unreachable: TransitionUnavailable | None = None
         if link is None:
             if not self.store.begin_create(connector.id, incident.id, now):
                 raise StaleLink(f"{incident.id}: another relay is creating its ticket")
@@ -284,6 +292,9 @@ class SyncEngine:
             }
             try:
                 ticket = client.create(body, connector.correlation(incident.id))
+            except TransitionUnavailable as exc:
+                # The ticket exists; only its status waits for a person.
+                ticket, unreachable = exc.ticket, exc
             except Exception:
                 self.metrics.failures.labels(connector.id, "create").inc()
                 # A create that failed before the vendor saw it may be tried at once.
@@ -303,6 +314,13 @@ class SyncEngine:
             synced_us=self._clock(),
         )
         self.store.save_link(created)
+        if unreachable is not None:
+            for m in connector.mappings:
+                if m.pushes and m.external_field == unreachable.field:
+                    ours = m.to_external(values.get(m.internal_field))
+                    self._queue_unreachable(
+                        connector, created, m, ours, base.get(m.name), unreachable
+                    )
         return created
 
     def _send_notes(self, bound: Bound, link: Link, notes: Sequence[NoteRef]) -> int:
@@ -389,8 +407,13 @@ class SyncEngine:
         written = link.written_version
         if pushes and may_write:
             changes = {p.mapping.external_field: p.ours for p in pushes}
+            unreachable: TransitionUnavailable | None = None
             try:
                 after = client.update(ticket.external_id, changes)
+            except TransitionUnavailable as exc:
+                # The other fields were written; the status waits in the queue rather
+                # than failing the delivery into retries and a dead letter.
+                after, unreachable = exc.ticket, exc
             except Exception:
                 self.metrics.failures.labels(connector.id, "push").inc()
                 raise
@@ -398,6 +421,10 @@ class SyncEngine:
             outcome.writes += 1
             written = after.version
             for p in pushes:
+                if unreachable is not None and p.mapping.external_field == unreachable.field:
+                    self._queue_unreachable(connector, link, p.mapping, p.ours, p.base, unreachable)
+                    outcome.conflicts.append(p.mapping.name)
+                    continue
                 base[p.mapping.name] = p.ours
                 outcome.pushed.append(p.mapping.name)
         saved = replace(
@@ -460,6 +487,24 @@ class SyncEngine:
         stored = self.store.open_conflict(conflict)
         if stored.id == conflict.id:
             self.metrics.conflicts.labels(connector.id, name).inc()
+
+    def _queue_unreachable(
+        self,
+        connector: Connector,
+        link: Link,
+        mapping: FieldMapping,
+        ours: str | None,
+        base: str | None,
+        error: TransitionUnavailable,
+    ) -> None:
+        theirs = ticket_value(error.ticket.fields.get(mapping.external_field))
+        reachable = ", ".join(error.reachable) or "none"
+        reason = (
+            f"the ticket's workflow has no transition from {theirs!r} to {error.value!r}; "
+            f"reachable from {theirs!r}: {reachable}"
+        )
+        plan = FieldPlan(mapping, ours, theirs, base, Verdict.CONFLICT, reason)
+        self._queue(connector, link, mapping.name, plan, reason)
 
     # --- inbound: polling and webhooks ----------------------------------------------
 

@@ -38,6 +38,24 @@ class Comment:
     created_us: int
 
 
+class TransitionUnavailable(RuntimeError):
+    """The vendor's workflow has no transition from the ticket's status to ours.
+
+    Not a failure to retry: the other changes of the same write have landed (``ticket``
+    is the ticket after them), and the status waits for a person (the conflict queue).
+    """
+
+    def __init__(self, field: str, value: str, reachable: Sequence[str], ticket: Ticket) -> None:
+        shown = ", ".join(reachable) or "none"
+        super().__init__(
+            f"the workflow of {ticket.key} has no transition to {value!r} (reachable: {shown})"
+        )
+        self.field = field
+        self.value = value
+        self.reachable = tuple(reachable)
+        self.ticket = ticket
+
+
 class Ticketing(Protocol):
     """One configured vendor connection."""
 
@@ -46,13 +64,19 @@ class Ticketing(Protocol):
         ...
 
     def create(self, fields: Mapping[str, Any], correlation: str) -> Ticket:
-        """Open a ticket with ``fields`` (ticket field -> value) and the correlation id."""
+        """Open a ticket with ``fields`` (ticket field -> value) and the correlation id.
+
+        Raises :class:`TransitionUnavailable` when the ticket, once made, cannot reach
+        the status asked for."""
         ...
 
     def get(self, external_id: str) -> Ticket: ...
 
     def update(self, external_id: str, changes: Mapping[str, Any]) -> Ticket:
-        """Write ``changes`` (ticket field -> value) in one call where the vendor allows."""
+        """Write ``changes`` (ticket field -> value) in one call where the vendor allows.
+
+        Raises :class:`TransitionUnavailable` when the workflow cannot reach a status
+        (the other changes are written)."""
         ...
 
     def add_note(self, external_id: str, text: str) -> str:

@@ -16,7 +16,7 @@ import httpx
 
 from incidents.integrations.jira.adf import from_adf, to_adf
 from incidents.integrations.vendor_http import VendorError, check
-from incidents.sync.ports import Comment, Ticket
+from incidents.sync.ports import Comment, Ticket, TransitionUnavailable
 
 LABEL_PREFIX = "incidents-"
 _FIELDS = "summary,description,priority,status,assignee,labels,updated"
@@ -213,8 +213,8 @@ class JiraClient:
                     json={"transition": {"id": str(transition["id"])}},
                 )
                 return
-        names = ", ".join(str((t.get("to") or {}).get("name")) for t in transitions) or "none"
-        raise VendorError(f"Jira workflow has no transition of {key} to {target!r} (to: {names})")
+        reachable = [str((t.get("to") or {}).get("name")) for t in transitions]
+        raise TransitionUnavailable("status", target, reachable, self.get(key))
 
     def update(self, external_id: str, changes: Mapping[str, Any]) -> Ticket:
         body = self._fields(changes)
