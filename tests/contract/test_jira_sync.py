@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from incidents.app import Container, create_app
-from incidents.incident.commands import AddNote, ChangeStatus, Update
+from incidents.incident.commands import AddNote, Assign, ChangeStatus, Update
 from incidents.incident.lifecycle import Status
 from incidents.integrations.jira.signature import sign
 from tests.contract.sync_support import dead, declare, drain, pending, sync_container
@@ -310,3 +310,74 @@ def test_new_issue_whose_workflow_cannot_reach_the_status_is_linked_once_and_que
     assert [(c.field, c.ours, c.theirs) for c in conflicts] == [("status", "In Progress", "To Do")]
     assert "Triage" in conflicts[0].reason
     assert pending(container, JIRA) == 0 and dead(container, JIRA) == 0
+
+
+def test_assignee_goes_out_as_the_account_id_and_comes_back_as_our_email(
+    synced: tuple[Container, TestClient], jira: FakeJira
+) -> None:
+    container, http = synced
+    dana = jira.add_user("dana@example.com", "Dana Ortiz")
+    erin = jira.add_user("erin@example.com", "Erin Vance")
+    incident_id = declare(container)
+    container.incidents.execute(Assign(incident_id, ALICE, None, add=("dana@example.com",)))
+    drain(container)
+    key = issue_of(jira, incident_id)["key"]
+    assert jira.issues[key]["fields"]["assignee"]["accountId"] == dana
+    history = jira.edit(key, assignee=erin)  # an operator reassigns in Jira
+    writes = jira.writes()
+    payload = {
+        "webhookEvent": "jira:issue_updated",
+        "issue": {"key": key},
+        "changelog": {"id": str(history)},
+    }
+    answer = deliver_webhook(http, payload)
+    assert answer.status_code == 200 and answer.json()["pulled"] == ["assignee"]
+    drain(container)
+    incident = container.incidents.get(incident_id, None)
+    assert incident is not None and incident.assignees == ["erin@example.com"]
+    assert jira.writes() == writes  # no echo write
+
+
+def test_jira_user_hiding_their_email_or_unknown_to_jira_is_queued(
+    synced: tuple[Container, TestClient], jira: FakeJira
+) -> None:
+    container, _http = synced
+    hidden = jira.add_user("frank@example.com", "Frank Ito", hidden=True)
+    first = declare(container, "API errors")
+    second = declare(container, "Queue backlog")
+    drain(container)
+    key = issue_of(jira, first)["key"]
+    jira.edit(key, assignee=hidden)
+    assert container.sync is not None
+    container.sync.poll(JIRA)
+    incident = container.incidents.get(first, None)
+    assert incident is not None and incident.assignees == []
+    (conflict,) = container.sync.store.conflicts(open_only=True)
+    assert (conflict.incident_id, conflict.field, conflict.theirs) == (first, "assignee", hidden)
+    assert "hides their email" in conflict.reason
+
+    # Outbound: someone Jira shows no user for (even one whose email is hidden).
+    container.incidents.execute(Assign(second, ALICE, None, add=("frank@example.com",)))
+    container.incidents.execute(Update(second, ALICE, None, changes={"title": "Queue stuck"}))
+    drain(container)
+    fields = issue_of(jira, second)["fields"]
+    assert fields["summary"] == "Queue stuck" and fields["assignee"] is None
+    assert pending(container, JIRA) == 0 and dead(container, JIRA) == 0
+    queued = [c for c in container.sync.store.conflicts(open_only=True) if c.incident_id == second]
+    assert [(c.field, c.ours) for c in queued] == [("assignee", "frank@example.com")]
+    assert "no Jira user shows the email" in queued[0].reason
+
+
+def test_fake_jira_refuses_an_unknown_account_as_assignee(jira: FakeJira) -> None:
+    import httpx
+
+    body = {
+        "fields": {
+            "project": {"key": "OPS"},
+            "summary": "x",
+            "issuetype": {"name": "Task"},
+            "assignee": {"accountId": "557058:nobody"},
+        }
+    }
+    answer = httpx.post(f"{jira.url}/rest/api/3/issue", json=body, auth=(jira.email, jira.token))
+    assert answer.status_code == 400 and "assignee" in answer.json()["errors"]

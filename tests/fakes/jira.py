@@ -8,6 +8,9 @@ refused (400), and a test may give the project another ``workflow``; a changelog
 history (with a growing id) per edit; ADF comments; JQL
 search at ``/rest/api/3/search/jql`` for ``project``, ``labels = "x"``, ``labels is
 not EMPTY`` and ``updated >= "yyyy-MM-dd HH:mm"``, with ``nextPageToken`` paging;
+users (``/rest/api/3/user/search?query=`` matching the start of the display name or
+email, ``/rest/api/3/user?accountId=``; ``emailAddress`` left out when the profile
+hides it), an assignee given by ``accountId`` that must name a user (400 otherwise);
 429 with Retry-After when told to rate-limit.
 """
 
@@ -31,6 +34,7 @@ WORKFLOW = {
 }
 PRIORITIES = {"Highest", "High", "Medium", "Low", "Lowest"}
 BOT = "5b10ac8d82e05b22cc7d4ef5"
+NO_USER = "Specified user does not exist or you do not have required permissions"
 
 
 def _stamp(seconds: float) -> str:
@@ -56,6 +60,8 @@ class FakeJira:
         self.token = token
         self.issues: dict[str, dict[str, Any]] = {}
         self.comments: dict[str, list[dict[str, Any]]] = {}
+        # accountId -> (email, display name, whether the profile hides the email).
+        self.users: dict[str, tuple[str, str, bool]] = {BOT: (email, "Incidents bot", False)}
         self.lock = threading.Lock()
         self.counter = 0
         self.history_id = 10000
@@ -91,6 +97,26 @@ class FakeJira:
     def by_label(self, label: str) -> list[dict[str, Any]]:
         with self.lock:
             return [i for i in self.issues.values() if label in i["fields"]["labels"]]
+
+    def add_user(self, email: str, name: str, *, hidden: bool = False) -> str:
+        """A Jira account; ``hidden`` as when the profile shows the email to nobody."""
+        with self.lock:
+            account = f"557058:{len(self.users):08x}-0000-4000-8000-{len(self.users):012x}"
+            self.users[account] = (email, name, hidden)
+            return account
+
+    def user(self, account: str) -> dict[str, Any]:
+        """A user as the REST API shows it to another account."""
+        email, name, hidden = self.users[account]
+        out: dict[str, Any] = {
+            "accountId": account,
+            "accountType": "atlassian",
+            "displayName": name,
+            "active": True,
+        }
+        if not hidden:
+            out["emailAddress"] = email
+        return out
 
     # --- a person working in Jira -------------------------------------------------
 
@@ -129,6 +155,9 @@ class FakeJira:
                 value = adf(value)
             if name == "priority" and isinstance(value, str):
                 value = {"name": value}
+            if name == "assignee" and value is not None:
+                account = value if isinstance(value, str) else value["accountId"]
+                value = self.user(account)
             if issue["fields"].get(name) != value:
                 issue["fields"][name] = value
                 items.append({"field": name})
@@ -168,6 +197,11 @@ class FakeJira:
             not isinstance(priority, dict) or priority.get("name") not in PRIORITIES
         ):
             errors["priority"] = "Specify the Priority (name) in the string format"
+        if "assignee" in fields and fields["assignee"] is not None:
+            assignee = fields["assignee"]
+            account = assignee.get("accountId") if isinstance(assignee, dict) else None
+            if account not in self.users:
+                errors["assignee"] = f"User '{account}' cannot be assigned issues."
         if "summary" in fields and not fields["summary"]:
             errors["summary"] = "You must specify a summary of the issue."
         return errors
@@ -265,6 +299,28 @@ class FakeJira:
                 if path == "/rest/api/3/myself" and method == "GET":
                     self._send(200, {"accountId": BOT, "emailAddress": fake.email})
                     return
+                if path == "/rest/api/3/user/search" and method == "GET":
+                    needle = query.get("query", "").lower()
+                    if not needle:
+                        self._error(400, ["The query parameter is required."])
+                        return
+                    found = [
+                        fake.user(account)
+                        for account, (email, name, _hidden) in fake.users.items()
+                        if email.lower().startswith(needle) or name.lower().startswith(needle)
+                    ]
+                    self._send(200, found)
+                    return
+                if path == "/rest/api/3/user" and method == "GET":
+                    account = query.get("accountId", "")
+                    if account not in fake.users:
+                        self._error(
+                            404,
+                            [NO_USER],
+                        )
+                        return
+                    self._send(200, fake.user(account))
+                    return
                 if path == "/rest/api/3/search/jql" and method == "GET":
                     try:
                         rows = fake._search(query.get("jql", ""))
@@ -308,7 +364,11 @@ class FakeJira:
                             "description": fields.get("description"),
                             "priority": fields.get("priority") or {"name": "Medium"},
                             "status": {"name": "To Do"},
-                            "assignee": fields.get("assignee"),
+                            "assignee": (
+                                fake.user(fields["assignee"]["accountId"])
+                                if fields.get("assignee")
+                                else None
+                            ),
                             "labels": list(fields.get("labels") or []),
                             "project": fields["project"],
                             "updated": _stamp(fake.clock()),

@@ -30,15 +30,15 @@ from incidents.observability.sync_metrics import SyncMetrics
 from incidents.policy.model import Decision as PolicyDecision
 from incidents.sync.apply import Applied, ApplyExternal
 from incidents.sync.connector import Connector
-from incidents.sync.decide import FieldState, Verdict, decide
+from incidents.sync.decide import Decision, FieldState, Verdict, decide
 from incidents.sync.mapping import FieldMapping
 from incidents.sync.ports import (
     Conflict,
+    FieldsUnwritable,
     Link,
     SyncStore,
     Ticket,
     Ticketing,
-    TransitionUnavailable,
 )
 from incidents.sync.render import Values, visible_note, visible_values
 
@@ -212,6 +212,11 @@ class SyncEngine:
                 return True
 
             verdict = decide(mapping, state, allowed)
+            unmapped = ticket.unmapped.get(mapping.external_field)
+            if unmapped is not None and verdict.verdict is Verdict.PULL:
+                # The ticket's value names nothing here (a person without a known
+                # email): a person decides rather than a guess being applied.
+                verdict = Decision(Verdict.CONFLICT, unmapped)
             plans.append(FieldPlan(mapping, ours, theirs, base, verdict.verdict, verdict.reason))
         return plans
 
@@ -271,7 +276,7 @@ class SyncEngine:
         connector, client = bound.connector, bound.client
         now = self._clock()
         ticket: Ticket | None = None
-        unreachable: TransitionUnavailable | None = None
+        unwritable: FieldsUnwritable | None = None
         if link is None:
             if not self.store.begin_create(connector.id, incident.id, now):
                 raise StaleLink(f"{incident.id}: another relay is creating its ticket")
@@ -292,9 +297,9 @@ class SyncEngine:
             }
             try:
                 ticket = client.create(body, connector.correlation(incident.id))
-            except TransitionUnavailable as exc:
-                # The ticket exists; only its status waits for a person.
-                ticket, unreachable = exc.ticket, exc
+            except FieldsUnwritable as exc:
+                # The ticket exists; only the fields it could not take wait for a person.
+                ticket, unwritable = exc.ticket, exc
             except Exception:
                 self.metrics.failures.labels(connector.id, "create").inc()
                 # A create that failed before the vendor saw it may be tried at once.
@@ -314,12 +319,12 @@ class SyncEngine:
             synced_us=self._clock(),
         )
         self.store.save_link(created)
-        if unreachable is not None:
+        if unwritable is not None:
             for m in connector.mappings:
-                if m.pushes and m.external_field == unreachable.field:
+                if m.pushes and m.external_field in unwritable.refused:
                     ours = m.to_external(values.get(m.internal_field))
-                    self._queue_unreachable(
-                        connector, created, m, ours, base.get(m.name), unreachable
+                    self._queue_unwritable(
+                        connector, created, m, ours, base.get(m.name), unwritable
                     )
         return created
 
@@ -407,13 +412,13 @@ class SyncEngine:
         written = link.written_version
         if pushes and may_write:
             changes = {p.mapping.external_field: p.ours for p in pushes}
-            unreachable: TransitionUnavailable | None = None
+            unwritable: FieldsUnwritable | None = None
             try:
                 after = client.update(ticket.external_id, changes)
-            except TransitionUnavailable as exc:
-                # The other fields were written; the status waits in the queue rather
-                # than failing the delivery into retries and a dead letter.
-                after, unreachable = exc.ticket, exc
+            except FieldsUnwritable as exc:
+                # The other fields were written; the refused ones wait in the queue
+                # rather than failing the delivery into retries and a dead letter.
+                after, unwritable = exc.ticket, exc
             except Exception:
                 self.metrics.failures.labels(connector.id, "push").inc()
                 raise
@@ -421,8 +426,8 @@ class SyncEngine:
             outcome.writes += 1
             written = after.version
             for p in pushes:
-                if unreachable is not None and p.mapping.external_field == unreachable.field:
-                    self._queue_unreachable(connector, link, p.mapping, p.ours, p.base, unreachable)
+                if unwritable is not None and p.mapping.external_field in unwritable.refused:
+                    self._queue_unwritable(connector, link, p.mapping, p.ours, p.base, unwritable)
                     outcome.conflicts.append(p.mapping.name)
                     continue
                 base[p.mapping.name] = p.ours
@@ -488,21 +493,17 @@ class SyncEngine:
         if stored.id == conflict.id:
             self.metrics.conflicts.labels(connector.id, name).inc()
 
-    def _queue_unreachable(
+    def _queue_unwritable(
         self,
         connector: Connector,
         link: Link,
         mapping: FieldMapping,
         ours: str | None,
         base: str | None,
-        error: TransitionUnavailable,
+        error: FieldsUnwritable,
     ) -> None:
+        reason = error.refused[mapping.external_field]
         theirs = ticket_value(error.ticket.fields.get(mapping.external_field))
-        reachable = ", ".join(error.reachable) or "none"
-        reason = (
-            f"the ticket's workflow has no transition from {theirs!r} to {error.value!r}; "
-            f"reachable from {theirs!r}: {reachable}"
-        )
         plan = FieldPlan(mapping, ours, theirs, base, Verdict.CONFLICT, reason)
         self._queue(connector, link, mapping.name, plan, reason)
 
@@ -623,6 +624,20 @@ class SyncEngine:
                     )
         return drift
 
+    @staticmethod
+    def _check_takeable(bound: Bound, link: Link, mapping: FieldMapping, value: str | None) -> None:
+        """Refuse taking a ticket value that names nobody here (a vendor user id
+        without a known email) as the incident's."""
+        try:
+            ticket = bound.client.get(link.external_id)
+        except Exception as exc:
+            raise ConflictError(f"the ticket could not be read: {exc}") from None
+        why = ticket.unmapped.get(mapping.external_field)
+        if why is not None and ticket_value(ticket.fields.get(mapping.external_field)) == value:
+            raise ConflictError(
+                f"the ticket's value cannot be taken ({why}); choose ours or a value"
+            )
+
     def resolve(self, conflict_id: str, choice: str, value: str | None, by: str) -> Conflict:
         """Settle a queued conflict: ``ours`` (push our value), ``theirs`` (apply the
         ticket's), or ``value`` (apply ``value`` to both)."""
@@ -642,6 +657,8 @@ class SyncEngine:
         if mapping is None or link is None:
             raise ConflictError(f"conflict {conflict_id} names a link or field no longer synced")
         chosen = {"ours": conflict.ours, "theirs": conflict.theirs, "value": value}[choice]
+        if choice == "theirs" and mapping.internal_field == "assignee":
+            self._check_takeable(bound, link, mapping, chosen)
         with self._lock(connector.id, link.incident_id):
             internal = mapping.to_internal(chosen) if choice == "theirs" else chosen
             changes = {} if choice == "ours" else {mapping.internal_field: internal}

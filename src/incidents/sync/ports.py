@@ -26,6 +26,9 @@ class Ticket:
     # The incident id we stored in the ticket's correlation field, if any.
     correlation: str | None = None
     url: str | None = None
+    # Ticket fields whose value has no counterpart here (a person the vendor will not
+    # name by email), with why; ``fields`` holds the vendor's raw value for them.
+    unmapped: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,22 +41,40 @@ class Comment:
     created_us: int
 
 
-class TransitionUnavailable(RuntimeError):
-    """The vendor's workflow has no transition from the ticket's status to ours.
+class FieldsUnwritable(RuntimeError):
+    """Some changes of a write could not be made; the others were written.
 
-    Not a failure to retry: the other changes of the same write have landed (``ticket``
-    is the ticket after them), and the status waits for a person (the conflict queue).
+    Not a failure to retry: ``ticket`` is the ticket after the changes that landed,
+    and ``refused`` (ticket field -> why) wait for a person in the conflict queue.
     """
 
-    def __init__(self, field: str, value: str, reachable: Sequence[str], ticket: Ticket) -> None:
+    def __init__(self, ticket: Ticket, refused: Mapping[str, str]) -> None:
+        super().__init__("; ".join(f"{k}: {v}" for k, v in refused.items()))
+        self.ticket = ticket
+        self.refused = dict(refused)
+
+
+class TransitionUnavailable(FieldsUnwritable):
+    """The vendor's workflow has no transition from the ticket's status to ours."""
+
+    def __init__(
+        self,
+        field: str,
+        value: str,
+        reachable: Sequence[str],
+        ticket: Ticket,
+        also: Mapping[str, str] | None = None,
+    ) -> None:
+        current = ticket.fields.get(field)
         shown = ", ".join(reachable) or "none"
-        super().__init__(
-            f"the workflow of {ticket.key} has no transition to {value!r} (reachable: {shown})"
+        reason = (
+            f"the ticket's workflow has no transition from {current!r} to {value!r}; "
+            f"reachable from {current!r}: {shown}"
         )
+        super().__init__(ticket, {**(also or {}), field: reason})
         self.field = field
         self.value = value
         self.reachable = tuple(reachable)
-        self.ticket = ticket
 
 
 class Ticketing(Protocol):
@@ -66,8 +87,8 @@ class Ticketing(Protocol):
     def create(self, fields: Mapping[str, Any], correlation: str) -> Ticket:
         """Open a ticket with ``fields`` (ticket field -> value) and the correlation id.
 
-        Raises :class:`TransitionUnavailable` when the ticket, once made, cannot reach
-        the status asked for."""
+        Raises :class:`FieldsUnwritable` when the ticket, once made, lacks some of
+        them (a status the workflow cannot reach, a person the vendor does not know)."""
         ...
 
     def get(self, external_id: str) -> Ticket: ...
@@ -75,8 +96,9 @@ class Ticketing(Protocol):
     def update(self, external_id: str, changes: Mapping[str, Any]) -> Ticket:
         """Write ``changes`` (ticket field -> value) in one call where the vendor allows.
 
-        Raises :class:`TransitionUnavailable` when the workflow cannot reach a status
-        (the other changes are written)."""
+        Raises :class:`FieldsUnwritable` (the other changes are written) for changes
+        the vendor cannot take: :class:`TransitionUnavailable` for a status the
+        workflow cannot reach, a person it has no user for."""
         ...
 
     def add_note(self, external_id: str, text: str) -> str:
