@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from incidents.app import Container, create_app
 from incidents.incident.commands import AddNote, Assign, ChangeStatus, Update
 from incidents.incident.lifecycle import Status
+from incidents.integrations.jira.client import parse_jira_time
 from incidents.integrations.jira.signature import sign
 from tests.contract.sync_support import dead, declare, drain, pending, sync_container
 from tests.fakes.jira import BOT, FakeJira
@@ -381,3 +382,90 @@ def test_fake_jira_refuses_an_unknown_account_as_assignee(jira: FakeJira) -> Non
     }
     answer = httpx.post(f"{jira.url}/rest/api/3/issue", json=body, auth=(jira.email, jira.token))
     assert answer.status_code == 400 and "assignee" in answer.json()["errors"]
+
+
+def _connector_notes(container: Container, incident_id: str) -> list[str]:
+    return [
+        str(json.loads(row.body)["data"]["text"])
+        for row in container.reader.in_position_order(10**12)
+        if row.incident_id == incident_id
+        and row.type == "im.note.add"
+        and row.actor == f"connector:{JIRA}"
+    ]
+
+
+def _driven_clock(jira: FakeJira) -> list[float]:
+    now = [1_800_000_000.0]
+    jira.clock = lambda: now[0]
+    return now
+
+
+def test_edited_comment_arrives_by_signed_webhook_once(
+    synced: tuple[Container, TestClient], jira: FakeJira
+) -> None:
+    container, http = synced
+    now = _driven_clock(jira)
+    incident_id = declare(container)
+    container.incidents.execute(AddNote(incident_id, ALICE, None, text="from us"))
+    drain(container)
+    key = issue_of(jira, incident_id)["key"]
+    ours = jira.comments[key][0]["id"]
+    comment_id = jira.comment(key, "customer reports recovery")
+    created = {
+        "webhookEvent": "comment_created",
+        "issue": {"key": key},
+        "comment": {"id": comment_id},
+    }
+    assert deliver_webhook(http, created).status_code == 200
+    now[0] += 90
+    jira.edit_comment(key, comment_id, "customer reports partial recovery")
+    jira.edit_comment(key, ours, "from us (edited in Jira)")  # ours: never taken back
+    edited = {
+        "webhookEvent": "comment_updated",
+        "issue": {"key": key},
+        "comment": {"id": comment_id},
+    }
+    assert deliver_webhook(http, edited).status_code == 200
+    assert deliver_webhook(http, edited).status_code == 200  # a redelivery
+    assert _connector_notes(container, incident_id) == [
+        "customer reports recovery",
+        f"(edits ticket comment {comment_id}, noted earlier) customer reports partial recovery",
+    ]
+    stamp = parse_jira_time(jira.comments[key][1]["updated"])
+    ids = [
+        r.event_id
+        for r in container.reader.in_position_order(10**12)
+        if r.incident_id == incident_id and r.type == "im.jira.sync"
+    ]
+    assert f"{JIRA}:{key}:comment:{comment_id}:{stamp}" in ids
+    comments = len(jira.comments[key])
+    drain(container)
+    assert len(jira.comments[key]) == comments  # the edit note is not echoed to Jira
+
+
+def test_edited_comment_arrives_by_polling_once(
+    synced: tuple[Container, TestClient], jira: FakeJira
+) -> None:
+    container, _http = synced
+    now = _driven_clock(jira)
+    incident_id = declare(container)
+    drain(container)
+    key = issue_of(jira, incident_id)["key"]
+    comment_id = jira.comment(key, "rollback started")  # no webhook arrives
+    assert container.sync is not None
+    container.sync.poll(JIRA)
+    container.sync.poll(JIRA)
+    assert _connector_notes(container, incident_id) == ["rollback started"]
+    now[0] += 90
+    jira.edit_comment(key, comment_id, "rollback finished")
+    container.sync.poll(JIRA)
+    container.sync.poll(JIRA)
+    assert _connector_notes(container, incident_id) == [
+        "rollback started",
+        f"(edits ticket comment {comment_id}, noted earlier) rollback finished",
+    ]
+    now[0] += 90
+    jira.edit_comment(key, comment_id, "rollback finished at 10:42")
+    container.sync.poll(JIRA)
+    assert _connector_notes(container, incident_id)[-1].endswith("rollback finished at 10:42")
+    assert len(_connector_notes(container, incident_id)) == 3

@@ -8,6 +8,8 @@ refused (400), and a test may give the project another ``workflow``; a changelog
 history (with a growing id) per edit; ADF comments; JQL
 search at ``/rest/api/3/search/jql`` for ``project``, ``labels = "x"``, ``labels is
 not EMPTY`` and ``updated >= "yyyy-MM-dd HH:mm"``, with ``nextPageToken`` paging;
+comments carry ``created`` and ``updated`` (an edit moves the comment's and the
+issue's ``updated``, not the changelog), also as the issue's ``comment`` field;
 users (``/rest/api/3/user/search?query=`` matching the start of the display name or
 email, ``/rest/api/3/user?accountId=``; ``emailAddress`` left out when the profile
 hides it), an assignee given by ``accountId`` that must name a user (400 otherwise);
@@ -169,16 +171,30 @@ class FakeJira:
 
     def _comment(self, key: str, body: Any, account: str) -> str:
         self.comment_id += 1
+        now = _stamp(self.clock())
         self.comments.setdefault(key, []).append(
             {
                 "id": str(self.comment_id),
                 "author": {"accountId": account},
+                "updateAuthor": {"accountId": account},
                 "body": body,
-                "created": _stamp(self.clock()),
+                "created": now,
+                "updated": now,
             }
         )
-        self.issues[key]["fields"]["updated"] = _stamp(self.clock())
+        self.issues[key]["fields"]["updated"] = now
         return str(self.comment_id)
+
+    def edit_comment(
+        self, key: str, comment_id: str, text: str, account: str = "operator-557058"
+    ) -> None:
+        """Edit a comment as a person does in Jira (its author or an admin): the
+        comment's ``updated`` and the issue's ``updated`` move, the version does not."""
+        with self.lock:
+            comment = next(c for c in self.comments[key] if c["id"] == comment_id)
+            now = _stamp(self.clock())
+            comment.update(body=adf(text), updated=now, updateAuthor={"accountId": account})
+            self.issues[key]["fields"]["updated"] = now
 
     def _check_fields(self, fields: dict[str, Any]) -> dict[str, str]:
         errors = {}
@@ -206,8 +222,17 @@ class FakeJira:
             errors["summary"] = "You must specify a summary of the issue."
         return errors
 
-    def _public(self, issue: dict[str, Any], expand: bool) -> dict[str, Any]:
+    def _public(self, issue: dict[str, Any], query: dict[str, str]) -> dict[str, Any]:
+        expand = "changelog" in query.get("expand", "")
         out = {"id": issue["id"], "key": issue["key"], "fields": dict(issue["fields"])}
+        if "comment" in query.get("fields", "comment").split(","):
+            comments = list(self.comments.get(issue["key"], []))
+            out["fields"]["comment"] = {
+                "comments": comments,
+                "maxResults": len(comments),
+                "total": len(comments),
+                "startAt": 0,
+            }
         if expand:
             out["changelog"] = {
                 "histories": list(issue["changelog"]),
@@ -332,9 +357,7 @@ class FakeJira:
                     page = rows[start : start + size]
                     more = start + size < len(rows)
                     answer: dict[str, Any] = {
-                        "issues": [
-                            fake._public(r, "changelog" in query.get("expand", "")) for r in page
-                        ],
+                        "issues": [fake._public(r, query) for r in page],
                         "isLast": not more,
                     }
                     if more:
@@ -396,7 +419,7 @@ class FakeJira:
                 issue = fake.issues[m[1]]
                 sub = m[2]
                 if sub is None and method == "GET":
-                    self._send(200, fake._public(issue, "changelog" in query.get("expand", "")))
+                    self._send(200, fake._public(issue, query))
                 elif sub is None and method == "PUT":
                     fields = body.get("fields") if isinstance(body, dict) else None
                     if not isinstance(fields, dict):

@@ -33,6 +33,7 @@ from incidents.sync.connector import Connector
 from incidents.sync.decide import Decision, FieldState, Verdict, decide
 from incidents.sync.mapping import FieldMapping
 from incidents.sync.ports import (
+    Comment,
     Conflict,
     FieldsUnwritable,
     Link,
@@ -44,6 +45,11 @@ from incidents.sync.render import Values, visible_note, visible_values
 
 # A create recorded this recently may still be in flight in another relay: wait.
 CREATE_IN_FLIGHT_US = 30_000_000
+
+
+def _edit_key(comment: Comment) -> str:
+    """The ledger key of one edit of a ticket comment (its id and edit time)."""
+    return f"comment:{comment.comment_id}:{comment.updated_us}"
 
 
 def ticket_value(raw: object) -> str | None:
@@ -520,8 +526,10 @@ class SyncEngine:
     ) -> Outcome:
         """Take one changed ticket (from a poll or a webhook) into its incident.
 
-        ``force`` takes it even at a version already seen (a new comment does not
-        change an issue's version)."""
+        ``force`` takes it even at a version already seen (a new or edited comment
+        does not change an issue's version). Comments new at a version already seen,
+        and edits of comments taken before, become notes in events of their own whose
+        id names the comment and its edit time, so a redelivery is a dedupe hit."""
         bound = self.bound(connector_id)
         connector = bound.connector
         link = self.store.link_by_external(connector.id, ticket.external_id)
@@ -530,7 +538,15 @@ class SyncEngine:
             link = self.store.link(connector.id, incident_id)
         if link is None or link.creating:
             return Outcome(linked=False)
-        if ticket.version <= link.seen_version and not force:
+        fresh = ticket.version > link.seen_version
+        # Comment changes leave the version alone; the ticket says when they happened.
+        comments_mark = f"comments:{ticket.external_id}:{ticket.comments_us}"
+        comments_due = (
+            connector.sync_notes
+            and ticket.comments_us > 0
+            and not self.store.ledger_has(connector.id, comments_mark)
+        )
+        if not (fresh or force or comments_due):
             return Outcome()  # already taken (a re-poll, a redelivery, our own echo)
         with self._lock(connector.id, link.incident_id):
             link = self.store.link(connector.id, link.incident_id) or link
@@ -538,21 +554,74 @@ class SyncEngine:
             if found is None:
                 return Outcome(linked=False)
             incident, values = found
-            comments: list[tuple[str, str]] = []
+            new: list[Comment] = []
+            edits: list[Comment] = []
             if connector.sync_notes:
                 for comment in bound.client.comments(ticket.external_id):
                     if not self.store.ledger_has(connector.id, f"comment:{comment.comment_id}"):
-                        comments.append((comment.comment_id, comment.text))
-            return self._sync(
-                bound,
-                link,
-                ticket,
-                incident,
-                values,
-                may_write=False,
-                event_id=event_id,
-                comments=comments,
-            )
+                        new.append(comment)
+                    elif comment.edited and not self.store.ledger_has(
+                        connector.id, _edit_key(comment)
+                    ):
+                        edits.append(comment)
+            outcome = Outcome()
+            if fresh or event_id is not None:
+                outcome = self._sync(
+                    bound,
+                    link,
+                    ticket,
+                    incident,
+                    values,
+                    may_write=False,
+                    event_id=event_id,
+                    comments=[(c.comment_id, c.text) for c in new],
+                )
+                for comment in new:
+                    if comment.edited:  # taken as it reads now: not again as an edit
+                        self.store.ledger_add(connector.id, _edit_key(comment), self._clock())
+            else:
+                edits = new + edits
+            for comment in edits:
+                self._take_comment(connector, link, ticket, comment)
+            if comments_due:
+                self.store.ledger_add(connector.id, comments_mark, self._clock())
+            return outcome
+
+    def _take_comment(
+        self, connector: Connector, link: Link, ticket: Ticket, comment: Comment
+    ) -> None:
+        """Record one comment (new at a version already seen, or an edit of one taken
+        before) as a note, in an event of its own named by the comment and its time."""
+        seen = self.store.ledger_has(connector.id, f"comment:{comment.comment_id}")
+        text = comment.text
+        if seen:
+            text = f"(edits ticket comment {comment.comment_id}, noted earlier) {text}"
+        stamp = max(comment.updated_us, comment.created_us)
+        summary: dict[str, Any] = {
+            "connector": connector.id,
+            "external_id": ticket.external_id,
+            "key": ticket.key,
+            "version": ticket.version,
+            "comment": comment.comment_id,
+            "edits": comment.comment_id if seen else None,
+            "changes": {},
+            "push": [],
+        }
+        command = ApplyExternal(
+            link.incident_id,
+            connector.actor,
+            connector.source,
+            connector.sync_type,
+            f"{connector.id}:{ticket.external_id}:comment:{comment.comment_id}:{stamp}",
+            summary,
+            {},
+            ((comment.comment_id, text),),
+        )
+        self.incidents.submit(command).result()
+        now = self._clock()
+        self.store.ledger_add(connector.id, f"comment:{comment.comment_id}", now)
+        if comment.edited:
+            self.store.ledger_add(connector.id, _edit_key(comment), now)
 
     @traced("sync.poll")
     def poll(self, connector_id: str) -> int:

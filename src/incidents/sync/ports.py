@@ -29,6 +29,10 @@ class Ticket:
     # Ticket fields whose value has no counterpart here (a person the vendor will not
     # name by email), with why; ``fields`` holds the vendor's raw value for them.
     unmapped: Mapping[str, str] = field(default_factory=dict)
+    # The latest time someone else added or edited a comment, where the vendor tells
+    # it with the ticket (0 otherwise): a poll finds comment changes by it, as they
+    # leave the version alone.
+    comments_us: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +43,13 @@ class Comment:
     author: str | None
     text: str
     created_us: int
+    # When it was last edited; equal to (or, where the vendor cannot edit, before)
+    # created_us for a comment never edited.
+    updated_us: int = 0
+
+    @property
+    def edited(self) -> bool:
+        return self.updated_us > self.created_us
 
 
 class FieldsUnwritable(RuntimeError):

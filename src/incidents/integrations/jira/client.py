@@ -20,7 +20,7 @@ from incidents.integrations.vendor_people import PersonUnmapped, VendorPeople
 from incidents.sync.ports import Comment, FieldsUnwritable, Ticket, TransitionUnavailable
 
 LABEL_PREFIX = "incidents-"
-_FIELDS = "summary,description,priority,status,assignee,labels,updated"
+_FIELDS = "summary,description,priority,status,assignee,labels,updated,comment"
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +163,7 @@ class JiraClient:
         priority = fields.get("priority") or {}
         status = fields.get("status") or {}
         assignee, unmapped = self._assignee(fields.get("assignee"))
+        comments = (fields.get("comment") or {}).get("comments") or []
         flat = {
             "summary": fields.get("summary"),
             "description": from_adf(fields.get("description")) or None,
@@ -180,6 +181,21 @@ class JiraClient:
             correlation=correlation,
             url=f"{self.base_url}/browse/{key}",
             unmapped={"assignee": unmapped} if unmapped else {},
+            comments_us=self._comments_us(comments),
+        )
+
+    def _comments_us(self, comments: Sequence[Mapping[str, Any]]) -> int:
+        """When someone other than us last added or edited a comment (0: never)."""
+        if not comments:
+            return 0
+        mine = self.account_id()
+        return max(
+            (
+                max(parse_jira_time(c.get("created")), parse_jira_time(c.get("updated")))
+                for c in comments
+                if (c.get("author") or {}).get("accountId") != mine
+            ),
+            default=0,
         )
 
     def _search(self, jql: str) -> list[Ticket]:
@@ -308,6 +324,7 @@ class JiraClient:
                     author,
                     from_adf(item.get("body")),
                     parse_jira_time(item.get("created")),
+                    parse_jira_time(item.get("updated")),
                 )
             )
         return out
