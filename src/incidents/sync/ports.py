@@ -229,4 +229,13 @@ class SyncStore(Protocol):
         self, connector: str, cursor_us: int | None, now_us: int, error: str | None
     ) -> None: ...
 
+    def take_poll_lease(self, connector: str, holder: str, now_us: int, until_us: int) -> bool:
+        """Take or renew the connector's poll lease for ``holder`` until ``until_us``;
+        False while another holder's lease has not expired."""
+        ...
+
+    def release_poll_lease(self, connector: str, holder: str) -> None:
+        """Let the lease go (a stopping process), so another takes it at once."""
+        ...
+
     def status(self, connector: str) -> ConnectorStatus: ...
