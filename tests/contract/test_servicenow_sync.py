@@ -515,3 +515,14 @@ def test_servicenow_user_without_an_email_is_queued_not_guessed(
     drain(synced)
     assert ticket_of(snow, incident_id)["assigned_to"] == ""  # ours: nobody assigned
     assert engine_of(synced).store.conflicts(open_only=True) == []
+
+
+def test_per_incident_locks_do_not_accumulate(synced: Container, snow: FakeServiceNow) -> None:
+    ids = [declare(synced, f"Incident {n}") for n in range(12)]
+    drain(synced)
+    for incident_id in ids:
+        snow.edit(str(ticket_of(snow, incident_id)["sys_id"]), short_description="edited")
+    engine_of(synced).poll(SN)
+    engine_of(synced).reconcile(SN, dry_run=False)
+    assert len(engine_of(synced).store.links(SN)) == 12
+    assert engine_of(synced).locks_in_use == 0

@@ -14,9 +14,9 @@ event whose ``push`` lists the fields, which the outbox then delivers.
 from __future__ import annotations
 
 import functools
-import threading
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar, cast
 
@@ -31,6 +31,7 @@ from incidents.policy.model import Decision as PolicyDecision
 from incidents.sync.apply import Applied, ApplyExternal
 from incidents.sync.connector import Connector
 from incidents.sync.decide import Decision, FieldState, Verdict, decide
+from incidents.sync.keyed_locks import KeyedLocks
 from incidents.sync.mapping import FieldMapping
 from incidents.sync.ports import (
     Comment,
@@ -169,8 +170,7 @@ class SyncEngine:
         self.metrics = metrics or SyncMetrics()
         self._tracer = tracer
         self._clock = clock
-        self._locks: dict[tuple[str, str], threading.Lock] = {}
-        self._locks_guard = threading.Lock()
+        self._locks = KeyedLocks()
 
     # --- helpers ---------------------------------------------------------------
 
@@ -180,9 +180,14 @@ class SyncEngine:
         except KeyError:
             raise ConflictError(f"no connector {connector_id!r}") from None
 
-    def _lock(self, connector: str, incident_id: str) -> threading.Lock:
-        with self._locks_guard:
-            return self._locks.setdefault((connector, incident_id), threading.Lock())
+    def _lock(self, connector: str, incident_id: str) -> AbstractContextManager[None]:
+        """Serialises the work on one link within this process."""
+        return self._locks.hold((connector, incident_id))
+
+    @property
+    def locks_in_use(self) -> int:
+        """Links being worked on now (the per-link locks kept)."""
+        return len(self._locks)
 
     def _values(self, connector: Connector, incident_id: str) -> tuple[Incident, Values] | None:
         incident = self.incidents.get(incident_id, None)
