@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 
 from incidents.integrations.jira.adf import from_adf, to_adf
-from incidents.integrations.vendor_http import VendorError, check
+from incidents.integrations.vendor_http import VendorError, VendorHttp
 from incidents.integrations.vendor_people import PersonUnmapped, VendorPeople
 from incidents.sync.ports import Comment, FieldsUnwritable, Ticket, TransitionUnavailable
 
@@ -73,31 +73,34 @@ class JiraClient:
         timeout: float = 10.0,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        self._http = httpx.Client(
-            base_url=base_url,
-            auth=(auth.email, auth.api_token),
-            headers={"Accept": "application/json"},
-            timeout=timeout,
-            transport=transport,
+        self._http = VendorHttp(
+            "Jira",
+            httpx.Client(
+                base_url=base_url,
+                auth=(auth.email, auth.api_token),
+                headers={"Accept": "application/json"},
+                timeout=timeout,
+                transport=transport,
+            ),
+            _explain,
         )
         self.base_url = base_url
         self.project = project
         self.issue_type = issue_type
         # Our own account (comments it wrote are ours, never taken back as notes).
         self._account: str | None = None
-        self.calls: dict[str, int] = {}
         self.people = VendorPeople(self._account_of, self._email_of)
 
     def close(self) -> None:
         self._http.close()
 
+    @property
+    def calls(self) -> dict[str, int]:
+        """Vendor calls made, by method."""
+        return self._http.calls
+
     def _call(self, method: str, path: str, **kw: Any) -> Any:
-        self.calls[method] = self.calls.get(method, 0) + 1
-        try:
-            response = self._http.request(method, path, **kw)
-        except httpx.HTTPError as exc:
-            raise VendorError(f"Jira unreachable: {type(exc).__name__}") from None
-        check(response, "Jira", _explain(response))
+        response = self._http.request(method, path, **kw)
         if response.status_code == 204 or not response.content:
             return None
         return response.json()

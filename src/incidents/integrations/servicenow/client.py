@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from incidents.integrations.vendor_http import VendorError, check
+from incidents.integrations.vendor_http import VendorError, VendorHttp
 from incidents.integrations.vendor_people import PersonUnmapped, VendorPeople
 from incidents.sync.ports import Comment, FieldsUnwritable, Ticket
 
@@ -83,28 +83,29 @@ class ServiceNowClient:
         elif auth.username and auth.password:
             basic = (auth.username, auth.password)
         self.username = auth.username
-        self._http = httpx.Client(
-            base_url=base_url, headers=headers, auth=basic, timeout=timeout, transport=transport
+        self._http = VendorHttp(
+            "ServiceNow",
+            httpx.Client(
+                base_url=base_url, headers=headers, auth=basic, timeout=timeout, transport=transport
+            ),
+            _explain,
         )
         self._path = f"/api/now/table/{table}"
         self._close_code = close_code
         self._close_notes = close_notes
         self.base_url = base_url
-        # Vendor calls made, by method: the benchmark's calls per change.
-        self.calls: dict[str, int] = {}
         self.people = VendorPeople(self._user_of, self._email_of)
 
     def close(self) -> None:
         self._http.close()
 
+    @property
+    def calls(self) -> dict[str, int]:
+        """Vendor calls made, by method: the benchmark's calls per change."""
+        return self._http.calls
+
     def _call(self, method: str, path: str, **kw: Any) -> Any:
-        self.calls[method] = self.calls.get(method, 0) + 1
-        try:
-            response = self._http.request(method, path, **kw)
-        except httpx.HTTPError as exc:
-            raise VendorError(f"ServiceNow unreachable: {type(exc).__name__}") from None
-        check(response, "ServiceNow", _explain(response))
-        body = response.json()
+        body = self._http.request(method, path, **kw).json()
         if not isinstance(body, dict) or "result" not in body:
             raise VendorError("ServiceNow answered without a result")
         return body["result"]
