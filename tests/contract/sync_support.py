@@ -60,6 +60,11 @@ def pending(container: Container, destination: str) -> int:
     return store.counts_for(destination)["pending"]
 
 
+def dead(container: Container, destination: str) -> int:
+    store = OutboxStore(container.engine, container.backend, 60.0)
+    return store.counts_for(destination)["dead"]
+
+
 def declare(container: Container, title: str = "Checkout down", **kw: Any) -> str:
     kw.setdefault("severity", "SEV-2")
     result = container.incidents.execute(Declare(title=title, actor="alice@example.com", **kw))

@@ -11,10 +11,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from incidents.app import Container, create_app
-from incidents.incident.commands import AddNote, ChangeStatus, Update
+from incidents.incident.commands import AddNote, Assign, ChangeStatus, Update
 from incidents.incident.lifecycle import Status
+from incidents.integrations.jira.client import parse_jira_time
 from incidents.integrations.jira.signature import sign
-from tests.contract.sync_support import declare, drain, sync_container
+from tests.contract.sync_support import dead, declare, drain, pending, sync_container
 from tests.fakes.jira import BOT, FakeJira
 
 ALICE = "alice@example.com"
@@ -225,3 +226,247 @@ def test_jira_rate_limit_is_honoured_and_unlinked_webhooks_are_ignored(
         http, {"webhookEvent": "jira:issue_updated", "issue": {"key": "OPS-999"}}
     )
     assert unlinked.status_code == 202
+
+
+# A workflow with a review step: In Progress cannot go straight to Done.
+REVIEW_WORKFLOW = {
+    "To Do": [("11", "Start work", "In Progress")],
+    "In Progress": [("21", "Back to do", "To Do"), ("51", "Send to review", "In Review")],
+    "In Review": [("31", "Approve", "Done"), ("61", "Rework", "In Progress")],
+    "Done": [("41", "Reopen", "In Progress")],
+}
+
+
+def _resolve_with_title_into_review_workflow(
+    container: Container, jira: FakeJira
+) -> tuple[str, str]:
+    jira.workflow = {status: list(moves) for status, moves in REVIEW_WORKFLOW.items()}
+    incident_id = declare(container)
+    drain(container)
+    key = issue_of(jira, incident_id)["key"]
+    container.incidents.execute(Update(incident_id, ALICE, None, changes={"title": "DB failover"}))
+    container.incidents.execute(ChangeStatus(incident_id, ALICE, None, target=Status.RESOLVED))
+    drain(container)
+    return incident_id, key
+
+
+def test_status_the_workflow_cannot_reach_is_queued_not_retried(
+    synced: tuple[Container, TestClient], jira: FakeJira
+) -> None:
+    container, _http = synced
+    incident_id, key = _resolve_with_title_into_review_workflow(container, jira)
+    fields = jira.issues[key]["fields"]
+    assert fields["summary"] == "DB failover"  # the other pushed field landed
+    assert fields["status"] == {"name": "In Progress"}
+    assert pending(container, JIRA) == 0 and dead(container, JIRA) == 0
+    assert container.sync is not None
+    conflicts = container.sync.store.conflicts(open_only=True)
+    assert [(c.field, c.ours, c.theirs) for c in conflicts] == [("status", "Done", "In Progress")]
+    assert "In Review" in conflicts[0].reason
+    # Held while queued: later deliveries neither retry the move nor fail.
+    writes = jira.writes()
+    container.incidents.execute(AddNote(incident_id, ALICE, None, text="waiting on review"))
+    drain(container)
+    assert jira.writes() == writes + 1  # the comment only
+    assert pending(container, JIRA) == 0 and dead(container, JIRA) == 0
+
+    container.sync.resolve(conflicts[0].id, "theirs", None, ALICE)
+    drain(container)
+    incident = container.incidents.get(incident_id, None)
+    assert incident is not None and incident.status == "open"
+    assert jira.issues[key]["fields"]["status"] == {"name": "In Progress"}
+    assert container.sync.store.conflicts(open_only=True) == []
+    assert pending(container, JIRA) == 0 and dead(container, JIRA) == 0
+
+
+def test_unreachable_status_resolved_with_a_value_once_the_workflow_allows_it(
+    synced: tuple[Container, TestClient], jira: FakeJira
+) -> None:
+    container, _http = synced
+    incident_id, key = _resolve_with_title_into_review_workflow(container, jira)
+    assert container.sync is not None
+    (conflict,) = container.sync.store.conflicts(open_only=True)
+    jira.workflow["In Progress"].append(("31", "Finish", "Done"))  # an admin fixes it
+    container.sync.resolve(conflict.id, "value", "closed", ALICE)
+    drain(container)
+    incident = container.incidents.get(incident_id, None)
+    assert incident is not None and incident.status == "closed"
+    assert jira.issues[key]["fields"]["status"] == {"name": "Done"}
+    assert container.sync.store.conflicts(open_only=True) == []
+    assert pending(container, JIRA) == 0 and dead(container, JIRA) == 0
+
+
+def test_new_issue_whose_workflow_cannot_reach_the_status_is_linked_once_and_queued(
+    synced: tuple[Container, TestClient], jira: FakeJira
+) -> None:
+    container, _http = synced
+    jira.workflow = {"To Do": [("71", "Triage", "Triage")], "Triage": []}
+    incident_id = declare(container)
+    drain(container)
+    drain(container)
+    issue = issue_of(jira, incident_id)  # exactly one issue, linked
+    assert container.sync is not None
+    link = container.sync.store.link(JIRA, incident_id)
+    assert link is not None and link.external_id == issue["key"]
+    conflicts = container.sync.store.conflicts(open_only=True)
+    assert [(c.field, c.ours, c.theirs) for c in conflicts] == [("status", "In Progress", "To Do")]
+    assert "Triage" in conflicts[0].reason
+    assert pending(container, JIRA) == 0 and dead(container, JIRA) == 0
+
+
+def test_assignee_goes_out_as_the_account_id_and_comes_back_as_our_email(
+    synced: tuple[Container, TestClient], jira: FakeJira
+) -> None:
+    container, http = synced
+    dana = jira.add_user("dana@example.com", "Dana Ortiz")
+    erin = jira.add_user("erin@example.com", "Erin Vance")
+    incident_id = declare(container)
+    container.incidents.execute(Assign(incident_id, ALICE, None, add=("dana@example.com",)))
+    drain(container)
+    key = issue_of(jira, incident_id)["key"]
+    assert jira.issues[key]["fields"]["assignee"]["accountId"] == dana
+    history = jira.edit(key, assignee=erin)  # an operator reassigns in Jira
+    writes = jira.writes()
+    payload = {
+        "webhookEvent": "jira:issue_updated",
+        "issue": {"key": key},
+        "changelog": {"id": str(history)},
+    }
+    answer = deliver_webhook(http, payload)
+    assert answer.status_code == 200 and answer.json()["pulled"] == ["assignee"]
+    drain(container)
+    incident = container.incidents.get(incident_id, None)
+    assert incident is not None and incident.assignees == ["erin@example.com"]
+    assert jira.writes() == writes  # no echo write
+
+
+def test_jira_user_hiding_their_email_or_unknown_to_jira_is_queued(
+    synced: tuple[Container, TestClient], jira: FakeJira
+) -> None:
+    container, _http = synced
+    hidden = jira.add_user("frank@example.com", "Frank Ito", hidden=True)
+    first = declare(container, "API errors")
+    second = declare(container, "Queue backlog")
+    drain(container)
+    key = issue_of(jira, first)["key"]
+    jira.edit(key, assignee=hidden)
+    assert container.sync is not None
+    container.sync.poll(JIRA)
+    incident = container.incidents.get(first, None)
+    assert incident is not None and incident.assignees == []
+    (conflict,) = container.sync.store.conflicts(open_only=True)
+    assert (conflict.incident_id, conflict.field, conflict.theirs) == (first, "assignee", hidden)
+    assert "hides their email" in conflict.reason
+
+    # Outbound: someone Jira shows no user for (even one whose email is hidden).
+    container.incidents.execute(Assign(second, ALICE, None, add=("frank@example.com",)))
+    container.incidents.execute(Update(second, ALICE, None, changes={"title": "Queue stuck"}))
+    drain(container)
+    fields = issue_of(jira, second)["fields"]
+    assert fields["summary"] == "Queue stuck" and fields["assignee"] is None
+    assert pending(container, JIRA) == 0 and dead(container, JIRA) == 0
+    queued = [c for c in container.sync.store.conflicts(open_only=True) if c.incident_id == second]
+    assert [(c.field, c.ours) for c in queued] == [("assignee", "frank@example.com")]
+    assert "no Jira user shows the email" in queued[0].reason
+
+
+def test_fake_jira_refuses_an_unknown_account_as_assignee(jira: FakeJira) -> None:
+    import httpx
+
+    body = {
+        "fields": {
+            "project": {"key": "OPS"},
+            "summary": "x",
+            "issuetype": {"name": "Task"},
+            "assignee": {"accountId": "557058:nobody"},
+        }
+    }
+    answer = httpx.post(f"{jira.url}/rest/api/3/issue", json=body, auth=(jira.email, jira.token))
+    assert answer.status_code == 400 and "assignee" in answer.json()["errors"]
+
+
+def _connector_notes(container: Container, incident_id: str) -> list[str]:
+    return [
+        str(json.loads(row.body)["data"]["text"])
+        for row in container.reader.in_position_order(10**12)
+        if row.incident_id == incident_id
+        and row.type == "im.note.add"
+        and row.actor == f"connector:{JIRA}"
+    ]
+
+
+def _driven_clock(jira: FakeJira) -> list[float]:
+    now = [1_800_000_000.0]
+    jira.clock = lambda: now[0]
+    return now
+
+
+def test_edited_comment_arrives_by_signed_webhook_once(
+    synced: tuple[Container, TestClient], jira: FakeJira
+) -> None:
+    container, http = synced
+    now = _driven_clock(jira)
+    incident_id = declare(container)
+    container.incidents.execute(AddNote(incident_id, ALICE, None, text="from us"))
+    drain(container)
+    key = issue_of(jira, incident_id)["key"]
+    ours = jira.comments[key][0]["id"]
+    comment_id = jira.comment(key, "customer reports recovery")
+    created = {
+        "webhookEvent": "comment_created",
+        "issue": {"key": key},
+        "comment": {"id": comment_id},
+    }
+    assert deliver_webhook(http, created).status_code == 200
+    now[0] += 90
+    jira.edit_comment(key, comment_id, "customer reports partial recovery")
+    jira.edit_comment(key, ours, "from us (edited in Jira)")  # ours: never taken back
+    edited = {
+        "webhookEvent": "comment_updated",
+        "issue": {"key": key},
+        "comment": {"id": comment_id},
+    }
+    assert deliver_webhook(http, edited).status_code == 200
+    assert deliver_webhook(http, edited).status_code == 200  # a redelivery
+    assert _connector_notes(container, incident_id) == [
+        "customer reports recovery",
+        f"(edits ticket comment {comment_id}, noted earlier) customer reports partial recovery",
+    ]
+    stamp = parse_jira_time(jira.comments[key][1]["updated"])
+    ids = [
+        r.event_id
+        for r in container.reader.in_position_order(10**12)
+        if r.incident_id == incident_id and r.type == "im.jira.sync"
+    ]
+    assert f"{JIRA}:{key}:comment:{comment_id}:{stamp}" in ids
+    comments = len(jira.comments[key])
+    drain(container)
+    assert len(jira.comments[key]) == comments  # the edit note is not echoed to Jira
+
+
+def test_edited_comment_arrives_by_polling_once(
+    synced: tuple[Container, TestClient], jira: FakeJira
+) -> None:
+    container, _http = synced
+    now = _driven_clock(jira)
+    incident_id = declare(container)
+    drain(container)
+    key = issue_of(jira, incident_id)["key"]
+    comment_id = jira.comment(key, "rollback started")  # no webhook arrives
+    assert container.sync is not None
+    container.sync.poll(JIRA)
+    container.sync.poll(JIRA)
+    assert _connector_notes(container, incident_id) == ["rollback started"]
+    now[0] += 90
+    jira.edit_comment(key, comment_id, "rollback finished")
+    container.sync.poll(JIRA)
+    container.sync.poll(JIRA)
+    assert _connector_notes(container, incident_id) == [
+        "rollback started",
+        f"(edits ticket comment {comment_id}, noted earlier) rollback finished",
+    ]
+    now[0] += 90
+    jira.edit_comment(key, comment_id, "rollback finished at 10:42")
+    container.sync.poll(JIRA)
+    assert _connector_notes(container, incident_id)[-1].endswith("rollback finished at 10:42")
+    assert len(_connector_notes(container, incident_id)) == 3

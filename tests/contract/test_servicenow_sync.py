@@ -11,9 +11,10 @@ import pytest
 from incidents.app import Container
 from incidents.incident.commands import AddNote, Assign, ChangeStatus, Escalate, Update
 from incidents.incident.lifecycle import Status
-from incidents.sync.engine import SyncEngine
+from incidents.sync.engine import ConflictError, SyncEngine
 from tests.contract.sync_support import (
     SN,
+    dead,
     declare,
     drain,
     pending,
@@ -36,10 +37,7 @@ def snow() -> Iterator[FakeServiceNow]:
 
 @pytest.fixture
 def synced(database_url: str, snow: FakeServiceNow) -> Iterator[Container]:
-    # The assignee is mapped by configuration (ids here are ServiceNow user names).
-    mappings = {"assignee": {"external_field": "assigned_to"}}
-    entry = sn_entry(snow.url, field_mappings=mappings)
-    container = sync_container(database_url, {"servicenow": [entry]})
+    container = sync_container(database_url, {"servicenow": [sn_entry(snow.url)]})
     try:
         yield container
     finally:
@@ -116,17 +114,18 @@ def test_a_killed_relay_retrying_never_creates_a_second_ticket(
 def test_changes_flow_out_through_the_outbox(synced: Container, snow: FakeServiceNow) -> None:
     incident_id = declare(synced, severity="SEV-3")
     drain(synced)
+    bob = snow.add_user("bob.jones", "bob@example.com")
     writes_before = snow.writes()
     run = synced.incidents.execute
     run(Update(incident_id, ALICE, None, changes={"title": "Checkout degraded"}))
     run(Escalate(incident_id, ALICE, None, severity="SEV-1"))
-    run(Assign(incident_id, ALICE, None, add=("bob.jones",)))
+    run(Assign(incident_id, ALICE, None, add=("bob@example.com",)))
     run(AddNote(incident_id, ALICE, None, text="rolled back 4.2"))
     drain(synced)
     record = ticket_of(snow, incident_id)
     assert record["short_description"] == "Checkout degraded"
     assert (record["impact"], record["urgency"]) == ("1", "1")
-    assert record["assigned_to"] == "bob.jones"
+    assert record["assigned_to"] == bob  # the sys_user reference
     assert [n["value"] for n in snow.journal[str(record["sys_id"])]] == ["rolled back 4.2"]
     # One batch: one write for the field group, one for the note.
     assert snow.writes() - writes_before == 2
@@ -449,3 +448,82 @@ def test_a_worker_delivers_connector_rows_when_servers_do_not(
     finally:
         worker.close()
         server.close()
+
+
+def test_operator_reassigning_in_servicenow_comes_back_as_our_email(
+    synced: Container, snow: FakeServiceNow
+) -> None:
+    bob = snow.add_user("bob.jones", "Bob@Example.com")
+    carol = snow.add_user("carol.ng", "carol@example.com")
+    incident_id = declare(synced)
+    synced.incidents.execute(Assign(incident_id, ALICE, None, add=("bob@example.com",)))
+    drain(synced)
+    sys_id = str(ticket_of(snow, incident_id)["sys_id"])
+    assert ticket_of(snow, incident_id)["assigned_to"] == bob
+    recorded = all_types(synced, incident_id)
+    engine_of(synced).poll(SN)  # our own assignment read back: no event
+    assert all_types(synced, incident_id) == recorded
+    snow.edit(sys_id, assigned_to=carol)
+    writes_before = snow.writes()
+    engine_of(synced).poll(SN)
+    drain(synced)
+    incident = synced.incidents.get(incident_id, None)
+    assert incident is not None and incident.assignees == ["carol@example.com"]
+    assigns = [
+        r
+        for r in synced.reader.in_position_order(10**12)
+        if r.incident_id == incident_id and r.type == "im.incident.assign"
+    ]
+    assert [a.actor for a in assigns] == [ALICE, f"connector:{SN}"]
+    assert snow.writes() == writes_before  # nothing echoed back
+
+
+def test_assigning_someone_servicenow_does_not_know_is_queued(
+    synced: Container, snow: FakeServiceNow
+) -> None:
+    incident_id = declare(synced)
+    drain(synced)
+    run = synced.incidents.execute
+    run(Update(incident_id, ALICE, None, changes={"title": "Checkout degraded"}))
+    run(Assign(incident_id, ALICE, None, add=("nobody@example.com",)))
+    drain(synced)
+    record = ticket_of(snow, incident_id)
+    assert record["short_description"] == "Checkout degraded"  # the rest landed
+    assert record["assigned_to"] == ""
+    assert pending(synced, SN) == 0 and dead(synced, SN) == 0
+    conflicts = engine_of(synced).store.conflicts(open_only=True)
+    assert [(c.field, c.ours) for c in conflicts] == [("assignee", "nobody@example.com")]
+    assert "no ServiceNow user" in conflicts[0].reason
+
+
+def test_servicenow_user_without_an_email_is_queued_not_guessed(
+    synced: Container, snow: FakeServiceNow
+) -> None:
+    batch = snow.add_user("svc.batch")  # an account with no email
+    incident_id = declare(synced)
+    drain(synced)
+    sys_id = str(ticket_of(snow, incident_id)["sys_id"])
+    snow.edit(sys_id, assigned_to=batch)
+    engine_of(synced).poll(SN)
+    incident = synced.incidents.get(incident_id, None)
+    assert incident is not None and incident.assignees == []
+    conflicts = engine_of(synced).store.conflicts(open_only=True)
+    assert [(c.field, c.theirs) for c in conflicts] == [("assignee", batch)]
+    assert "svc.batch" in conflicts[0].reason and "no email" in conflicts[0].reason
+    with pytest.raises(ConflictError, match="cannot be taken"):
+        engine_of(synced).resolve(conflicts[0].id, "theirs", None, ALICE)
+    engine_of(synced).resolve(conflicts[0].id, "ours", None, ALICE)
+    drain(synced)
+    assert ticket_of(snow, incident_id)["assigned_to"] == ""  # ours: nobody assigned
+    assert engine_of(synced).store.conflicts(open_only=True) == []
+
+
+def test_per_incident_locks_do_not_accumulate(synced: Container, snow: FakeServiceNow) -> None:
+    ids = [declare(synced, f"Incident {n}") for n in range(12)]
+    drain(synced)
+    for incident_id in ids:
+        snow.edit(str(ticket_of(snow, incident_id)["sys_id"]), short_description="edited")
+    engine_of(synced).poll(SN)
+    engine_of(synced).reconcile(SN, dry_run=False)
+    assert len(engine_of(synced).store.links(SN)) == 12
+    assert engine_of(synced).locks_in_use == 0

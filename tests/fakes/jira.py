@@ -4,9 +4,15 @@ Basic auth with an email and API token (401 otherwise); issues with ADF descript
 (a plain string is refused with 400, as v3 does); ``status`` cannot be set by an edit
 (400: it is not on the screen); transitions per workflow (To Do -> In Progress ->
 Done, Done -> In Progress), a transition not available from the current status is
-refused (400); a changelog history (with a growing id) per edit; ADF comments; JQL
+refused (400), and a test may give the project another ``workflow``; a changelog
+history (with a growing id) per edit; ADF comments; JQL
 search at ``/rest/api/3/search/jql`` for ``project``, ``labels = "x"``, ``labels is
 not EMPTY`` and ``updated >= "yyyy-MM-dd HH:mm"``, with ``nextPageToken`` paging;
+comments carry ``created`` and ``updated`` (an edit moves the comment's and the
+issue's ``updated``, not the changelog), also as the issue's ``comment`` field;
+users (``/rest/api/3/user/search?query=`` matching the start of the display name or
+email, ``/rest/api/3/user?accountId=``; ``emailAddress`` left out when the profile
+hides it), an assignee given by ``accountId`` that must name a user (400 otherwise);
 429 with Retry-After when told to rate-limit.
 """
 
@@ -30,6 +36,7 @@ WORKFLOW = {
 }
 PRIORITIES = {"Highest", "High", "Medium", "Low", "Lowest"}
 BOT = "5b10ac8d82e05b22cc7d4ef5"
+NO_USER = "Specified user does not exist or you do not have required permissions"
 
 
 def _stamp(seconds: float) -> str:
@@ -55,6 +62,8 @@ class FakeJira:
         self.token = token
         self.issues: dict[str, dict[str, Any]] = {}
         self.comments: dict[str, list[dict[str, Any]]] = {}
+        # accountId -> (email, display name, whether the profile hides the email).
+        self.users: dict[str, tuple[str, str, bool]] = {BOT: (email, "Incidents bot", False)}
         self.lock = threading.Lock()
         self.counter = 0
         self.history_id = 10000
@@ -63,6 +72,10 @@ class FakeJira:
         self.rate_limited = 0
         self.retry_after = "1"
         self.clock: Callable[[], float] = time.time
+        # The project's workflow: status -> (transition id, name, target status).
+        self.workflow: dict[str, list[tuple[str, str, str]]] = {
+            status: list(moves) for status, moves in WORKFLOW.items()
+        }
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
@@ -86,6 +99,26 @@ class FakeJira:
     def by_label(self, label: str) -> list[dict[str, Any]]:
         with self.lock:
             return [i for i in self.issues.values() if label in i["fields"]["labels"]]
+
+    def add_user(self, email: str, name: str, *, hidden: bool = False) -> str:
+        """A Jira account; ``hidden`` as when the profile shows the email to nobody."""
+        with self.lock:
+            account = f"557058:{len(self.users):08x}-0000-4000-8000-{len(self.users):012x}"
+            self.users[account] = (email, name, hidden)
+            return account
+
+    def user(self, account: str) -> dict[str, Any]:
+        """A user as the REST API shows it to another account."""
+        email, name, hidden = self.users[account]
+        out: dict[str, Any] = {
+            "accountId": account,
+            "accountType": "atlassian",
+            "displayName": name,
+            "active": True,
+        }
+        if not hidden:
+            out["emailAddress"] = email
+        return out
 
     # --- a person working in Jira -------------------------------------------------
 
@@ -124,6 +157,9 @@ class FakeJira:
                 value = adf(value)
             if name == "priority" and isinstance(value, str):
                 value = {"name": value}
+            if name == "assignee" and value is not None:
+                account = value if isinstance(value, str) else value["accountId"]
+                value = self.user(account)
             if issue["fields"].get(name) != value:
                 issue["fields"][name] = value
                 items.append({"field": name})
@@ -135,16 +171,30 @@ class FakeJira:
 
     def _comment(self, key: str, body: Any, account: str) -> str:
         self.comment_id += 1
+        now = _stamp(self.clock())
         self.comments.setdefault(key, []).append(
             {
                 "id": str(self.comment_id),
                 "author": {"accountId": account},
+                "updateAuthor": {"accountId": account},
                 "body": body,
-                "created": _stamp(self.clock()),
+                "created": now,
+                "updated": now,
             }
         )
-        self.issues[key]["fields"]["updated"] = _stamp(self.clock())
+        self.issues[key]["fields"]["updated"] = now
         return str(self.comment_id)
+
+    def edit_comment(
+        self, key: str, comment_id: str, text: str, account: str = "operator-557058"
+    ) -> None:
+        """Edit a comment as a person does in Jira (its author or an admin): the
+        comment's ``updated`` and the issue's ``updated`` move, the version does not."""
+        with self.lock:
+            comment = next(c for c in self.comments[key] if c["id"] == comment_id)
+            now = _stamp(self.clock())
+            comment.update(body=adf(text), updated=now, updateAuthor={"accountId": account})
+            self.issues[key]["fields"]["updated"] = now
 
     def _check_fields(self, fields: dict[str, Any]) -> dict[str, str]:
         errors = {}
@@ -163,12 +213,26 @@ class FakeJira:
             not isinstance(priority, dict) or priority.get("name") not in PRIORITIES
         ):
             errors["priority"] = "Specify the Priority (name) in the string format"
+        if "assignee" in fields and fields["assignee"] is not None:
+            assignee = fields["assignee"]
+            account = assignee.get("accountId") if isinstance(assignee, dict) else None
+            if account not in self.users:
+                errors["assignee"] = f"User '{account}' cannot be assigned issues."
         if "summary" in fields and not fields["summary"]:
             errors["summary"] = "You must specify a summary of the issue."
         return errors
 
-    def _public(self, issue: dict[str, Any], expand: bool) -> dict[str, Any]:
+    def _public(self, issue: dict[str, Any], query: dict[str, str]) -> dict[str, Any]:
+        expand = "changelog" in query.get("expand", "")
         out = {"id": issue["id"], "key": issue["key"], "fields": dict(issue["fields"])}
+        if "comment" in query.get("fields", "comment").split(","):
+            comments = list(self.comments.get(issue["key"], []))
+            out["fields"]["comment"] = {
+                "comments": comments,
+                "maxResults": len(comments),
+                "total": len(comments),
+                "startAt": 0,
+            }
         if expand:
             out["changelog"] = {
                 "histories": list(issue["changelog"]),
@@ -260,6 +324,28 @@ class FakeJira:
                 if path == "/rest/api/3/myself" and method == "GET":
                     self._send(200, {"accountId": BOT, "emailAddress": fake.email})
                     return
+                if path == "/rest/api/3/user/search" and method == "GET":
+                    needle = query.get("query", "").lower()
+                    if not needle:
+                        self._error(400, ["The query parameter is required."])
+                        return
+                    found = [
+                        fake.user(account)
+                        for account, (email, name, _hidden) in fake.users.items()
+                        if email.lower().startswith(needle) or name.lower().startswith(needle)
+                    ]
+                    self._send(200, found)
+                    return
+                if path == "/rest/api/3/user" and method == "GET":
+                    account = query.get("accountId", "")
+                    if account not in fake.users:
+                        self._error(
+                            404,
+                            [NO_USER],
+                        )
+                        return
+                    self._send(200, fake.user(account))
+                    return
                 if path == "/rest/api/3/search/jql" and method == "GET":
                     try:
                         rows = fake._search(query.get("jql", ""))
@@ -271,9 +357,7 @@ class FakeJira:
                     page = rows[start : start + size]
                     more = start + size < len(rows)
                     answer: dict[str, Any] = {
-                        "issues": [
-                            fake._public(r, "changelog" in query.get("expand", "")) for r in page
-                        ],
+                        "issues": [fake._public(r, query) for r in page],
                         "isLast": not more,
                     }
                     if more:
@@ -303,7 +387,11 @@ class FakeJira:
                             "description": fields.get("description"),
                             "priority": fields.get("priority") or {"name": "Medium"},
                             "status": {"name": "To Do"},
-                            "assignee": fields.get("assignee"),
+                            "assignee": (
+                                fake.user(fields["assignee"]["accountId"])
+                                if fields.get("assignee")
+                                else None
+                            ),
                             "labels": list(fields.get("labels") or []),
                             "project": fields["project"],
                             "updated": _stamp(fake.clock()),
@@ -331,7 +419,7 @@ class FakeJira:
                 issue = fake.issues[m[1]]
                 sub = m[2]
                 if sub is None and method == "GET":
-                    self._send(200, fake._public(issue, "changelog" in query.get("expand", "")))
+                    self._send(200, fake._public(issue, query))
                 elif sub is None and method == "PUT":
                     fields = body.get("fields") if isinstance(body, dict) else None
                     if not isinstance(fields, dict):
@@ -350,14 +438,14 @@ class FakeJira:
                         {
                             "transitions": [
                                 {"id": tid, "name": name, "to": {"name": to}}
-                                for tid, name, to in WORKFLOW[current]
+                                for tid, name, to in fake.workflow.get(current, [])
                             ]
                         },
                     )
                 elif sub == "/transitions" and method == "POST":
                     wanted = ((body or {}).get("transition") or {}).get("id")
                     current = issue["fields"]["status"]["name"]
-                    match = [to for tid, _n, to in WORKFLOW[current] if tid == wanted]
+                    match = [to for tid, _n, to in fake.workflow.get(current, []) if tid == wanted]
                     if not match:
                         self._error(400, [f"Transition id '{wanted}' is not valid for this issue."])
                         return

@@ -4,9 +4,12 @@ Follows the documented ``/api/now/table/incident`` behaviour: basic auth (401 wi
 the ``{"error": {...}, "status": "failure"}`` envelope), ``{"result": ...}`` answers,
 ``sys_id``/``number``/``sys_mod_count``/``sys_updated_on`` (seconds, UTC), encoded
 queries (``a=b^cISNOTEMPTY^sys_updated_on>=...^ORDERBYx``), paging by
-``sysparm_offset``, a data policy that refuses a resolve (state 6 or 7) without
-``close_code`` and ``close_notes`` (403), 404 for an unknown record, work notes as a
-journal, and 429 with Retry-After when told to rate-limit.
+``sysparm_offset``, ``sys_user`` records (``GET /api/now/table/sys_user`` by encoded
+query with ``sysparm_fields``, ``GET .../sys_user/{sys_id}``) with ``assigned_to`` a
+reference answered as ``{"link": ..., "value": sys_id}``, a data policy that refuses a
+resolve (state 6 or 7) without ``close_code`` and ``close_notes`` (403), 404 for an
+unknown record, work notes as a journal, and 429 with Retry-After when told to
+rate-limit.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 TABLE = "/api/now/table/incident"
+USERS = "/api/now/table/sys_user"
 JOURNAL = "/api/now/table/sys_journal_field"
 FORMAT = "%Y-%m-%d %H:%M:%S"
 STATES = {"1", "2", "3", "6", "7", "8"}
@@ -41,6 +45,7 @@ class FakeServiceNow:
         self.password = password
         self.records: dict[str, dict[str, Any]] = {}
         self.journal: dict[str, list[dict[str, str]]] = {}
+        self.users: dict[str, dict[str, str]] = {}
         self.lock = threading.Lock()
         self.counter = 10000
         self.requests: list[tuple[str, str]] = []
@@ -82,6 +87,18 @@ class FakeServiceNow:
             if error:
                 raise AssertionError(error)
             return dict(record)
+
+    def add_user(self, user_name: str, email: str = "") -> str:
+        """A sys_user record (an empty email as for accounts without one); its sys_id."""
+        with self.lock:
+            sys_id = uuid.uuid4().hex
+            self.users[sys_id] = {
+                "sys_id": sys_id,
+                "user_name": user_name,
+                "email": email,
+                "name": user_name.replace(".", " ").title(),
+            }
+            return sys_id
 
     def by_correlation(self, correlation: str) -> list[dict[str, Any]]:
         with self.lock:
@@ -160,10 +177,22 @@ class FakeServiceNow:
             return 403, {"error": {"message": "Operation Failed", "detail": error}}
         record["sys_mod_count"] = "0"
         self.records[record["sys_id"]] = record
-        return 201, {"result": dict(record)}
+        return 201, {"result": self._public(record)}
 
-    def _query(self, query: str) -> list[dict[str, Any]]:
-        rows = list(self.records.values())
+    def _public(self, record: dict[str, Any]) -> dict[str, Any]:
+        """A record as the Table API answers it: references as link and value."""
+        out = dict(record)
+        if out.get("assigned_to"):
+            out["assigned_to"] = {
+                "link": f"{self.url}{USERS}/{out['assigned_to']}",
+                "value": out["assigned_to"],
+            }
+        return out
+
+    def _query(
+        self, query: str, table: dict[str, dict[str, Any]] | None = None
+    ) -> list[dict[str, Any]]:
+        rows = list((self.records if table is None else table).values())
         order: str | None = None
         for term in filter(None, query.split("^")):
             if term.startswith("ORDERBY"):
@@ -176,11 +205,12 @@ class FakeServiceNow:
                 rows = [r for r in rows if str(r.get(name, "")) >= value]
             elif "=" in term:
                 name, value = term.split("=", 1)
-                rows = [r for r in rows if str(r.get(name, "")) == value]
+                # String matches ignore case, as on the instance's database.
+                rows = [r for r in rows if str(r.get(name, "")).lower() == value.lower()]
             else:
                 raise ValueError(term)
         if order:
-            rows.sort(key=lambda r: (str(r.get(order, "")), r["number"]))
+            rows.sort(key=lambda r: (str(r.get(order, "")), r.get("number", "")))
         return rows
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
@@ -256,6 +286,9 @@ class FakeServiceNow:
                         ]
                     self._send(200, {"result": entries})
                     return
+                if parts.path.startswith(USERS) and method == "GET":
+                    self._users(parts.path[len(USERS) :].strip("/"), parse_qs(parts.query))
+                    return
                 if not parts.path.startswith(TABLE):
                     self._send(400, {"error": {"message": "Invalid table", "detail": parts.path}})
                     return
@@ -285,7 +318,8 @@ class FakeServiceNow:
                         offset = int(query.get("sysparm_offset", ["0"])[0])
                         limit = int(query.get("sysparm_limit", ["10000"])[0])
                         self._send(
-                            200, {"result": [dict(r) for r in rows[offset : offset + limit]]}
+                            200,
+                            {"result": [fake._public(r) for r in rows[offset : offset + limit]]},
                         )
                         return
                     if method == "POST" and not sys_id:
@@ -310,7 +344,7 @@ class FakeServiceNow:
                         )
                         return
                     if method == "GET":
-                        self._send(200, {"result": dict(record)})
+                        self._send(200, {"result": fake._public(record)})
                         return
                     if method in ("PATCH", "PUT"):
                         error = fake._apply(record, body, user)
@@ -320,9 +354,41 @@ class FakeServiceNow:
                                 403, {"error": {"message": "Operation Failed", "detail": error}}
                             )
                             return
-                        self._send(200, {"result": dict(record)})
+                        self._send(200, {"result": fake._public(record)})
                         return
                 self._send(405, {"error": {"message": "Method not allowed", "detail": method}})
+
+            def _users(self, sys_id: str, query: dict[str, list[str]]) -> None:
+                wanted = query.get("sysparm_fields", [""])[0]
+                fields = [f for f in wanted.split(",") if f]
+
+                def shown(user: dict[str, str]) -> dict[str, str]:
+                    return {k: v for k, v in user.items() if not fields or k in fields}
+
+                with fake.lock:
+                    if sys_id:
+                        user = fake.users.get(sys_id)
+                        if user is None:
+                            self._send(
+                                404,
+                                {
+                                    "error": {
+                                        "message": "No Record found",
+                                        "detail": "Record doesn't exist or ACL restricts the "
+                                        "record retrieval",
+                                    }
+                                },
+                            )
+                            return
+                        self._send(200, {"result": shown(user)})
+                        return
+                    try:
+                        rows = fake._query(query.get("sysparm_query", [""])[0], fake.users)
+                    except ValueError as exc:
+                        self._send(400, {"error": {"message": "Invalid query", "detail": str(exc)}})
+                        return
+                    limit = int(query.get("sysparm_limit", ["10000"])[0])
+                    self._send(200, {"result": [shown(u) for u in rows[:limit]]})
 
             def do_GET(self) -> None:
                 self._handle("GET")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import email.utils
 import time
+from collections.abc import Callable
+from typing import Any
 
 import httpx
 
@@ -52,3 +54,34 @@ def check(response: httpx.Response, vendor: str, explain: str) -> None:
             f"{vendor} rate limit (HTTP {status}): retry after {seconds:g}s", seconds
         )
     raise VendorError(f"{vendor} answered HTTP {status}: {explain}", status)
+
+
+class VendorHttp:
+    """One vendor connection's HTTP calls: counted by method (the benchmark's calls
+    per change), transport errors and non-2xx answers turned into the errors above.
+
+    ``explain`` reads the vendor's own error message out of a failed answer; what a
+    successful answer holds is for the client to unwrap.
+    """
+
+    def __init__(
+        self, vendor: str, http: httpx.Client, explain: Callable[[httpx.Response], str]
+    ) -> None:
+        self.vendor = vendor
+        self._http = http
+        self._explain = explain
+        self.calls: dict[str, int] = {}
+
+    def request(self, method: str, path: str, **kw: Any) -> httpx.Response:
+        """Send one call; raises :class:`VendorError` or :class:`VendorRateLimited`."""
+        self.calls[method] = self.calls.get(method, 0) + 1
+        try:
+            response = self._http.request(method, path, **kw)
+        except httpx.HTTPError as exc:
+            raise VendorError(f"{self.vendor} unreachable: {type(exc).__name__}") from None
+        if not response.is_success:
+            check(response, self.vendor, self._explain(response))
+        return response
+
+    def close(self) -> None:
+        self._http.close()

@@ -378,6 +378,16 @@ sync_polls = Table(
     Column("last_error", String, nullable=True),
 )
 
+# Who polls each connector (revision 0011): one server process at a time holds the
+# lease, renews it while it polls, and another takes it over once it expires.
+sync_poll_leases = Table(
+    "sync_poll_leases",
+    metadata,
+    Column("connector", String, primary_key=True),
+    Column("holder", String, nullable=False),
+    Column("expires_us", BigInteger, nullable=False),
+)
+
 # ChatOps: each incident's channel per chat connector (revision 0010). The chat system
 # holds the channel; this row is how a command in the channel finds its incident and
 # how a redelivered declare finds the channel it created before.

@@ -5,10 +5,17 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, func, insert, select, update
+from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from incidents.store.schema import outbox, sync_conflicts, sync_ledger, sync_links, sync_polls
+from incidents.store.schema import (
+    outbox,
+    sync_conflicts,
+    sync_ledger,
+    sync_links,
+    sync_poll_leases,
+    sync_polls,
+)
 from incidents.sync.ports import Conflict, ConnectorStatus, Link
 
 _l = sync_links.c
@@ -213,6 +220,45 @@ class SqlSyncStore:
             stmt = update(sync_polls).where(sync_polls.c.connector == connector).values(**values)
             if not conn.execute(stmt).rowcount:
                 conn.execute(insert(sync_polls).values(connector=connector, **values))
+
+    def take_poll_lease(self, connector: str, holder: str, now_us: int, until_us: int) -> bool:
+        leases = sync_poll_leases.c
+        # Renew our own lease or take an expired one, in one conditional write: of two
+        # processes racing for it, exactly one sees its row updated.
+        stmt = (
+            update(sync_poll_leases)
+            .where(
+                leases.connector == connector,
+                or_(leases.holder == holder, leases.expires_us <= now_us),
+            )
+            .values(holder=holder, expires_us=until_us)
+        )
+        with self._engine.begin() as conn:
+            if conn.execute(stmt).rowcount:
+                return True
+            held = select(leases.holder).where(leases.connector == connector)
+            if conn.execute(held).first() is not None:
+                return False  # held by another process
+        try:
+            with self._engine.begin() as conn:
+                conn.execute(
+                    insert(sync_poll_leases).values(
+                        connector=connector, holder=holder, expires_us=until_us
+                    )
+                )
+        except IntegrityError:
+            return False  # another process took it first
+        return True
+
+    def release_poll_lease(self, connector: str, holder: str) -> None:
+        leases = sync_poll_leases.c
+        stmt = (
+            update(sync_poll_leases)
+            .where(leases.connector == connector, leases.holder == holder)
+            .values(expires_us=0)
+        )
+        with self._engine.begin() as conn:
+            conn.execute(stmt)
 
     def status(self, connector: str) -> ConnectorStatus:
         with self._engine.connect() as conn:

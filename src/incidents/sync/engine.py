@@ -14,9 +14,9 @@ event whose ``push`` lists the fields, which the outbox then delivers.
 from __future__ import annotations
 
 import functools
-import threading
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar, cast
 
@@ -30,13 +30,27 @@ from incidents.observability.sync_metrics import SyncMetrics
 from incidents.policy.model import Decision as PolicyDecision
 from incidents.sync.apply import Applied, ApplyExternal
 from incidents.sync.connector import Connector
-from incidents.sync.decide import FieldState, Verdict, decide
+from incidents.sync.decide import Decision, FieldState, Verdict, decide
+from incidents.sync.keyed_locks import KeyedLocks
 from incidents.sync.mapping import FieldMapping
-from incidents.sync.ports import Conflict, Link, SyncStore, Ticket, Ticketing
+from incidents.sync.ports import (
+    Comment,
+    Conflict,
+    FieldsUnwritable,
+    Link,
+    SyncStore,
+    Ticket,
+    Ticketing,
+)
 from incidents.sync.render import Values, visible_note, visible_values
 
 # A create recorded this recently may still be in flight in another relay: wait.
 CREATE_IN_FLIGHT_US = 30_000_000
+
+
+def _edit_key(comment: Comment) -> str:
+    """The ledger key of one edit of a ticket comment (its id and edit time)."""
+    return f"comment:{comment.comment_id}:{comment.updated_us}"
 
 
 def ticket_value(raw: object) -> str | None:
@@ -156,8 +170,7 @@ class SyncEngine:
         self.metrics = metrics or SyncMetrics()
         self._tracer = tracer
         self._clock = clock
-        self._locks: dict[tuple[str, str], threading.Lock] = {}
-        self._locks_guard = threading.Lock()
+        self._locks = KeyedLocks()
 
     # --- helpers ---------------------------------------------------------------
 
@@ -167,9 +180,14 @@ class SyncEngine:
         except KeyError:
             raise ConflictError(f"no connector {connector_id!r}") from None
 
-    def _lock(self, connector: str, incident_id: str) -> threading.Lock:
-        with self._locks_guard:
-            return self._locks.setdefault((connector, incident_id), threading.Lock())
+    def _lock(self, connector: str, incident_id: str) -> AbstractContextManager[None]:
+        """Serialises the work on one link within this process."""
+        return self._locks.hold((connector, incident_id))
+
+    @property
+    def locks_in_use(self) -> int:
+        """Links being worked on now (the per-link locks kept)."""
+        return len(self._locks)
 
     def _values(self, connector: Connector, incident_id: str) -> tuple[Incident, Values] | None:
         incident = self.incidents.get(incident_id, None)
@@ -205,6 +223,11 @@ class SyncEngine:
                 return True
 
             verdict = decide(mapping, state, allowed)
+            unmapped = ticket.unmapped.get(mapping.external_field)
+            if unmapped is not None and verdict.verdict is Verdict.PULL:
+                # The ticket's value names nothing here (a person without a known
+                # email): a person decides rather than a guess being applied.
+                verdict = Decision(Verdict.CONFLICT, unmapped)
             plans.append(FieldPlan(mapping, ours, theirs, base, verdict.verdict, verdict.reason))
         return plans
 
@@ -290,6 +313,7 @@ class SyncEngine:
         connector, client = bound.connector, bound.client
         now = self._clock()
         ticket: Ticket | None = None
+        unwritable: FieldsUnwritable | None = None
         if link is None:
             if not self.store.begin_create(connector.id, incident.id, now):
                 raise StaleLink(f"{incident.id}: another relay is creating its ticket")
@@ -310,6 +334,9 @@ class SyncEngine:
             }
             try:
                 ticket = client.create(body, connector.correlation(incident.id))
+            except FieldsUnwritable as exc:
+                # The ticket exists; only the fields it could not take wait for a person.
+                ticket, unwritable = exc.ticket, exc
             except Exception:
                 self.metrics.failures.labels(connector.id, "create").inc()
                 # A create that failed before the vendor saw it may be tried at once.
@@ -329,6 +356,13 @@ class SyncEngine:
             synced_us=self._clock(),
         )
         self.store.save_link(created)
+        if unwritable is not None:
+            for m in connector.mappings:
+                if m.pushes and m.external_field in unwritable.refused:
+                    ours = m.to_external(values.get(m.internal_field))
+                    self._queue_unwritable(
+                        connector, created, m, ours, base.get(m.name), unwritable
+                    )
         return created
 
     def _send_notes(self, bound: Bound, link: Link, notes: Sequence[NoteRef]) -> int:
@@ -415,8 +449,13 @@ class SyncEngine:
         written = link.written_version
         if pushes and may_write:
             changes = {p.mapping.external_field: p.ours for p in pushes}
+            unwritable: FieldsUnwritable | None = None
             try:
                 after = client.update(ticket.external_id, changes)
+            except FieldsUnwritable as exc:
+                # The other fields were written; the refused ones wait in the queue
+                # rather than failing the delivery into retries and a dead letter.
+                after, unwritable = exc.ticket, exc
             except Exception:
                 self.metrics.failures.labels(connector.id, "push").inc()
                 raise
@@ -424,6 +463,10 @@ class SyncEngine:
             outcome.writes += 1
             written = after.version
             for p in pushes:
+                if unwritable is not None and p.mapping.external_field in unwritable.refused:
+                    self._queue_unwritable(connector, link, p.mapping, p.ours, p.base, unwritable)
+                    outcome.conflicts.append(p.mapping.name)
+                    continue
                 base[p.mapping.name] = p.ours
                 outcome.pushed.append(p.mapping.name)
         saved = replace(
@@ -487,6 +530,20 @@ class SyncEngine:
         if stored.id == conflict.id:
             self.metrics.conflicts.labels(connector.id, name).inc()
 
+    def _queue_unwritable(
+        self,
+        connector: Connector,
+        link: Link,
+        mapping: FieldMapping,
+        ours: str | None,
+        base: str | None,
+        error: FieldsUnwritable,
+    ) -> None:
+        reason = error.refused[mapping.external_field]
+        theirs = ticket_value(error.ticket.fields.get(mapping.external_field))
+        plan = FieldPlan(mapping, ours, theirs, base, Verdict.CONFLICT, reason)
+        self._queue(connector, link, mapping.name, plan, reason)
+
     # --- inbound: polling and webhooks ----------------------------------------------
 
     @traced("sync.inbound")
@@ -500,8 +557,10 @@ class SyncEngine:
     ) -> Outcome:
         """Take one changed ticket (from a poll or a webhook) into its incident.
 
-        ``force`` takes it even at a version already seen (a new comment does not
-        change an issue's version)."""
+        ``force`` takes it even at a version already seen (a new or edited comment
+        does not change an issue's version). Comments new at a version already seen,
+        and edits of comments taken before, become notes in events of their own whose
+        id names the comment and its edit time, so a redelivery is a dedupe hit."""
         bound = self.bound(connector_id)
         connector = bound.connector
         link = self.store.link_by_external(connector.id, ticket.external_id)
@@ -510,7 +569,15 @@ class SyncEngine:
             link = self.store.link(connector.id, incident_id)
         if link is None or link.creating:
             return Outcome(linked=False)
-        if ticket.version <= link.seen_version and not force:
+        fresh = ticket.version > link.seen_version
+        # Comment changes leave the version alone; the ticket says when they happened.
+        comments_mark = f"comments:{ticket.external_id}:{ticket.comments_us}"
+        comments_due = (
+            connector.sync_notes
+            and ticket.comments_us > 0
+            and not self.store.ledger_has(connector.id, comments_mark)
+        )
+        if not (fresh or force or comments_due):
             return Outcome()  # already taken (a re-poll, a redelivery, our own echo)
         with self._lock(connector.id, link.incident_id):
             link = self.store.link(connector.id, link.incident_id) or link
@@ -518,21 +585,74 @@ class SyncEngine:
             if found is None:
                 return Outcome(linked=False)
             incident, values = found
-            comments: list[tuple[str, str]] = []
+            new: list[Comment] = []
+            edits: list[Comment] = []
             if connector.sync_notes:
                 for comment in bound.client.comments(ticket.external_id):
                     if not self.store.ledger_has(connector.id, f"comment:{comment.comment_id}"):
-                        comments.append((comment.comment_id, comment.text))
-            return self._sync(
-                bound,
-                link,
-                ticket,
-                incident,
-                values,
-                may_write=False,
-                event_id=event_id,
-                comments=comments,
-            )
+                        new.append(comment)
+                    elif comment.edited and not self.store.ledger_has(
+                        connector.id, _edit_key(comment)
+                    ):
+                        edits.append(comment)
+            outcome = Outcome()
+            if fresh or event_id is not None:
+                outcome = self._sync(
+                    bound,
+                    link,
+                    ticket,
+                    incident,
+                    values,
+                    may_write=False,
+                    event_id=event_id,
+                    comments=[(c.comment_id, c.text) for c in new],
+                )
+                for comment in new:
+                    if comment.edited:  # taken as it reads now: not again as an edit
+                        self.store.ledger_add(connector.id, _edit_key(comment), self._clock())
+            else:
+                edits = new + edits
+            for comment in edits:
+                self._take_comment(connector, link, ticket, comment)
+            if comments_due:
+                self.store.ledger_add(connector.id, comments_mark, self._clock())
+            return outcome
+
+    def _take_comment(
+        self, connector: Connector, link: Link, ticket: Ticket, comment: Comment
+    ) -> None:
+        """Record one comment (new at a version already seen, or an edit of one taken
+        before) as a note, in an event of its own named by the comment and its time."""
+        seen = self.store.ledger_has(connector.id, f"comment:{comment.comment_id}")
+        text = comment.text
+        if seen:
+            text = f"(edits ticket comment {comment.comment_id}, noted earlier) {text}"
+        stamp = max(comment.updated_us, comment.created_us)
+        summary: dict[str, Any] = {
+            "connector": connector.id,
+            "external_id": ticket.external_id,
+            "key": ticket.key,
+            "version": ticket.version,
+            "comment": comment.comment_id,
+            "edits": comment.comment_id if seen else None,
+            "changes": {},
+            "push": [],
+        }
+        command = ApplyExternal(
+            link.incident_id,
+            connector.actor,
+            connector.source,
+            connector.sync_type,
+            f"{connector.id}:{ticket.external_id}:comment:{comment.comment_id}:{stamp}",
+            summary,
+            {},
+            ((comment.comment_id, text),),
+        )
+        self.incidents.submit(command).result()
+        now = self._clock()
+        self.store.ledger_add(connector.id, f"comment:{comment.comment_id}", now)
+        if comment.edited:
+            self.store.ledger_add(connector.id, _edit_key(comment), now)
 
     @traced("sync.poll")
     def poll(self, connector_id: str) -> int:
@@ -604,6 +724,20 @@ class SyncEngine:
                     )
         return drift
 
+    @staticmethod
+    def _check_takeable(bound: Bound, link: Link, mapping: FieldMapping, value: str | None) -> None:
+        """Refuse taking a ticket value that names nobody here (a vendor user id
+        without a known email) as the incident's."""
+        try:
+            ticket = bound.client.get(link.external_id)
+        except Exception as exc:
+            raise ConflictError(f"the ticket could not be read: {exc}") from None
+        why = ticket.unmapped.get(mapping.external_field)
+        if why is not None and ticket_value(ticket.fields.get(mapping.external_field)) == value:
+            raise ConflictError(
+                f"the ticket's value cannot be taken ({why}); choose ours or a value"
+            )
+
     def resolve(self, conflict_id: str, choice: str, value: str | None, by: str) -> Conflict:
         """Settle a queued conflict: ``ours`` (push our value), ``theirs`` (apply the
         ticket's), or ``value`` (apply ``value`` to both)."""
@@ -623,6 +757,8 @@ class SyncEngine:
         if mapping is None or link is None:
             raise ConflictError(f"conflict {conflict_id} names a link or field no longer synced")
         chosen = {"ours": conflict.ours, "theirs": conflict.theirs, "value": value}[choice]
+        if choice == "theirs" and mapping.internal_field == "assignee":
+            self._check_takeable(bound, link, mapping, chosen)
         with self._lock(connector.id, link.incident_id):
             internal = mapping.to_internal(chosen) if choice == "theirs" else chosen
             changes = {} if choice == "ours" else {mapping.internal_field: internal}

@@ -26,6 +26,13 @@ class Ticket:
     # The incident id we stored in the ticket's correlation field, if any.
     correlation: str | None = None
     url: str | None = None
+    # Ticket fields whose value has no counterpart here (a person the vendor will not
+    # name by email), with why; ``fields`` holds the vendor's raw value for them.
+    unmapped: Mapping[str, str] = field(default_factory=dict)
+    # The latest time someone else added or edited a comment, where the vendor tells
+    # it with the ticket (0 otherwise): a poll finds comment changes by it, as they
+    # leave the version alone.
+    comments_us: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +43,49 @@ class Comment:
     author: str | None
     text: str
     created_us: int
+    # When it was last edited; equal to (or, where the vendor cannot edit, before)
+    # created_us for a comment never edited.
+    updated_us: int = 0
+
+    @property
+    def edited(self) -> bool:
+        return self.updated_us > self.created_us
+
+
+class FieldsUnwritable(RuntimeError):
+    """Some changes of a write could not be made; the others were written.
+
+    Not a failure to retry: ``ticket`` is the ticket after the changes that landed,
+    and ``refused`` (ticket field -> why) wait for a person in the conflict queue.
+    """
+
+    def __init__(self, ticket: Ticket, refused: Mapping[str, str]) -> None:
+        super().__init__("; ".join(f"{k}: {v}" for k, v in refused.items()))
+        self.ticket = ticket
+        self.refused = dict(refused)
+
+
+class TransitionUnavailable(FieldsUnwritable):
+    """The vendor's workflow has no transition from the ticket's status to ours."""
+
+    def __init__(
+        self,
+        field: str,
+        value: str,
+        reachable: Sequence[str],
+        ticket: Ticket,
+        also: Mapping[str, str] | None = None,
+    ) -> None:
+        current = ticket.fields.get(field)
+        shown = ", ".join(reachable) or "none"
+        reason = (
+            f"the ticket's workflow has no transition from {current!r} to {value!r}; "
+            f"reachable from {current!r}: {shown}"
+        )
+        super().__init__(ticket, {**(also or {}), field: reason})
+        self.field = field
+        self.value = value
+        self.reachable = tuple(reachable)
 
 
 class Ticketing(Protocol):
@@ -46,13 +96,20 @@ class Ticketing(Protocol):
         ...
 
     def create(self, fields: Mapping[str, Any], correlation: str) -> Ticket:
-        """Open a ticket with ``fields`` (ticket field -> value) and the correlation id."""
+        """Open a ticket with ``fields`` (ticket field -> value) and the correlation id.
+
+        Raises :class:`FieldsUnwritable` when the ticket, once made, lacks some of
+        them (a status the workflow cannot reach, a person the vendor does not know)."""
         ...
 
     def get(self, external_id: str) -> Ticket: ...
 
     def update(self, external_id: str, changes: Mapping[str, Any]) -> Ticket:
-        """Write ``changes`` (ticket field -> value) in one call where the vendor allows."""
+        """Write ``changes`` (ticket field -> value) in one call where the vendor allows.
+
+        Raises :class:`FieldsUnwritable` (the other changes are written) for changes
+        the vendor cannot take: :class:`TransitionUnavailable` for a status the
+        workflow cannot reach, a person it has no user for."""
         ...
 
     def add_note(self, external_id: str, text: str) -> str:
@@ -171,5 +228,14 @@ class SyncStore(Protocol):
     def save_poll(
         self, connector: str, cursor_us: int | None, now_us: int, error: str | None
     ) -> None: ...
+
+    def take_poll_lease(self, connector: str, holder: str, now_us: int, until_us: int) -> bool:
+        """Take or renew the connector's poll lease for ``holder`` until ``until_us``;
+        False while another holder's lease has not expired."""
+        ...
+
+    def release_poll_lease(self, connector: str, holder: str) -> None:
+        """Let the lease go (a stopping process), so another takes it at once."""
+        ...
 
     def status(self, connector: str) -> ConnectorStatus: ...

@@ -15,11 +15,12 @@ from typing import Any
 import httpx
 
 from incidents.integrations.jira.adf import from_adf, to_adf
-from incidents.integrations.vendor_http import VendorError, check
-from incidents.sync.ports import Comment, Ticket
+from incidents.integrations.vendor_http import VendorError, VendorHttp
+from incidents.integrations.vendor_people import PersonUnmapped, VendorPeople
+from incidents.sync.ports import Comment, FieldsUnwritable, Ticket, TransitionUnavailable
 
 LABEL_PREFIX = "incidents-"
-_FIELDS = "summary,description,priority,status,assignee,labels,updated"
+_FIELDS = "summary,description,priority,status,assignee,labels,updated,comment"
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,30 +73,34 @@ class JiraClient:
         timeout: float = 10.0,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        self._http = httpx.Client(
-            base_url=base_url,
-            auth=(auth.email, auth.api_token),
-            headers={"Accept": "application/json"},
-            timeout=timeout,
-            transport=transport,
+        self._http = VendorHttp(
+            "Jira",
+            httpx.Client(
+                base_url=base_url,
+                auth=(auth.email, auth.api_token),
+                headers={"Accept": "application/json"},
+                timeout=timeout,
+                transport=transport,
+            ),
+            _explain,
         )
         self.base_url = base_url
         self.project = project
         self.issue_type = issue_type
         # Our own account (comments it wrote are ours, never taken back as notes).
         self._account: str | None = None
-        self.calls: dict[str, int] = {}
+        self.people = VendorPeople(self._account_of, self._email_of)
 
     def close(self) -> None:
         self._http.close()
 
+    @property
+    def calls(self) -> dict[str, int]:
+        """Vendor calls made, by method."""
+        return self._http.calls
+
     def _call(self, method: str, path: str, **kw: Any) -> Any:
-        self.calls[method] = self.calls.get(method, 0) + 1
-        try:
-            response = self._http.request(method, path, **kw)
-        except httpx.HTTPError as exc:
-            raise VendorError(f"Jira unreachable: {type(exc).__name__}") from None
-        check(response, "Jira", _explain(response))
+        response = self._http.request(method, path, **kw)
         if response.status_code == 204 or not response.content:
             return None
         return response.json()
@@ -105,6 +110,45 @@ class JiraClient:
             me = self._call("GET", "/rest/api/3/myself")
             self._account = str(me.get("accountId")) if isinstance(me, dict) else None
         return self._account
+
+    def _account_of(self, email: str) -> str:
+        """The accountId of the user whose (visible) email is ``email``."""
+        found = self._call("GET", "/rest/api/3/user/search", params={"query": email})
+        for user in found if isinstance(found, list) else []:
+            address = user.get("emailAddress")
+            if isinstance(address, str) and address.lower() == email.lower():
+                return str(user["accountId"])
+        raise PersonUnmapped(f"no Jira user shows the email {email!r}")
+
+    def _email_of(self, account_id: str) -> str:
+        try:
+            user = self._call("GET", "/rest/api/3/user", params={"accountId": account_id})
+        except VendorError as exc:
+            if exc.status == 404:
+                raise PersonUnmapped(f"no Jira user {account_id!r}") from None
+            raise
+        address = user.get("emailAddress") if isinstance(user, dict) else None
+        if not address:
+            # The user's profile visibility hides the email from other accounts.
+            name = user.get("displayName") if isinstance(user, dict) else None
+            raise PersonUnmapped(
+                f"the Jira user {name or account_id!r} hides their email address, "
+                "so they cannot be matched to a person here"
+            )
+        return str(address)
+
+    def _assignee(self, user: object) -> tuple[str | None, str | None]:
+        """(the value we compare, why it names nobody here) of an issue's assignee."""
+        if not isinstance(user, dict) or not user.get("accountId"):
+            return None, None
+        account = str(user["accountId"])
+        address = user.get("emailAddress")
+        if isinstance(address, str) and address:
+            self.people.remember(account, address)
+        try:
+            return self.people.email(account), None
+        except PersonUnmapped as exc:
+            return account, str(exc)
 
     def _ticket(self, issue: Mapping[str, Any]) -> Ticket:
         fields = issue.get("fields") or {}
@@ -121,13 +165,14 @@ class JiraClient:
         )
         priority = fields.get("priority") or {}
         status = fields.get("status") or {}
-        assignee = fields.get("assignee") or {}
+        assignee, unmapped = self._assignee(fields.get("assignee"))
+        comments = (fields.get("comment") or {}).get("comments") or []
         flat = {
             "summary": fields.get("summary"),
             "description": from_adf(fields.get("description")) or None,
             "priority": priority.get("name") if isinstance(priority, dict) else None,
             "status": status.get("name") if isinstance(status, dict) else None,
-            "assignee": assignee.get("accountId") if isinstance(assignee, dict) else None,
+            "assignee": assignee,
         }
         key = str(issue.get("key"))
         return Ticket(
@@ -138,6 +183,22 @@ class JiraClient:
             fields=flat,
             correlation=correlation,
             url=f"{self.base_url}/browse/{key}",
+            unmapped={"assignee": unmapped} if unmapped else {},
+            comments_us=self._comments_us(comments),
+        )
+
+    def _comments_us(self, comments: Sequence[Mapping[str, Any]]) -> int:
+        """When someone other than us last added or edited a comment (0: never)."""
+        if not comments:
+            return 0
+        mine = self.account_id()
+        return max(
+            (
+                max(parse_jira_time(c.get("created")), parse_jira_time(c.get("updated")))
+                for c in comments
+                if (c.get("author") or {}).get("accountId") != mine
+            ),
+            default=0,
         )
 
     def _search(self, jql: str) -> list[Ticket]:
@@ -164,7 +225,8 @@ class JiraClient:
         )
         return found[0] if found else None
 
-    def _fields(self, changes: Mapping[str, Any]) -> dict[str, Any]:
+    def _fields(self, changes: Mapping[str, Any], refused: dict[str, str]) -> dict[str, Any]:
+        """The edit body of ``changes``; what cannot be written goes to ``refused``."""
         out: dict[str, Any] = {}
         for name, value in changes.items():
             if name == "status":
@@ -174,22 +236,36 @@ class JiraClient:
             elif name == "priority":
                 out[name] = {"name": value}
             elif name == "assignee":
-                out[name] = {"accountId": value} if value else None
+                if not value:
+                    out[name] = None
+                    continue
+                try:
+                    out[name] = {"accountId": self.people.vendor_id(str(value))}
+                except PersonUnmapped as exc:
+                    refused[name] = str(exc)
             else:
                 out[name] = value
         return out
 
     def create(self, fields: Mapping[str, Any], correlation: str) -> Ticket:
-        body = self._fields(fields)
+        refused: dict[str, str] = {}
+        body = self._fields(fields, refused)
         body["project"] = {"key": self.project}
         body["issuetype"] = {"name": self.issue_type}
         body["labels"] = [f"{LABEL_PREFIX}{correlation}"]
         created = self._call("POST", "/rest/api/3/issue", json={"fields": body})
-        key = str(created["key"])
-        status = fields.get("status")
-        if status:
-            self._transition(key, str(status))
-        return self.get(key)
+        return self._finish(str(created["key"]), fields.get("status"), refused)
+
+    def _finish(self, key: str, status: object, refused: dict[str, str]) -> Ticket:
+        """Move the issue to ``status`` if asked, then read it back; raises
+        :class:`FieldsUnwritable` for what could not be written."""
+        reachable = self._transition(key, str(status)) if status else None
+        ticket = self.get(key)
+        if reachable is not None:
+            raise TransitionUnavailable("status", str(status), reachable, ticket, refused)
+        if refused:
+            raise FieldsUnwritable(ticket, refused)
+        return ticket
 
     def get(self, external_id: str) -> Ticket:
         issue = self._call(
@@ -199,9 +275,11 @@ class JiraClient:
         )
         return self._ticket(issue)
 
-    def _transition(self, key: str, target: str) -> None:
+    def _transition(self, key: str, target: str) -> list[str] | None:
+        """Move the issue to ``target`` by the workflow's transition leading there;
+        when none does, the statuses that can be reached instead."""
         if self.get(key).fields.get("status") == target:
-            return
+            return None
         options = self._call("GET", f"/rest/api/3/issue/{key}/transitions")
         transitions = options.get("transitions") or []
         for transition in transitions:
@@ -212,17 +290,15 @@ class JiraClient:
                     f"/rest/api/3/issue/{key}/transitions",
                     json={"transition": {"id": str(transition["id"])}},
                 )
-                return
-        names = ", ".join(str((t.get("to") or {}).get("name")) for t in transitions) or "none"
-        raise VendorError(f"Jira workflow has no transition of {key} to {target!r} (to: {names})")
+                return None
+        return [str((t.get("to") or {}).get("name")) for t in transitions]
 
     def update(self, external_id: str, changes: Mapping[str, Any]) -> Ticket:
-        body = self._fields(changes)
+        refused: dict[str, str] = {}
+        body = self._fields(changes, refused)
         if body:
             self._call("PUT", f"/rest/api/3/issue/{external_id}", json={"fields": body})
-        if changes.get("status"):
-            self._transition(external_id, str(changes["status"]))
-        return self.get(external_id)
+        return self._finish(external_id, changes.get("status"), refused)
 
     def add_note(self, external_id: str, text: str) -> str:
         made = self._call(
@@ -251,6 +327,7 @@ class JiraClient:
                     author,
                     from_adf(item.get("body")),
                     parse_jira_time(item.get("created")),
+                    parse_jira_time(item.get("updated")),
                 )
             )
         return out

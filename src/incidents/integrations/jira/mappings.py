@@ -16,9 +16,6 @@ STATUSES = {
 }
 PRIORITIES = {"SEV-1": "Highest", "SEV-2": "High", "SEV-3": "Medium", "SEV-4": "Low"}
 
-# The assignee is not mapped by default: Jira Cloud names people by account id. Map it
-# (internal_field: assignee, external_field: assignee) where account ids are the ids
-# used here.
 DEFAULTS: tuple[FieldMapping, ...] = (
     FieldMapping("title", "title", "summary"),
     FieldMapping("description", "description", "description"),
@@ -26,4 +23,6 @@ DEFAULTS: tuple[FieldMapping, ...] = (
         "severity", "severity", "priority", Owner.INTERNAL, Policy.INTERNAL_WINS, PRIORITIES
     ),
     FieldMapping("status", "status", "status", Owner.BIDIRECTIONAL, Policy.STATE_MACHINE, STATUSES),
+    # An accountId in Jira: the client names people by email on our side.
+    FieldMapping("assignee", "assignee", "assignee"),
 )

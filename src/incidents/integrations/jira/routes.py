@@ -46,7 +46,8 @@ def _field(name: str, detail: str) -> Problem:
     },
 )
 async def jira_webhook(request: Request, name: str) -> Response:
-    """Take in a change of a linked Jira issue (issue updated, comment created)."""
+    """Take in a change of a linked Jira issue (issue updated, comment created or
+    edited)."""
     container = container_of(request)
     connector_id = f"jira:{name}"
     entry = container.connectors.get(connector_id)
@@ -75,15 +76,17 @@ async def jira_webhook(request: Request, name: str) -> Response:
         raise _field("issue.key", "required (an issue webhook)")
     key = str(issue["key"])
     comment = payload.get("comment")
+    comment_id = comment.get("id") if isinstance(comment, dict) else None
+    about_comment = comment_id is not None
     event_id = None
-    if isinstance(comment, dict) and comment.get("id") is not None:
-        event_id = f"{connector_id}:{key}:comment:{comment['id']}"
+    if about_comment and payload.get("webhookEvent") != "comment_updated":
+        event_id = f"{connector_id}:{key}:comment:{comment_id}"
+    # An edited comment becomes a note of its own, named by the comment and the edit
+    # time read back from Jira (the engine's id), so no event id is given here.
 
     def take_in() -> dict[str, Any]:
         ticket = engine.bound(connector_id).client.get(key)
-        outcome = engine.inbound(
-            connector_id, ticket, event_id=event_id, force=event_id is not None
-        )
+        outcome = engine.inbound(connector_id, ticket, event_id=event_id, force=about_comment)
         return {
             "issue": key,
             "version": ticket.version,

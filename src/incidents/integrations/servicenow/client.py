@@ -16,13 +16,18 @@ from typing import Any
 
 import httpx
 
-from incidents.integrations.vendor_http import VendorError, check
-from incidents.sync.ports import Comment, Ticket
+from incidents.integrations.vendor_http import VendorError, VendorHttp
+from incidents.integrations.vendor_people import PersonUnmapped, VendorPeople
+from incidents.sync.ports import Comment, FieldsUnwritable, Ticket
 
 _TIME = "%Y-%m-%d %H:%M:%S"
 # Fields the client reads besides the mapped ones.
 _PAGE = 200
 _RESOLVED = ("6", "7")
+_USERS = "/api/now/table/sys_user"
+_USER_FIELDS = "sys_id,email,user_name"
+# The incident's reference to sys_user: sys_ids on the wire, emails here.
+_ASSIGNED = "assigned_to"
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,40 +83,76 @@ class ServiceNowClient:
         elif auth.username and auth.password:
             basic = (auth.username, auth.password)
         self.username = auth.username
-        self._http = httpx.Client(
-            base_url=base_url, headers=headers, auth=basic, timeout=timeout, transport=transport
+        self._http = VendorHttp(
+            "ServiceNow",
+            httpx.Client(
+                base_url=base_url, headers=headers, auth=basic, timeout=timeout, transport=transport
+            ),
+            _explain,
         )
         self._path = f"/api/now/table/{table}"
         self._close_code = close_code
         self._close_notes = close_notes
         self.base_url = base_url
-        # Vendor calls made, by method: the benchmark's calls per change.
-        self.calls: dict[str, int] = {}
+        self.people = VendorPeople(self._user_of, self._email_of)
 
     def close(self) -> None:
         self._http.close()
 
+    @property
+    def calls(self) -> dict[str, int]:
+        """Vendor calls made, by method: the benchmark's calls per change."""
+        return self._http.calls
+
     def _call(self, method: str, path: str, **kw: Any) -> Any:
-        self.calls[method] = self.calls.get(method, 0) + 1
-        try:
-            response = self._http.request(method, path, **kw)
-        except httpx.HTTPError as exc:
-            raise VendorError(f"ServiceNow unreachable: {type(exc).__name__}") from None
-        check(response, "ServiceNow", _explain(response))
-        body = response.json()
+        body = self._http.request(method, path, **kw).json()
         if not isinstance(body, dict) or "result" not in body:
             raise VendorError("ServiceNow answered without a result")
         return body["result"]
+
+    def _user_of(self, email: str) -> str:
+        """The sys_id of the user whose email is ``email``."""
+        params = {
+            "sysparm_query": f"email={email}",
+            "sysparm_fields": _USER_FIELDS,
+            "sysparm_limit": "1",
+        }
+        found = self._call("GET", _USERS, params=params)
+        if not found:
+            raise PersonUnmapped(f"no ServiceNow user (sys_user) has the email {email!r}")
+        return str(found[0]["sys_id"])
+
+    def _email_of(self, sys_id: str) -> str:
+        try:
+            user = self._call("GET", f"{_USERS}/{sys_id}", params={"sysparm_fields": _USER_FIELDS})
+        except VendorError as exc:
+            if exc.status == 404:
+                raise PersonUnmapped(f"no ServiceNow user (sys_user) {sys_id!r}") from None
+            raise
+        if not isinstance(user, dict) or not user.get("email"):
+            name = user.get("user_name") if isinstance(user, dict) else None
+            raise PersonUnmapped(
+                f"the ServiceNow user {name or sys_id!r} has no email, "
+                "so they cannot be matched to a person here"
+            )
+        return str(user["email"])
 
     def _ticket(self, record: Mapping[str, Any]) -> Ticket:
         sys_id = str(record.get("sys_id") or "")
         if not sys_id:
             raise VendorError("ServiceNow returned a record without sys_id")
-        assigned = record.get("assigned_to")
-        if isinstance(assigned, dict):  # a reference: {"value": sys_id, "display_value": ...}
-            assigned = assigned.get("display_value") or assigned.get("value")
+        assigned = record.get(_ASSIGNED)
+        if isinstance(assigned, dict):  # a reference: {"link": ..., "value": sys_id}
+            assigned = assigned.get("value")
         fields = dict(record)
-        fields["assigned_to"] = assigned
+        unmapped: dict[str, str] = {}
+        fields[_ASSIGNED] = None
+        if assigned:
+            try:
+                fields[_ASSIGNED] = self.people.email(str(assigned))
+            except PersonUnmapped as exc:
+                fields[_ASSIGNED] = str(assigned)
+                unmapped[_ASSIGNED] = str(exc)
         return Ticket(
             external_id=sys_id,
             key=str(record.get("number") or sys_id),
@@ -121,6 +162,7 @@ class ServiceNowClient:
             updated_by=record.get("sys_updated_by") or None,
             correlation=record.get("correlation_id") or None,
             url=f"{self.base_url}/nav_to.do?uri=incident.do?sys_id={sys_id}",
+            unmapped=unmapped,
         )
 
     def find(self, correlation: str) -> Ticket | None:
@@ -131,8 +173,15 @@ class ServiceNowClient:
         )
         return self._ticket(result[0]) if result else None
 
-    def _with_close(self, changes: Mapping[str, Any]) -> dict[str, Any]:
+    def _body(self, changes: Mapping[str, Any], refused: dict[str, str]) -> dict[str, Any]:
+        """The record body of ``changes``; what cannot be written goes to ``refused``."""
         body = dict(changes)
+        if _ASSIGNED in body:
+            email = body.pop(_ASSIGNED)
+            try:
+                body[_ASSIGNED] = self.people.vendor_id(str(email)) if email else ""
+            except PersonUnmapped as exc:
+                refused[_ASSIGNED] = str(exc)
         if str(body.get("state")) in _RESOLVED:
             # The vendor's business rule refuses a resolve without a close code.
             body.setdefault("close_code", self._close_code)
@@ -140,17 +189,28 @@ class ServiceNowClient:
         return body
 
     def create(self, fields: Mapping[str, Any], correlation: str) -> Ticket:
-        body = self._with_close(fields)
+        refused: dict[str, str] = {}
+        body = self._body(fields, refused)
         body["correlation_id"] = correlation
         body["correlation_display"] = "Incidents"
-        return self._ticket(self._call("POST", self._path, json=body))
+        ticket = self._ticket(self._call("POST", self._path, json=body))
+        if refused:
+            raise FieldsUnwritable(ticket, refused)
+        return ticket
 
     def get(self, external_id: str) -> Ticket:
         return self._ticket(self._call("GET", f"{self._path}/{external_id}"))
 
     def update(self, external_id: str, changes: Mapping[str, Any]) -> Ticket:
-        body = self._with_close(changes)
-        return self._ticket(self._call("PATCH", f"{self._path}/{external_id}", json=body))
+        refused: dict[str, str] = {}
+        body = self._body(changes, refused)
+        if body:
+            ticket = self._ticket(self._call("PATCH", f"{self._path}/{external_id}", json=body))
+        else:
+            ticket = self.get(external_id)
+        if refused:
+            raise FieldsUnwritable(ticket, refused)
+        return ticket
 
     def add_note(self, external_id: str, text: str) -> str:
         # Work notes are a journal: writing the field appends an entry.

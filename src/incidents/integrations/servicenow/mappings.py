@@ -24,7 +24,6 @@ DEFAULTS: tuple[FieldMapping, ...] = (
     FieldMapping("severity", "severity", "impact", Owner.INTERNAL, Policy.INTERNAL_WINS, IMPACT),
     FieldMapping("urgency", "severity", "urgency", Owner.INTERNAL, Policy.INTERNAL_WINS, URGENCY),
     FieldMapping("status", "status", "state", Owner.BIDIRECTIONAL, Policy.STATE_MACHINE, STATES),
+    # A reference to sys_user: the client names people by email on our side.
+    FieldMapping("assignee", "assignee", "assigned_to"),
 )
-# The assignee is not mapped by default: ``assigned_to`` is a reference to sys_user,
-# read back as a sys_id. Map it (internal_field: assignee, external_field:
-# assigned_to) where the ids used here are ServiceNow user names or sys_ids.
