@@ -24,6 +24,8 @@ from incidents.app import Container, build_container, create_app
 from incidents.config import Settings
 from incidents.identity.directory import GrantKind, PrincipalType
 from incidents.policy.model import ATTRIBUTES
+from tests.fakes.jira import FakeJira
+from tests.fakes.servicenow import FakeServiceNow
 
 # The installed command line, for tests that run it as a separate process.
 CONSOLE_SCRIPT = Path(sys.executable).with_name("incidents")
@@ -230,3 +232,25 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         folder = item.path.parent.name
         if folder in _LAYERS:
             item.add_marker(getattr(pytest.mark, folder))
+
+
+@pytest.fixture
+def snow() -> Iterator[FakeServiceNow]:
+    """A local ServiceNow Table API, one per test: incident ids restart at INC-1 in each
+    database, and a shared instance would hand a second database the first one's
+    tickets."""
+    fake = FakeServiceNow().start()
+    try:
+        yield fake
+    finally:
+        fake.stop()
+
+
+@pytest.fixture
+def jira() -> Iterator[FakeJira]:
+    """A local Jira Cloud REST v3, one per test."""
+    fake = FakeJira().start()
+    try:
+        yield fake
+    finally:
+        fake.stop()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -10,29 +9,15 @@ import pytest
 from incidents.app import Container
 from incidents.boards.personas import Persona
 from tests.conftest import grant_access
-from tests.contract.sync_support import SN, declare, drain, sn_entry, sync_container
+from tests.contract.sync_support import SN, declare, drain
 from tests.fakes.servicenow import FakeServiceNow
 
 READER = "reader@example.com"
 
 
-@pytest.fixture
-def snow() -> Iterator[FakeServiceNow]:
-    fake = FakeServiceNow().start()
-    try:
-        yield fake
-    finally:
-        fake.stop()
-
-
-@pytest.fixture
-def synced(database_url: str, snow: FakeServiceNow) -> Iterator[Container]:
-    container = sync_container(database_url, {"servicenow": [sn_entry(snow.url)]})
-    try:
-        grant_access(container, READER)
-        yield container
-    finally:
-        container.close()
+@pytest.fixture(autouse=True)
+def reader(synced: Container) -> None:
+    grant_access(synced, READER)
 
 
 def board(container: Container, incident_id: str, persona: Persona) -> dict[str, Any]:

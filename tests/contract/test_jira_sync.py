@@ -25,15 +25,6 @@ WEBHOOK = "/api/v1/connectors/jira/cloud/webhook"
 
 
 @pytest.fixture
-def jira() -> Iterator[FakeJira]:
-    fake = FakeJira().start()
-    try:
-        yield fake
-    finally:
-        fake.stop()
-
-
-@pytest.fixture
 def synced(database_url: str, jira: FakeJira) -> Iterator[tuple[Container, TestClient]]:
     entry = {
         "name": "cloud",

@@ -4,7 +4,6 @@ refuses, on both backends."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -24,24 +23,6 @@ from tests.contract.sync_support import (
 from tests.fakes.servicenow import FakeServiceNow
 
 ALICE = "alice@example.com"
-
-
-@pytest.fixture
-def snow() -> Iterator[FakeServiceNow]:
-    fake = FakeServiceNow().start()
-    try:
-        yield fake
-    finally:
-        fake.stop()
-
-
-@pytest.fixture
-def synced(database_url: str, snow: FakeServiceNow) -> Iterator[Container]:
-    container = sync_container(database_url, {"servicenow": [sn_entry(snow.url)]})
-    try:
-        yield container
-    finally:
-        container.close()
 
 
 def engine_of(container: Container) -> SyncEngine:

@@ -23,15 +23,6 @@ ALICE = "alice@example.com"
 
 
 @pytest.fixture
-def snow() -> Iterator[FakeServiceNow]:
-    fake = FakeServiceNow().start()
-    try:
-        yield fake
-    finally:
-        fake.stop()
-
-
-@pytest.fixture
 def client(database_url: str, snow: FakeServiceNow) -> Iterator[tuple[TestClient, Any, str]]:
     container = sync_container(database_url, {"servicenow": [sn_entry(snow.url)]})
     grant_access(container, ALICE)

@@ -4,15 +4,12 @@ that nobody overrode, and then stays quiet (no write, no event: no echo loop).""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from incidents.app import Container
 from incidents.incident.commands import Update
-from tests.contract.sync_support import SN, declare, drain, sn_entry, sync_container
+from tests.contract.sync_support import SN, declare, drain
 from tests.fakes.servicenow import FakeServiceNow
 
 FIELDS = {"title": "short_description", "description": "description"}
@@ -26,26 +23,6 @@ OPS = st.lists(
     ),
     max_size=12,
 )
-
-
-@pytest.fixture
-def snow() -> Iterator[FakeServiceNow]:
-    # One instance per backend: incident ids restart at INC-1 in each database, and a
-    # shared instance would hand the second database the first one's tickets.
-    fake = FakeServiceNow().start()
-    try:
-        yield fake
-    finally:
-        fake.stop()
-
-
-@pytest.fixture
-def synced(database_url: str, snow: FakeServiceNow) -> Iterator[Container]:
-    container = sync_container(database_url, {"servicenow": [sn_entry(snow.url)]})
-    try:
-        yield container
-    finally:
-        container.close()
 
 
 def _events(container: Container, incident_id: str) -> int:

@@ -19,15 +19,6 @@ POLL_SECONDS = 10
 
 
 @pytest.fixture
-def snow() -> Iterator[FakeServiceNow]:
-    fake = FakeServiceNow().start()
-    try:
-        yield fake
-    finally:
-        fake.stop()
-
-
-@pytest.fixture
 def two_servers(database_url: str, snow: FakeServiceNow) -> Iterator[tuple[Container, Container]]:
     """Two server processes' containers on one database (their own pollers stopped)."""
     connectors = {"servicenow": [sn_entry(snow.url, poll_seconds=POLL_SECONDS)]}

@@ -4,10 +4,8 @@ a real server and the local ServiceNow-like API."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import yaml
 from typer.testing import CliRunner
 
@@ -21,15 +19,6 @@ from tests.fakes.servicenow import FakeServiceNow
 from tests.integration.test_cli import serve
 
 ALICE = "alice@example.com"
-
-
-@pytest.fixture
-def snow() -> Iterator[FakeServiceNow]:
-    fake = FakeServiceNow().start()
-    try:
-        yield fake
-    finally:
-        fake.stop()
 
 
 def test_sync_cli_end_to_end(database_url: str, snow: FakeServiceNow, tmp_path: Path) -> None:
