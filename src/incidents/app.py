@@ -480,7 +480,7 @@ def build_container(
     )
     timeline = TimelineService(reader, appender, cursors, metrics, tracer)
     timeline.route = correlation_route(incidents.rules)
-    retention = build_retention(settings, database, reader, timeline)
+    retention = build_retention(settings, database, reader, timeline, registry)
     timeline.seal = retention.trusted_seal
     retention_job = (
         RetentionJob(retention, settings.retention_interval_seconds)
@@ -578,11 +578,15 @@ def build_rate_limiter(settings: Settings) -> RateLimiter:
 
 
 def build_retention(
-    settings: Settings, database: Database, reader: ArchiveAwareReader, timeline: TimelineService
+    settings: Settings,
+    database: Database,
+    reader: ArchiveAwareReader,
+    timeline: TimelineService,
+    registry: Projections,
 ) -> RetentionService:
     """Retention on the configured database, with the instance's tombstone secret."""
     return RetentionService(
-        SqlRetentionStore(database.engine, database.backend),
+        SqlRetentionStore(database.engine, database.backend, registry.refold_incident),
         timeline,
         TombstoneSigner(reader.instance_secret(TOMBSTONE_SECRET)),
         Periods(settings.retention_archive_after_days, settings.retention_purge_after_days),

@@ -10,7 +10,7 @@ the change. Whether the step is still due is decided again under the lock.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -19,14 +19,16 @@ from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 
 from incidents.incident.aggregate import Incident
 from incidents.log.chain import row_digest
+from incidents.log.ports import ProjectionRows
 from incidents.log.records import EVENT_COLUMNS, StoredEvent
 from incidents.retention.archive_codec import CHUNK_EVENTS, decode_chunk, encode_chunk
-from incidents.retention.erasure import ErasureError, erase_fields
+from incidents.retention.erasure import ErasureError, check_erasable, erase_fields
 from incidents.retention.holds import HOLD_TYPES, PLACE, Hold
 from incidents.retention.ports import RetentionConflict, Sign, StillDue
 from incidents.retention.tiers import FINISHED, Candidate
 from incidents.retention.tombstone import Tombstone, TombstoneKind
 from incidents.store.engine import Backend, writes
+from incidents.store.projection_store import ProjectionStore
 from incidents.store.schema import (
     alerts,
     archived_event_ids,
@@ -49,6 +51,10 @@ _t = timeline_events.c
 _a = archived_events.c
 _s = retention_tombstones.c
 _COLUMNS = [timeline_events.c[name] for name in EVENT_COLUMNS]
+
+
+# Rewrites the projections of one incident from its chain, in the caller's transaction.
+Reproject = Callable[[ProjectionRows, str, Sequence[StoredEvent]], None]
 
 
 def _finished(status: str | None, state: bytes | None) -> int | None:
@@ -77,9 +83,17 @@ def _tombstone(row: Any) -> Tombstone:
 class SqlRetentionStore:
     """:class:`incidents.retention.ports.RetentionStore` on SQLite or PostgreSQL."""
 
-    def __init__(self, engine: Engine, backend: Backend) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        backend: Backend,
+        reproject: Reproject = lambda _rows, _incident, _chain: None,
+    ) -> None:
         self._engine = engine
         self._backend = backend
+        # An erasure rewrites the incident's projections in its own transaction, so no
+        # read ever sees the erased value once the erasure is committed.
+        self._reproject = reproject
 
     # --- reads ---
 
@@ -220,10 +234,8 @@ class SqlRetentionStore:
 
     def archived_rows(self, incident_id: str) -> list[StoredEvent]:
         """Every archived event of the incident, in position order."""
-        stmt = select(_a.data).where(_a.incident_id == incident_id).order_by(_a.seq)
         with self._engine.connect() as conn:
-            chunks = [bytes(row[0]) for row in conn.execute(stmt)]
-        return [row for chunk in chunks for row in decode_chunk(chunk)]
+            return self._archived_in(conn, incident_id)
 
     # --- changes, each under the log lock ---
 
@@ -388,6 +400,7 @@ class SqlRetentionStore:
                     )
                 raise ErasureError(f"{incident_id} has no stored event at position {position}")
             row = StoredEvent(*found)
+            check_erasable(row.type, paths)
             earlier = [
                 t
                 for t in self._tombstones(conn, incident_id)
@@ -422,7 +435,21 @@ class SqlRetentionStore:
             conn.execute(
                 update(timeline_events).where(_t.position == position).values(body=erased_row.body)
             )
+            chain = [*self._archived_in(conn, incident_id), *self._live_rows(conn, incident_id)]
+            self._reproject(self._projection_rows(conn), incident_id, chain)
             return stone
+
+    def _archived_in(self, conn: Connection, incident_id: str) -> list[StoredEvent]:
+        stmt = select(_a.data).where(_a.incident_id == incident_id).order_by(_a.seq)
+        return [row for blob in conn.execute(stmt) for row in decode_chunk(bytes(blob[0]))]
+
+    def _projection_rows(self, conn: Connection) -> ProjectionRows:
+        """The projection rows of this transaction, on its own DB-API connection."""
+        raw: Any = conn.connection.driver_connection
+        if self._backend is Backend.POSTGRESQL:
+            cursor = raw.cursor()
+            return ProjectionStore(lambda: cursor, "%s", postgresql=True)
+        return ProjectionStore(raw.cursor, "?")
 
     def _tombstones(self, conn: Connection, incident_id: str) -> list[Tombstone]:
         stmt = (
