@@ -35,6 +35,7 @@ from incidents.log.projections import Projections
 from incidents.log.session import PendingEvent
 from incidents.store.engine import make_engine
 from incidents.store.migrate import current_revision, head_revision
+from incidents.store.schema import metadata
 from incidents.store.sqlite_writer import SqliteWriter
 from incidents.timeline.export import ExportFormat
 from incidents.timeline.group_commit import GroupCommitAppender
@@ -201,7 +202,11 @@ def test_an_older_revision_restores_and_is_migrated(fresh: Fresh, tmp_path: Path
     _engine_run(source_url, at_0005)
 
     def seed(engine: Engine) -> None:
-        # The projections of revision 0005 only: later ones have no tables there.
+        # The projections of revision 0005 only: later ones have no tables there. This
+        # build's writer also looks dedupe keys up among archived ones (0011): their
+        # table exists only while seeding.
+        archived_keys = metadata.tables["archived_dedupe_keys"]
+        archived_keys.create(engine)
         appender = GroupCommitAppender(
             SqliteWriter(engine), projection=Projections([incident_projection()]).open
         )
@@ -211,6 +216,7 @@ def test_an_older_revision_restores_and_is_migrated(fresh: Fresh, tmp_path: Path
             appender.submit(pending).result(timeout=60)
         finally:
             appender.stop()
+            archived_keys.drop(engine)
 
     _engine_run(source_url, seed)
     archive = tmp_path / "old.tar"

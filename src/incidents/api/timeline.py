@@ -74,12 +74,35 @@ async def _archived_among(container: Container, items: Sequence[object]) -> set[
     return await run_in_threadpool(container.retention.archived_among, named)
 
 
+async def _archived_redeliveries(
+    container: Container, items: Sequence[object], archived: Collection[str]
+) -> set[tuple[str, str]]:
+    """The dedupe keys of events naming archived incidents that are archived events
+    sent again: duplicates, answered as such rather than refused as writes."""
+    keys = {
+        (i.source, i.dedupe_id)
+        for i in items
+        if isinstance(i, Event) and i.incident_id is not None and i.incident_id in archived
+    }
+    if not keys or container.retention is None:
+        return set()
+    return await run_in_threadpool(container.retention.archived_keys, keys)
+
+
 def _refusal(
-    request: Request, decision: Decision, event: Event, archived: Collection[str] = ()
+    request: Request,
+    decision: Decision,
+    event: Event,
+    archived: Collection[str] = (),
+    redelivered: Collection[tuple[str, str]] = (),
 ) -> Problem | None:
     """A 403 when the event would change an incident in a way the caller may not; a
-    409 when its incident is archived."""
-    if event.incident_id is not None and event.incident_id in archived:
+    409 when its incident is archived (unless it is an archived event sent again)."""
+    if (
+        event.incident_id is not None
+        and event.incident_id in archived
+        and (event.source, event.dedupe_id) not in redelivered
+    ):
         return archived_refusal(event.incident_id)
     # Holds decide what retention may remove: only those who may place them may
     # record them, whichever way the event arrives.
@@ -157,12 +180,15 @@ async def append_events(request: Request, decision: Decided) -> Response:
 
     timeline = container.timeline
     archived = await _archived_among(container, parsed.items)
+    redelivered = (
+        await _archived_redeliveries(container, parsed.items, archived) if archived else set()
+    )
     if parsed.mode is not Mode.BATCH:
         item = parsed.items[0]
         if isinstance(item, EventValidationError):
             timeline.record_rejected(1)
             raise _invalid_event(item)
-        refusal = _refusal(request, decision, item, archived)
+        refusal = _refusal(request, decision, item, archived, redelivered)
         if refusal is not None:
             raise refusal
         results = await asyncio.wrap_future(timeline.submit([item], subject))
@@ -180,7 +206,7 @@ async def append_events(request: Request, decision: Decided) -> Response:
         index: refusal
         for index, item in enumerate(parsed.items)
         if isinstance(item, Event)
-        and (refusal := _refusal(request, decision, item, archived)) is not None
+        and (refusal := _refusal(request, decision, item, archived, redelivered)) is not None
     }
     valid: list[Event] = [
         item

@@ -42,6 +42,10 @@ class RetentionStore(Protocol):
         """Which of the incidents are archived."""
         ...
 
+    def archived_keys(self, keys: Collection[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Which of the (source, dedupe id) keys belong to archived events."""
+        ...
+
     def archive(self, incident_id: str, rule: str, now_us: int, due: StillDue) -> int:
         """Move the incident's stored events to the compressed archive; how many moved
         (0 when, under the lock, it was no longer due)."""

@@ -128,6 +128,11 @@ class RetentionService:
         """Which of the incidents are archived (their timelines refuse writes)."""
         return self._store.archived_among(incident_ids)
 
+    def archived_keys(self, keys: Collection[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Which of the (source, dedupe id) keys belong to archived events: sent again,
+        those are duplicates, not writes to the archived incident."""
+        return self._store.archived_keys(keys) if keys else set()
+
     def plan(self, now_us: int | None = None) -> list[Verdict]:
         """Every incident's tier and what a run would do to it, and why."""
         now = now_micros() if now_us is None else now_us

@@ -31,6 +31,7 @@ from incidents.store.engine import Backend, writes
 from incidents.store.projection_store import ProjectionStore
 from incidents.store.schema import (
     alerts,
+    archived_dedupe_keys,
     archived_event_ids,
     archived_events,
     boards,
@@ -218,6 +219,18 @@ class SqlRetentionStore:
         with self._engine.connect() as conn:
             return {row[0] for row in conn.execute(stmt)}
 
+    def archived_keys(self, keys: Collection[tuple[str, str]]) -> set[tuple[str, str]]:
+        _k = archived_dedupe_keys.c
+        found: set[tuple[str, str]] = set()
+        with self._engine.connect() as conn:
+            for source, dedupe_id in sorted(set(keys)):
+                hit = conn.execute(
+                    select(_k.source).where(_k.source == source, _k.dedupe_id == dedupe_id)
+                ).first()
+                if hit is not None:
+                    found.add((source, dedupe_id))
+        return found
+
     def is_archived(self, incident_id: str) -> bool:
         stmt = select(_a.seq).where(_a.incident_id == incident_id).limit(1)
         with self._engine.connect() as conn:
@@ -288,6 +301,23 @@ class SqlRetentionStore:
                     for r in rows
                 ],
             )
+            conn.execute(
+                insert(archived_dedupe_keys),
+                list(
+                    {
+                        (r.source, r.origin_id or r.event_id): {
+                            "source": r.source,
+                            "dedupe_id": r.origin_id or r.event_id,
+                            "event_id": r.event_id,
+                            "incident_id": incident_id,
+                            "content_hash": r.content_hash,
+                            "recorded_by": r.recorded_by,
+                            "visibility": r.visibility,
+                        }
+                        for r in rows
+                    }.values()
+                ),
+            )
             # The triggers let these rows go because the chunks above now cover them.
             conn.execute(
                 delete(timeline_events).where(
@@ -354,6 +384,12 @@ class SqlRetentionStore:
             conn.execute(delete(archived_events).where(_a.incident_id == incident_id))
             conn.execute(
                 delete(archived_event_ids).where(archived_event_ids.c.incident_id == incident_id)
+            )
+            # A purged event is gone, its key with it: the same key may be stored again.
+            conn.execute(
+                delete(archived_dedupe_keys).where(
+                    archived_dedupe_keys.c.incident_id == incident_id
+                )
             )
             # The incident's records go with its events; pending outbox rows could no
             # longer be rendered.

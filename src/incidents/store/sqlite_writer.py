@@ -42,10 +42,14 @@ class SqliteTransaction:
         found: dict[tuple[str, str], ExistingKey] = {}
         cursor = self._conn.cursor()
         for source, dedupe_id in keys:
+            # The archive's keys in the same statement: an archived event is still a
+            # duplicate (the probe of an empty archive costs next to nothing).
             row = cursor.execute(
                 "SELECT event_id, incident_id, content_hash, recorded_by, visibility "
-                "FROM timeline_events WHERE source = ? AND coalesce(origin_id, event_id) = ?",
-                (source, dedupe_id),
+                "FROM timeline_events WHERE source = ? AND coalesce(origin_id, event_id) = ? "
+                "UNION ALL SELECT event_id, incident_id, content_hash, recorded_by, visibility "
+                "FROM archived_dedupe_keys WHERE source = ? AND dedupe_id = ? LIMIT 1",
+                (source, dedupe_id, source, dedupe_id),
             ).fetchone()
             if row is not None:
                 found[(source, dedupe_id)] = ExistingKey(
