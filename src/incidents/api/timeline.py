@@ -23,7 +23,7 @@ from incidents.api.body import read_body_or_413
 from incidents.api.problems import Problem, invalid_parameter, malformed_body
 from incidents.api.retention import archived_refusal
 from incidents.api.state import container_of, json_response
-from incidents.artifacts.service import ATTACH
+from incidents.artifacts.service import ATTACH, is_stored_export
 from incidents.events.envelope import Event, EventValidationError
 from incidents.events.parsing import (
     BATCH,
@@ -47,7 +47,7 @@ from incidents.policy.model import Action, Decision
 from incidents.retention.holds import HOLD_TYPES
 from incidents.timeline.export import MEDIA_TYPES, ExportFormat
 from incidents.timeline.render import to_cloudevent, to_entry
-from incidents.timeline.service import AmbiguousEventId, NotFound
+from incidents.timeline.service import AmbiguousEventId, Export, NotFound
 
 if TYPE_CHECKING:
     from incidents.app import Container
@@ -109,6 +109,15 @@ def _refusal(
     if event.type in HOLD_TYPES:
         action: Action | None = Action.LEGAL_HOLD
     elif event.type == ATTACH:
+        if is_stored_export(event.data):
+            # The view a stored export was made for decides who may download it: only
+            # the export endpoint, which made it, may record one.
+            return Problem(
+                403,
+                "stored-export-forged",
+                "a stored export is recorded by POST /api/v1/incidents/{id}/timeline/export/"
+                "artifacts, not by appending an event",
+            )
         # Attachments go through the artifacts endpoint, which checks the bytes.
         action = Action.ARTIFACT_WRITE
     else:
@@ -406,15 +415,11 @@ def verify_timeline(request: Request, decision: Decided, incident_id: str) -> Re
     return json_response(body)
 
 
-@router.get("/incidents/{incident_id}/timeline/export", summary="Export an incident's timeline")
-def export_timeline(
-    request: Request,
-    decision: Decided,
-    incident_id: str,
-    format: Annotated[str, Query(description="json or md")] = "json",
-    dialect: Annotated[str | None, Query(description="spec (default) or dotted")] = None,
-) -> Response:
-    """The whole timeline as a JSON array of CloudEvents or as a Markdown report, streamed."""
+def open_export(
+    request: Request, decision: Decision, incident_id: str, format: str, dialect: str | None
+) -> tuple[Export, ExportFormat]:
+    """The export a request asks for, as its decision lets the reader see it (the
+    ``export`` action checked; 4xx problems for bad parameters or a hidden incident)."""
     container = container_of(request)
     require(request, decision, Action.EXPORT, f"incident/{incident_id}")
     try:
@@ -428,6 +433,19 @@ def export_timeline(
         export = container.timeline.export(incident_id, fmt, chosen, decision=decision)
     except NotFound as exc:
         raise Problem(404, "incident-not-found", str(exc)) from None
+    return export, fmt
+
+
+@router.get("/incidents/{incident_id}/timeline/export", summary="Export an incident's timeline")
+def export_timeline(
+    request: Request,
+    decision: Decided,
+    incident_id: str,
+    format: Annotated[str, Query(description="json or md")] = "json",
+    dialect: Annotated[str | None, Query(description="spec (default) or dotted")] = None,
+) -> Response:
+    """The whole timeline as a JSON array of CloudEvents or as a Markdown report, streamed."""
+    export, fmt = open_export(request, decision, incident_id, format, dialect)
     suffix = "json" if fmt is ExportFormat.JSON else "md"
     return StreamingResponse(
         export.chunks,
