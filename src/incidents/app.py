@@ -24,6 +24,7 @@ from sqlalchemy import Engine
 from incidents.artifacts.local import LocalDirectoryStore
 from incidents.artifacts.ports import ObjectStore
 from incidents.artifacts.service import ArtifactService
+from incidents.backup.stored import StoredBackups
 from incidents.boards.projection import board_projection
 from incidents.boards.service import BoardService
 from incidents.bus.destination import BusDestination, Destination
@@ -559,15 +560,28 @@ def artifacts_directory(settings: Settings) -> Path:
     return Path("artifacts")
 
 
-def build_object_store(settings: Settings) -> ObjectStore:
-    """S3-compatible storage when IM_ARTIFACTS_S3_BUCKET is set, else a local directory."""
+def build_object_store(settings: Settings, namespace: str = "artifacts") -> ObjectStore:
+    """S3-compatible storage when IM_ARTIFACTS_S3_BUCKET is set, else a local directory.
+
+    ``namespace`` keeps kinds of objects apart: artifacts under ``artifacts/`` in the
+    bucket (at the top of the local directory), backups under ``backups/`` in both.
+    """
     if settings.artifacts_s3_bucket:
         return S3ObjectStore(
             settings.artifacts_s3_bucket,
             endpoint_url=settings.artifacts_s3_endpoint_url or None,
             region=settings.artifacts_s3_region,
+            prefix=f"{namespace}/",
         )
-    return LocalDirectoryStore(artifacts_directory(settings))
+    root = artifacts_directory(settings)
+    return LocalDirectoryStore(root if namespace == "artifacts" else root / namespace)
+
+
+def build_stored_backups(settings: Settings) -> StoredBackups:
+    """Backup archives in the artifacts' directory or bucket (``backups/``)."""
+    return StoredBackups(
+        build_object_store(settings, "backups"), settings.artifacts_backup_max_bytes
+    )
 
 
 def build_rate_limiter(settings: Settings) -> RateLimiter:

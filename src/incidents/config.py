@@ -122,6 +122,8 @@ class Settings:
     # ./artifacts), or an S3-compatible bucket when artifacts_s3_bucket is set.
     artifacts_dir: str = ""
     artifacts_max_bytes: int = 25 * 1024 * 1024
+    # The largest backup archive `incidents admin backup --to-artifacts` stores.
+    artifacts_backup_max_bytes: int = 16 * 1024**3
     artifacts_s3_bucket: str = ""
     artifacts_s3_endpoint_url: str = ""
     artifacts_s3_region: str = "us-east-1"
@@ -318,6 +320,8 @@ def validate_retention(settings: Settings) -> None:
             raise ConfigError(f"IM_{name.upper()}: must not be negative (0 turns it off)")
     if settings.artifacts_max_bytes < 1:
         raise ConfigError("IM_ARTIFACTS_MAX_BYTES: must be at least 1")
+    if settings.artifacts_backup_max_bytes < 1:
+        raise ConfigError("IM_ARTIFACTS_BACKUP_MAX_BYTES: must be at least 1")
 
 
 # The outbox destinations this build can deliver to.

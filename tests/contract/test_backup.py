@@ -13,13 +13,11 @@ import io
 import os
 import subprocess
 import tarfile
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import orjson
-import psycopg
 import pytest
 from sqlalchemy import Engine, inspect, select, text
 
@@ -41,37 +39,11 @@ from incidents.timeline.export import ExportFormat
 from incidents.timeline.group_commit import GroupCommitAppender
 from tests.conftest import (
     CONSOLE_SCRIPT,
-    PG_DSN,
+    Fresh,
     event,
     grant_access,
     make_settings,
-    require_postgres,
 )
-
-Fresh = Callable[[str], str]
-
-
-@pytest.fixture
-def fresh(tmp_path: Path) -> Iterator[Fresh]:
-    """Makes empty databases: ``fresh("sqlite")`` or ``fresh("postgresql")`` (a schema
-    of its own, dropped afterwards)."""
-    schemas: list[str] = []
-
-    def make(kind: str) -> str:
-        if kind == "sqlite":
-            return f"sqlite:///{tmp_path / f'{uuid.uuid4().hex[:8]}.db'}"
-        require_postgres()
-        schema = f"t_{uuid.uuid4().hex[:12]}"
-        with psycopg.connect(PG_DSN, autocommit=True) as conn:
-            conn.execute(f'CREATE SCHEMA "{schema}"')
-        schemas.append(schema)
-        return f"{PG_DSN}?options=-csearch_path%3D{schema}"
-
-    yield make
-    if schemas:
-        with psycopg.connect(PG_DSN, autocommit=True) as conn:
-            for schema in schemas:
-                conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
 def _append(c: Container, events: list[dict[str, Any]], who: str = "alice@example.com") -> None:

@@ -24,6 +24,7 @@ token_app = typer.Typer(help="Create, list and revoke API tokens.", no_args_is_h
 app.add_typer(token_app, name="token")
 app.add_typer(outbox.app, name="outbox")
 app.command("backup")(backup.backup_command)
+app.command("backup-list")(backup.backup_list_command)
 app.command("restore")(backup.restore_command)
 
 
