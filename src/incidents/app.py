@@ -603,7 +603,11 @@ def build_retention(
         SqlRetentionStore(database.engine, database.backend, registry.refold_incident),
         timeline,
         TombstoneSigner(reader.instance_secret(TOMBSTONE_SECRET)),
-        Periods(settings.retention_archive_after_days, settings.retention_purge_after_days),
+        Periods(
+            settings.retention_archive_after_days,
+            settings.retention_purge_after_days,
+            settings.retention_unattached_purge_after_days,
+        ),
         forget=reader.forget,
     )
 

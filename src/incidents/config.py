@@ -107,6 +107,9 @@ class Settings:
     # canceled) before its events are archived, and before they are purged.
     retention_archive_after_days: float = 90.0
     retention_purge_after_days: float = 7 * 365.0
+    # Events of no incident (alerts that never joined one): purged this long after
+    # their time.
+    retention_unattached_purge_after_days: float = 7 * 365.0
     # Run retention inside `incidents serve` this often; 0 leaves it to
     # `incidents retention run` (from cron, say).
     retention_interval_seconds: float = 0.0
@@ -313,6 +316,8 @@ def validate_retention(settings: Settings) -> None:
         raise ConfigError(
             "IM_RETENTION_PURGE_AFTER_DAYS: must be at least IM_RETENTION_ARCHIVE_AFTER_DAYS"
         )
+    if settings.retention_unattached_purge_after_days < 0:
+        raise ConfigError("IM_RETENTION_UNATTACHED_PURGE_AFTER_DAYS: must not be negative")
     if settings.retention_interval_seconds < 0:
         raise ConfigError("IM_RETENTION_INTERVAL_SECONDS: must not be negative")
     for name in ("rate_limit_token_per_minute", "rate_limit_webhook_per_minute"):

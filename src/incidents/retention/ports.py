@@ -58,6 +58,19 @@ class RetentionStore(Protocol):
         signed tombstone; None when, under the lock, it was no longer due."""
         ...
 
+    def unattached_due(self, cutoff_us: int) -> tuple[int, int | None]:
+        """How many events of no incident are due (the start of their chain, up to the
+        first event not older than ``cutoff_us``), and the position of the last."""
+        ...
+
+    def purge_unattached(
+        self, cutoff_us: int, rule: str, now_us: int, limit: int, sign: Sign
+    ) -> Tombstone | None:
+        """Remove up to ``limit`` due events from the start of the chain of no incident,
+        with the alerts that only they described, leaving a signed tombstone; None when
+        nothing is due."""
+        ...
+
     def erase(
         self, incident_id: str, position: int, paths: list[str], rule: str, now_us: int, sign: Sign
     ) -> Tombstone:

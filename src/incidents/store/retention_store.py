@@ -18,7 +18,7 @@ import orjson
 from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 
 from incidents.incident.aggregate import Incident
-from incidents.log.chain import row_digest
+from incidents.log.chain import NO_INCIDENT, row_digest
 from incidents.log.ports import ProjectionRows
 from incidents.log.records import EVENT_COLUMNS, StoredEvent
 from incidents.retention.archive_codec import CHUNK_EVENTS, decode_chunk, encode_chunk
@@ -410,6 +410,93 @@ class SqlRetentionStore:
                 delete(outbox).where(
                     outbox.c.aggregate_id == incident_id, outbox.c.position <= last
                 )
+            )
+            return stone
+
+    # --- events of no incident ---
+
+    def _due_prefix(
+        self, conn: Connection, cutoff_us: int, after: int, limit: int
+    ) -> tuple[list[Any], bool]:
+        """The due events of no incident after ``after`` (up to ``limit``), from the start
+        of their chain in position order: (position, hash) rows, and whether the walk
+        reached an event that is not due (the chain must be cut there, not beyond)."""
+        rows = conn.execute(
+            select(_t.position, _t.hash, _t.time_us)
+            .where(_t.incident_id.is_(None), _t.position > after)
+            .order_by(_t.position)
+            .limit(limit)
+        ).all()
+        due: list[Any] = []
+        for row in rows:
+            if row.time_us >= cutoff_us:
+                return due, True
+            due.append(row)
+        return due, len(rows) < limit
+
+    def unattached_due(self, cutoff_us: int) -> tuple[int, int | None]:
+        count, through, after = 0, None, 0
+        with self._engine.connect() as conn:
+            while True:
+                due, ended = self._due_prefix(conn, cutoff_us, after, 5000)
+                if due:
+                    count += len(due)
+                    through = after = int(due[-1].position)
+                if ended or not due:
+                    return count, through
+
+    def purge_unattached(
+        self, cutoff_us: int, rule: str, now_us: int, limit: int, sign: Sign
+    ) -> Tombstone | None:
+        with writes(self._engine).begin() as conn:
+            self._lock(conn)
+            due, _ended = self._due_prefix(conn, cutoff_us, 0, limit)
+            if not due:
+                return None
+            head = conn.execute(
+                select(chain_heads.c.event_count).where(chain_heads.c.chain_key == NO_INCIDENT)
+            ).one()
+            already = sum(
+                t.event_count
+                for t in self._tombstones(conn, NO_INCIDENT)
+                if t.kind is TombstoneKind.PURGE
+            )
+            stored = conn.execute(
+                select(func.count()).select_from(timeline_events).where(_t.incident_id.is_(None))
+            ).scalar_one()
+            if int(stored) != int(head.event_count) - already:
+                raise RetentionConflict(
+                    f"the chain of events of no incident records {int(head.event_count) - already} "
+                    f"events but {stored} are stored; run a backup's chain check before purging"
+                )
+            last = int(due[-1].position)
+            stone = _signed(
+                Tombstone(
+                    tombstone_id=str(uuid.uuid4()),
+                    kind=TombstoneKind.PURGE,
+                    incident_id=NO_INCIDENT,
+                    rule=rule,
+                    created_us=now_us,
+                    first_position=int(due[0].position),
+                    last_position=last,
+                    event_count=len(due),
+                    chain_tip=bytes(due[-1].hash),
+                    detail={"before_us": cutoff_us},
+                ),
+                sign,
+            )
+            self._insert_tombstone(conn, stone)
+            # The start of the chain: every event of no incident up to ``last`` is due.
+            conn.execute(
+                delete(timeline_events).where(_t.incident_id.is_(None), _t.position <= last)
+            )
+            # An alert that never joined an incident has all its events on this chain:
+            # once its last one is gone, so is everything it was made of.
+            conn.execute(
+                delete(alerts).where(alerts.c.incident_id.is_(None), alerts.c.last_position <= last)
+            )
+            conn.execute(
+                delete(outbox).where(outbox.c.aggregate_id.is_(None), outbox.c.position <= last)
             )
             return stone
 
