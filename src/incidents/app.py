@@ -22,6 +22,7 @@ from opentelemetry.trace import Tracer
 from sqlalchemy import Engine
 
 from incidents.artifacts.local import LocalDirectoryStore
+from incidents.artifacts.policy_bundles import PolicyBundles
 from incidents.artifacts.ports import ObjectStore
 from incidents.artifacts.service import ArtifactService
 from incidents.backup.stored import StoredBackups
@@ -63,6 +64,7 @@ from incidents.log.query import CursorCodec
 from incidents.observability.metrics import TimelineMetrics
 from incidents.observability.sync_metrics import SyncMetrics
 from incidents.observability.tracing import make_tracer
+from incidents.policy.bundle import BundleError
 from incidents.policy.decision_point import (
     DecisionPoint,
     EmbeddedDecisionPoint,
@@ -244,12 +246,28 @@ def destination_names(settings: Settings, sections: Sections) -> list[str]:
 
 def build_policy(settings: Settings, directory: Directory, tracer: Tracer) -> PolicyService:
     """The policy decision point the settings choose, behind the policy service."""
-    pdp: DecisionPoint = (
-        RemoteDecisionPoint(settings.opa_url)
-        if settings.opa_url
-        else EmbeddedDecisionPoint(Path(settings.policy_dir) if settings.policy_dir else None)
-    )
+    pdp: DecisionPoint
+    if settings.opa_url:
+        pdp = RemoteDecisionPoint(settings.opa_url)
+    elif settings.policy_bundle:
+        pdp = EmbeddedDecisionPoint(installed_policy_bundle(settings))
+    else:
+        pdp = EmbeddedDecisionPoint(Path(settings.policy_dir) if settings.policy_dir else None)
     return PolicyService(directory, pdp, tracer, settings.policy_cache_seconds)
+
+
+def build_policy_bundles(settings: Settings) -> PolicyBundles:
+    """Policy bundles in the artifacts' directory or bucket (``policies/``)."""
+    return PolicyBundles(build_object_store(settings, "policies"), settings.artifacts_max_bytes)
+
+
+def installed_policy_bundle(settings: Settings) -> Path:
+    """The directory of IM_POLICY_BUNDLE's policies, unpacked beside the artifacts."""
+    root = artifacts_directory(settings) / "policy-bundles"
+    try:
+        return build_policy_bundles(settings).installed(settings.policy_bundle, root)
+    except BundleError as exc:
+        raise ConfigError(f"IM_POLICY_BUNDLE: {exc}") from None
 
 
 def build_chat(

@@ -53,6 +53,9 @@ class Settings:
     # an OPA server whose data API decides instead. Empty means the shipped policy.
     policy_dir: str = ""
     opa_url: str = ""
+    # Or the SHA-256 of a policy bundle stored with `incidents admin policy-bundle store`
+    # (in the artifacts' directory or bucket), loaded in-process.
+    policy_bundle: str = ""
     # How long a user's roles and attributes, and an in-process decision, are reused.
     policy_cache_seconds: float = 5.0
     # Live streams (SSE, WebSocket): a heartbeat after this long idle keeps proxies
@@ -285,6 +288,13 @@ def _validate(settings: Settings) -> None:
         raise ConfigError(f"IM_POLICY_DIR: {settings.policy_dir} is not a directory")
     if settings.opa_url and not settings.opa_url.startswith(("http://", "https://")):
         raise ConfigError("IM_OPA_URL: expected an http:// or https:// URL")
+    if settings.policy_bundle:
+        if not re.fullmatch(r"[0-9a-f]{64}", settings.policy_bundle):
+            raise ConfigError("IM_POLICY_BUNDLE: expected the bundle's SHA-256 (64 hex digits)")
+        if settings.policy_dir or settings.opa_url:
+            raise ConfigError(
+                "IM_POLICY_BUNDLE: choose one policy source (not with IM_POLICY_DIR or IM_OPA_URL)"
+            )
     if settings.workers < 1:
         raise ConfigError("IM_WORKERS: must be at least 1")
     if settings.max_batch_events < 1:
