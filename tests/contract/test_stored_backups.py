@@ -98,6 +98,7 @@ def test_a_backup_stored_in_the_object_store_lists_and_restores(
     restored = _admin(target, object_env, "restore", "--from-artifacts", digest)
     assert restored.returncode == 0, restored.stderr
     assert "every hash chain verified" in restored.stdout
+    assert f"restored stored backup {digest} into" in restored.stdout
     assert _tables(target) == _tables(source)
 
     _one_line_error(

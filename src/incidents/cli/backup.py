@@ -180,11 +180,14 @@ def restore_command(
             shelf.fetch(str(from_artifacts), fetched)
         except StoredBackupError as exc:
             raise CliError(str(exc)) from None
-        _restore_from(fetched, force)
+        _restore_from(fetched, force, f"stored backup {from_artifacts}")
 
 
-def _restore_from(archive: Path, force: bool) -> None:
+def _restore_from(archive: Path, force: bool, shown: str | None = None) -> None:
+    """Restore ``archive``, naming it ``shown`` (a stored backup's digest) in messages."""
     from incidents.app import load_configuration, open_database
+
+    name = shown or str(archive)
 
     settings = load_configuration()
     # The restore builds the schema at the archive's revision itself.
@@ -194,9 +197,9 @@ def _restore_from(archive: Path, force: bool) -> None:
         with _progress("loading") as report:
             result = restore_database(engine, archive, force=force, progress=report)
     except BrokenChain as exc:
-        raise CliError(f"{archive}: {exc}; nothing was restored", EXIT_BROKEN_CHAIN) from None
+        raise CliError(f"{name}: {exc}; nothing was restored", EXIT_BROKEN_CHAIN) from None
     except ArchiveError as exc:
-        raise CliError(f"{archive}: {exc}; nothing was restored") from None
+        raise CliError(f"{name}: {exc}; nothing was restored") from None
     except TargetNotEmpty as exc:
         raise CliError(f"{where}: {exc}") from None
     finally:
@@ -204,11 +207,11 @@ def _restore_from(archive: Path, force: bool) -> None:
     chains = result.chains
     if chains.broken is not None:
         raise CliError(
-            f"restored {archive} into {where}, but the hash chain of {chains.broken}",
+            f"restored {name} into {where}, but the hash chain of {chains.broken}",
             EXIT_BROKEN_CHAIN,
         )
     typer.echo(
-        f"restored {archive} into {where}: {chains.events} events in {chains.chains} chains, "
+        f"restored {name} into {where}: {chains.events} events in {chains.chains} chains, "
         f"schema revision {result.manifest.schema_revision} -> {result.revision}; "
         "every hash chain verified"
     )

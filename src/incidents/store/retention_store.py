@@ -221,14 +221,18 @@ class SqlRetentionStore:
 
     def archived_keys(self, keys: Collection[tuple[str, str]]) -> set[tuple[str, str]]:
         _k = archived_dedupe_keys.c
+        by_source: dict[str, list[str]] = {}
+        for source, dedupe_id in sorted(set(keys)):
+            by_source.setdefault(source, []).append(dedupe_id)
         found: set[tuple[str, str]] = set()
         with self._engine.connect() as conn:
-            for source, dedupe_id in sorted(set(keys)):
-                hit = conn.execute(
-                    select(_k.source).where(_k.source == source, _k.dedupe_id == dedupe_id)
-                ).first()
-                if hit is not None:
-                    found.add((source, dedupe_id))
+            # Per source, ids in chunks: the primary key (source, dedupe_id) serves it.
+            for source, ids in by_source.items():
+                for start in range(0, len(ids), 500):
+                    stmt = select(_k.dedupe_id).where(
+                        _k.source == source, _k.dedupe_id.in_(ids[start : start + 500])
+                    )
+                    found.update((source, row[0]) for row in conn.execute(stmt))
         return found
 
     def is_archived(self, incident_id: str) -> bool:
