@@ -11,7 +11,7 @@ import os
 import socket
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,6 +59,33 @@ def require_postgres() -> None:
     if REQUIRE_SERVICES:
         pytest.fail(f"{problem} (IM_REQUIRE_SERVICES=1)")
     pytest.skip(problem)
+
+
+# Makes an empty database of a kind ("sqlite", "postgresql") and returns its URL.
+Fresh = Callable[[str], str]
+
+
+@pytest.fixture
+def fresh(tmp_path: Path) -> Iterator[Fresh]:
+    """Makes empty databases: ``fresh("sqlite")`` or ``fresh("postgresql")`` (a schema
+    of its own, dropped afterwards)."""
+    schemas: list[str] = []
+
+    def make(kind: str) -> str:
+        if kind == "sqlite":
+            return f"sqlite:///{tmp_path / f'{uuid.uuid4().hex[:8]}.db'}"
+        require_postgres()
+        schema = f"t_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(PG_DSN, autocommit=True) as conn:
+            conn.execute(f'CREATE SCHEMA "{schema}"')
+        schemas.append(schema)
+        return f"{PG_DSN}?options=-csearch_path%3D{schema}"
+
+    yield make
+    if schemas:
+        with psycopg.connect(PG_DSN, autocommit=True) as conn:
+            for schema in schemas:
+                conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
 REDIS_URL = os.environ.get("IM_TEST_REDIS", "redis://127.0.0.1:6379/0")

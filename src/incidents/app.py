@@ -23,8 +23,10 @@ from opentelemetry.trace import Tracer
 from sqlalchemy import Engine
 
 from incidents.artifacts.local import LocalDirectoryStore
+from incidents.artifacts.policy_bundles import PolicyBundles
 from incidents.artifacts.ports import ObjectStore
 from incidents.artifacts.service import ArtifactService
+from incidents.backup.stored import StoredBackups
 from incidents.boards.projection import board_projection
 from incidents.boards.service import BoardService
 from incidents.bus.destination import BusDestination, Destination
@@ -68,6 +70,7 @@ from incidents.log.records import OutboxRoute
 from incidents.observability.metrics import TimelineMetrics
 from incidents.observability.sync_metrics import SyncMetrics
 from incidents.observability.tracing import make_tracer
+from incidents.policy.bundle import BundleError
 from incidents.policy.decision_point import (
     DecisionPoint,
     EmbeddedDecisionPoint,
@@ -259,12 +262,28 @@ def destination_names(settings: Settings, sections: Sections) -> list[str]:
 
 def build_policy(settings: Settings, directory: Directory, tracer: Tracer) -> PolicyService:
     """The policy decision point the settings choose, behind the policy service."""
-    pdp: DecisionPoint = (
-        RemoteDecisionPoint(settings.opa_url)
-        if settings.opa_url
-        else EmbeddedDecisionPoint(Path(settings.policy_dir) if settings.policy_dir else None)
-    )
+    pdp: DecisionPoint
+    if settings.opa_url:
+        pdp = RemoteDecisionPoint(settings.opa_url)
+    elif settings.policy_bundle:
+        pdp = EmbeddedDecisionPoint(installed_policy_bundle(settings))
+    else:
+        pdp = EmbeddedDecisionPoint(Path(settings.policy_dir) if settings.policy_dir else None)
     return PolicyService(directory, pdp, tracer, settings.policy_cache_seconds)
+
+
+def build_policy_bundles(settings: Settings) -> PolicyBundles:
+    """Policy bundles in the artifacts' directory or bucket (``policies/``)."""
+    return PolicyBundles(build_object_store(settings, "policies"), settings.artifacts_max_bytes)
+
+
+def installed_policy_bundle(settings: Settings) -> Path:
+    """The directory of IM_POLICY_BUNDLE's policies, unpacked beside the artifacts."""
+    root = artifacts_directory(settings) / "policy-bundles"
+    try:
+        return build_policy_bundles(settings).installed(settings.policy_bundle, root)
+    except BundleError as exc:
+        raise ConfigError(f"IM_POLICY_BUNDLE: {exc}") from None
 
 
 def build_chat(
@@ -502,7 +521,7 @@ def build_container(
     )
     timeline = TimelineService(reader, appender, cursors, metrics, tracer)
     timeline.route = correlation_route(incidents.rules)
-    retention = build_retention(settings, database, reader, timeline)
+    retention = build_retention(settings, database, reader, timeline, registry)
     timeline.seal = retention.trusted_seal
     retention_job = (
         RetentionJob(retention, settings.retention_interval_seconds)
@@ -585,15 +604,28 @@ def artifacts_directory(settings: Settings) -> Path:
     return Path("artifacts")
 
 
-def build_object_store(settings: Settings) -> ObjectStore:
-    """S3-compatible storage when IM_ARTIFACTS_S3_BUCKET is set, else a local directory."""
+def build_object_store(settings: Settings, namespace: str = "artifacts") -> ObjectStore:
+    """S3-compatible storage when IM_ARTIFACTS_S3_BUCKET is set, else a local directory.
+
+    ``namespace`` keeps kinds of objects apart: artifacts under ``artifacts/`` in the
+    bucket (at the top of the local directory), backups under ``backups/`` in both.
+    """
     if settings.artifacts_s3_bucket:
         return S3ObjectStore(
             settings.artifacts_s3_bucket,
             endpoint_url=settings.artifacts_s3_endpoint_url or None,
             region=settings.artifacts_s3_region,
+            prefix=f"{namespace}/",
         )
-    return LocalDirectoryStore(artifacts_directory(settings))
+    root = artifacts_directory(settings)
+    return LocalDirectoryStore(root if namespace == "artifacts" else root / namespace)
+
+
+def build_stored_backups(settings: Settings) -> StoredBackups:
+    """Backup archives in the artifacts' directory or bucket (``backups/``)."""
+    return StoredBackups(
+        build_object_store(settings, "backups"), settings.artifacts_backup_max_bytes
+    )
 
 
 def build_rate_limiter(settings: Settings) -> RateLimiter:
@@ -620,14 +652,22 @@ def build_console_sessions(settings: Settings) -> ConsoleSessions:
 
 
 def build_retention(
-    settings: Settings, database: Database, reader: ArchiveAwareReader, timeline: TimelineService
+    settings: Settings,
+    database: Database,
+    reader: ArchiveAwareReader,
+    timeline: TimelineService,
+    registry: Projections,
 ) -> RetentionService:
     """Retention on the configured database, with the instance's tombstone secret."""
     return RetentionService(
-        SqlRetentionStore(database.engine, database.backend),
+        SqlRetentionStore(database.engine, database.backend, registry.refold_incident),
         timeline,
         TombstoneSigner(reader.instance_secret(TOMBSTONE_SECRET)),
-        Periods(settings.retention_archive_after_days, settings.retention_purge_after_days),
+        Periods(
+            settings.retention_archive_after_days,
+            settings.retention_purge_after_days,
+            settings.retention_unattached_purge_after_days,
+        ),
         forget=reader.forget,
     )
 

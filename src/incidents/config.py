@@ -53,6 +53,9 @@ class Settings:
     # an OPA server whose data API decides instead. Empty means the shipped policy.
     policy_dir: str = ""
     opa_url: str = ""
+    # Or the SHA-256 of a policy bundle stored with `incidents admin policy-bundle store`
+    # (in the artifacts' directory or bucket), loaded in-process.
+    policy_bundle: str = ""
     # How long a user's roles and attributes, and an in-process decision, are reused.
     policy_cache_seconds: float = 5.0
     # Live streams (SSE, WebSocket): a heartbeat after this long idle keeps proxies
@@ -121,6 +124,9 @@ class Settings:
     # canceled) before its events are archived, and before they are purged.
     retention_archive_after_days: float = 90.0
     retention_purge_after_days: float = 7 * 365.0
+    # Events of no incident (alerts that never joined one): purged this long after
+    # their time.
+    retention_unattached_purge_after_days: float = 7 * 365.0
     # Run retention inside `incidents serve` this often; 0 leaves it to
     # `incidents retention run` (from cron, say).
     retention_interval_seconds: float = 0.0
@@ -136,6 +142,8 @@ class Settings:
     # ./artifacts), or an S3-compatible bucket when artifacts_s3_bucket is set.
     artifacts_dir: str = ""
     artifacts_max_bytes: int = 25 * 1024 * 1024
+    # The largest backup archive `incidents admin backup --to-artifacts` stores.
+    artifacts_backup_max_bytes: int = 16 * 1024**3
     artifacts_s3_bucket: str = ""
     artifacts_s3_endpoint_url: str = ""
     artifacts_s3_region: str = "us-east-1"
@@ -296,6 +304,13 @@ def _validate(settings: Settings) -> None:
         raise ConfigError(f"IM_POLICY_DIR: {settings.policy_dir} is not a directory")
     if settings.opa_url and not settings.opa_url.startswith(("http://", "https://")):
         raise ConfigError("IM_OPA_URL: expected an http:// or https:// URL")
+    if settings.policy_bundle:
+        if not re.fullmatch(r"[0-9a-f]{64}", settings.policy_bundle):
+            raise ConfigError("IM_POLICY_BUNDLE: expected the bundle's SHA-256 (64 hex digits)")
+        if settings.policy_dir or settings.opa_url:
+            raise ConfigError(
+                "IM_POLICY_BUNDLE: choose one policy source (not with IM_POLICY_DIR or IM_OPA_URL)"
+            )
     if settings.workers < 1:
         raise ConfigError("IM_WORKERS: must be at least 1")
     if settings.max_batch_events < 1:
@@ -347,6 +362,8 @@ def validate_retention(settings: Settings) -> None:
         raise ConfigError(
             "IM_RETENTION_PURGE_AFTER_DAYS: must be at least IM_RETENTION_ARCHIVE_AFTER_DAYS"
         )
+    if settings.retention_unattached_purge_after_days < 0:
+        raise ConfigError("IM_RETENTION_UNATTACHED_PURGE_AFTER_DAYS: must not be negative")
     if settings.retention_interval_seconds < 0:
         raise ConfigError("IM_RETENTION_INTERVAL_SECONDS: must not be negative")
     for name in ("rate_limit_token_per_minute", "rate_limit_webhook_per_minute"):
@@ -354,6 +371,8 @@ def validate_retention(settings: Settings) -> None:
             raise ConfigError(f"IM_{name.upper()}: must not be negative (0 turns it off)")
     if settings.artifacts_max_bytes < 1:
         raise ConfigError("IM_ARTIFACTS_MAX_BYTES: must be at least 1")
+    if settings.artifacts_backup_max_bytes < 1:
+        raise ConfigError("IM_ARTIFACTS_BACKUP_MAX_BYTES: must be at least 1")
 
 
 # The outbox destinations this build can deliver to.

@@ -53,9 +53,9 @@ def site(database_url: str, tmp_path: Path) -> Iterator[Site]:
     container = build_container(settings)
     grant_access(container, "cora@example.com", roles=("incident.commander",))
     grant_access(container, "rita@example.com", roles=("incident.reader",), attributes=())
+    grant_access(container, "ed@example.com", roles=("incident.commander",), attributes=())
     tokens = {
-        "cora": container.tokens.create("cora@example.com")[1],
-        "rita": container.tokens.create("rita@example.com")[1],
+        who: container.tokens.create(f"{who}@example.com")[1] for who in ("cora", "rita", "ed")
     }
     with TestClient(create_app(container)) as client:
         yield Site(client, tokens)
@@ -115,3 +115,105 @@ def test_bad_uploads_are_problems_naming_the_field(site: Site) -> None:
     assert no_name.status_code == 400 and no_name.json()["errors"][0]["field"] == "filename"
     bad = site.get(f"/api/v1/incidents/{incident}/artifacts/not-a-digest")
     assert bad.status_code == 400
+
+
+def _store_export(site: Site, incident: str, who: str, fmt: str = "json") -> Any:
+    return site.client.post(
+        f"/api/v1/incidents/{incident}/timeline/export/artifacts",
+        params={"format": fmt},
+        headers={"Authorization": f"Bearer {site.tokens[who]}"},
+    )
+
+
+def _note_with_pii(site: Site, incident: str) -> None:
+    note = {
+        "specversion": "1.0",
+        "id": "pii-note",
+        "source": "im://tests",
+        "type": "im.note.add",
+        "subject": f"incident/{incident}",
+        "data": {"text": "call back", "reporter_email": "jane@example.com"},
+    }
+    answer = site.client.post(
+        "/api/v1/timeline/events",
+        json=note,
+        headers={
+            "Authorization": f"Bearer {site.tokens['cora']}",
+            "Content-Type": "application/cloudevents+json",
+        },
+    )
+    assert answer.status_code == 201, answer.text
+
+
+def test_a_stored_export_holds_what_its_requester_could_read(site: Site, tmp_path: Path) -> None:
+    incident = site.declare("Checkout down")
+    _note_with_pii(site, incident)
+    direct = site.get(f"/api/v1/incidents/{incident}/timeline/export?format=json")
+    # cora reads PII; ed (a commander without data-class attributes) does not.
+    stored = _store_export(site, incident, "cora")
+    assert stored.status_code == 201, stored.text
+    full = stored.json()
+    assert full["content_type"] == "application/json"
+    assert full["filename"].startswith(f"{incident}-timeline-") and full["filename"].endswith(
+        ".json"
+    )
+    mine = site.get(f"/api/v1/incidents/{incident}/artifacts/{full['sha256']}")
+    assert mine.status_code == 200 and b"jane@example.com" in mine.content
+    # Exactly the export cora would have downloaded herself.
+    assert hashlib.sha256(direct.content).hexdigest() == full["sha256"]
+    # Kept apart from attachments: naming its digest elsewhere reaches nothing.
+    assert (tmp_path / "objects" / "ex" / f"export-{full['sha256']}").is_file()
+    assert not (tmp_path / "objects" / full["sha256"][:2] / full["sha256"]).exists()
+
+    narrow = _store_export(site, incident, "ed", fmt="md")
+    assert narrow.status_code == 201, narrow.text
+    assert narrow.json()["content_type"] == "text/markdown"
+    edited = site.get(f"/api/v1/incidents/{incident}/artifacts/{narrow.json()['sha256']}", "ed")
+    assert edited.status_code == 200 and b"jane@example.com" not in edited.content
+    # ed may not download cora's export (it shows PII); cora may download ed's.
+    assert (
+        site.get(f"/api/v1/incidents/{incident}/artifacts/{full['sha256']}", "ed").status_code
+        == 404
+    )
+    assert (
+        site.get(f"/api/v1/incidents/{incident}/artifacts/{narrow.json()['sha256']}").status_code
+        == 200
+    )
+    listed = site.get(f"/api/v1/incidents/{incident}/artifacts", "ed").json()["artifacts"]
+    assert {a["sha256"] for a in listed} == {full["sha256"], narrow.json()["sha256"]}
+
+
+def test_a_stored_export_cannot_be_forged_or_made_without_rights(site: Site) -> None:
+    incident = site.declare("Checkout down")
+    forged = {
+        "specversion": "1.0",
+        "id": "forged",
+        "source": "im://tests",
+        "type": "im.artifact.attach",
+        "subject": f"incident/{incident}",
+        "data": {"sha256": "0" * 64, "export": {"visibilities": [], "data_classes": []}},
+    }
+    answer = site.client.post(
+        "/api/v1/timeline/events",
+        json=forged,
+        headers={
+            "Authorization": f"Bearer {site.tokens['cora']}",
+            "Content-Type": "application/cloudevents+json",
+        },
+    )
+    assert answer.status_code == 403 and "stored export" in answer.json()["detail"]
+    cases = [
+        (_store_export(site, incident, "rita"), 403),
+        (_store_export(site, "INC-404", "cora"), 404),
+        (_store_export(site, incident, "cora", fmt="pdf"), 400),
+    ]
+    for _ in range(40):
+        site.client.post(
+            f"/api/v1/incidents/{incident}/notes",
+            json={"text": "a long note " * 10},
+            headers={"Authorization": f"Bearer {site.tokens['cora']}"},
+        )
+    cases.append((_store_export(site, incident, "cora"), 413))
+    for answer, status in cases:
+        assert answer.status_code == status, answer.text
+        assert answer.headers["content-type"].startswith("application/problem+json")

@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
+from alembic import command
+from alembic.config import Config
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
 
 from incidents.app import Container
+from incidents.backup.database import upgrade
 from incidents.events.envelope import normalize
 from incidents.events.timeformat import format_micros, now_micros
 from incidents.log.session import Outcome
 from incidents.retention.tiers import DAY_US, Action, Tier
+from incidents.store import migrate
 from incidents.store.engine import writes
 from incidents.timeline.export import ExportFormat
 from tests.conftest import event
@@ -404,3 +409,35 @@ def test_a_purge_takes_the_incident_board_with_it(container: Container) -> None:
         for table in ("sync_links", "chat_channels"):
             left = {r[0] for r in conn.execute(text(f"SELECT incident_id FROM {table}"))}
             assert left == {"INC-NEW"}, table
+
+
+def test_migration_fills_the_archived_dedupe_keys_from_the_archive(container: Container) -> None:
+    _append(container, "INC-MID", 3, age_days=400)
+    raw = event("with-origin", incident="INC-MID", time=format_micros(NOW - 400 * DAY_US))
+    raw["im.origin_id"] = "upstream-77"
+    container.timeline.append([normalize(raw)], ACTOR)
+    assert "INC-MID" in _retention(container).run(now_us=NOW).archived
+    with container.engine.connect() as conn:
+        keys_after_archive = sorted(
+            tuple(r)
+            for r in conn.execute(text("SELECT source, dedupe_id FROM archived_dedupe_keys"))
+        )
+    assert ("im://tests", "upstream-77") in keys_after_archive and len(keys_after_archive) == 4
+    # A database archived before revision 0011 had no keys: the migration derives them.
+    with writes(container.engine).begin() as conn:
+        config = Config()
+        config.set_main_option(
+            "script_location", str(Path(migrate.__file__).with_name("migrations"))
+        )
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0010")
+    with writes(container.engine).begin() as conn:
+        upgrade(conn, "head")
+    with container.engine.connect() as conn:
+        rows = sorted(
+            tuple(r)
+            for r in conn.execute(text("SELECT source, dedupe_id FROM archived_dedupe_keys"))
+        )
+    assert rows == keys_after_archive
+    (again,) = container.timeline.append([normalize(raw)], ACTOR)
+    assert again.outcome is Outcome.DUPLICATE

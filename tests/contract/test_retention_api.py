@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from incidents.events.envelope import normalize
 from incidents.events.timeformat import format_micros, now_micros
+from incidents.log.session import Outcome
 from incidents.retention.tiers import DAY_US
 from tests.conftest import Api, event, grant_access
 
@@ -188,3 +190,30 @@ def test_erasure_endpoint(api: Api) -> None:
     held = {**payload, "position": position + 1}
     body = _problem(api.client.post(path, json=held, headers=dpo), 409)
     assert "legal hold" in body["detail"]
+
+
+def test_an_archived_event_sent_again_is_a_duplicate(api: Api) -> None:
+    when = now_micros() - 200 * DAY_US
+    sent = [event(f"arch-{i}", incident="INC-ARCH", time=format_micros(when + i)) for i in range(3)]
+    for raw in sent:
+        assert api.post_event(raw).status_code == 201
+    retention = api.container.retention
+    assert retention is not None
+    report = retention.run()
+    assert "INC-ARCH" in report.archived
+    head = api.container.reader.head_position()
+
+    again = api.post_event(sent[1])
+    assert again.status_code == 200, again.text
+    assert again.json()["created"] is False
+    batch = api.post_batch([sent[0], sent[2], event("arch-new", incident="INC-ARCH")])
+    assert [r["status"] for r in batch.json()["results"]] == [200, 200, 409]
+    # Different content under an archived key: the usual conflict, nothing stored.
+    changed = {**sent[0], "data": {"note": "something else"}}
+    _problem(api.post_event(changed), 409)
+    # Appended in-process (no HTTP refusal in front): still a duplicate.
+    (result,) = api.container.timeline.append([normalize(sent[2])], "alice@example.com")
+    assert result.outcome is Outcome.DUPLICATE
+    assert api.container.reader.head_position() == head
+    verified = api.get("/api/v1/incidents/INC-ARCH/timeline/verify").json()
+    assert verified["intact"] is True and verified["events"] == 3

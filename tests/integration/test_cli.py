@@ -551,6 +551,27 @@ def test_export_to_stdout(cli: Cli, incident: str) -> None:
     assert "**Events**: 5" in md_out.stdout
 
 
+def test_export_stored_as_an_artifact(cli: Cli, incident: str) -> None:
+    stored = cli.ok("timeline", "export", "-i", incident, "--store")
+    line = stored.stdout.strip()
+    assert line.startswith(f"stored {incident}-timeline-") and f"of {incident}" in line
+    digest = line.split(" as artifact ")[1].split()[0]
+    downloaded = httpx.get(
+        f"{cli.server.url}/api/v1/incidents/{incident}/artifacts/{digest}",
+        headers={"Authorization": f"Bearer {cli.server.token}"},
+    )
+    assert downloaded.status_code == 200
+    assert [e["id"] for e in json.loads(downloaded.content)][:5] == [
+        "evt-3",
+        "evt-1",
+        "evt-2",
+        "evt-4",
+        "evt-5",
+    ]
+    refused = cli.process("timeline", "export", "-i", incident, "--store", "-o", "x.json")
+    assert refused.returncode == 1 and "--store" in one_error_line(refused)
+
+
 def test_export_large_timeline_to_file(cli: Cli, tmp_path: Path) -> None:
     total = 1234
     result = append_batch(cli, tmp_path, [event(n, incident="INC-EXP") for n in range(total)])

@@ -108,3 +108,34 @@ def test_config_show_masks_the_redis_password_and_checks_periods(tmp_path: Path)
     )
     assert bad.exit_code != 0
     assert "IM_RETENTION_PURGE_AFTER_DAYS" in (bad.stdout + bad.stderr + str(bad.exception))
+
+
+def test_the_run_lists_and_purges_events_of_no_incident(
+    site: tuple[Server, Container], tmp_path: Path, database_url: str
+) -> None:
+    server, container = site
+    cli = Cli(server, tmp_path)
+    _, token = container.tokens.create("alice@example.com")
+    for n, age in enumerate((3000, 2900, 1)):
+        response = httpx.post(
+            f"{server.url}/api/v1/timeline/events",
+            json=event(
+                f"loose-{n}", incident=None, time=format_micros(now_micros() - age * DAY_US)
+            ),
+            headers={
+                "Authorization": f"Bearer {token}",
+                "Content-Type": "application/cloudevents+json",
+            },
+        )
+        assert response.status_code == 201, response.text
+    dry = cli.ok("retention", "run", "--dry-run", IM_DATABASE_URL=database_url).stdout
+    (row,) = [line for line in dry.splitlines() if "(no incident)" in line]
+    assert "purge" in row and "unattached-purge-after-2555d" in row
+    assert "2 events of no incident" in row
+    assert "and purge 2 events of no incident" in dry
+    done = cli.ok("retention", "run", IM_DATABASE_URL=database_url).stdout
+    assert "purged 2 events of no incident (1 tombstones)" in done
+    plan = httpx.get(
+        f"{server.url}/api/v1/retention/plan", headers={"Authorization": f"Bearer {server.token}"}
+    ).json()
+    assert plan["unattached"]["events"] == 0

@@ -83,3 +83,30 @@ def test_the_api_stores_artifacts_in_the_bucket(s3_endpoint: str, tmp_path: Path
     raw = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
     stored = raw.get_object(Bucket="incidents", Key=f"artifacts/{digest}")["Body"].read()
     assert stored == PNG
+
+
+def test_a_stored_export_goes_to_the_bucket(s3_endpoint: str, tmp_path: Path) -> None:
+    settings = make_settings(
+        f"sqlite:///{tmp_path / 'db.sqlite'}",
+        artifacts_s3_bucket="incidents",
+        artifacts_s3_endpoint_url=s3_endpoint,
+    )
+    container = build_container(settings)
+    grant_access(container, "cora@example.com", roles=("incident.commander",))
+    _, token = container.tokens.create("cora@example.com")
+    auth = {"Authorization": f"Bearer {token}"}
+    with TestClient(create_app(container)) as client:
+        incident = client.post("/api/v1/incidents", json={"title": "x"}, headers=auth).json()["id"]
+        answer = client.post(
+            f"/api/v1/incidents/{incident}/timeline/export/artifacts",
+            params={"format": "md"},
+            headers=auth,
+        )
+        assert answer.status_code == 201, answer.text
+        digest = answer.json()["sha256"]
+        got = client.get(f"/api/v1/incidents/{incident}/artifacts/{digest}", headers=auth)
+        assert got.status_code == 200 and got.headers["content-type"].startswith("text/markdown")
+    raw = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
+    head = raw.head_object(Bucket="incidents", Key=f"artifacts/export-{digest}")
+    assert head["ContentType"] == "text/markdown" and head["ContentLength"] == len(got.content)
+    assert hashlib.sha256(got.content).hexdigest() == digest

@@ -14,10 +14,13 @@ from incidents.api.body import read_body_or_413
 from incidents.api.problems import Problem
 from incidents.api.retention import archived_refusal
 from incidents.api.state import container_of, json_response
+from incidents.api.timeline import open_export
 from incidents.artifacts.content import ContentError, media_type
-from incidents.artifacts.service import ArtifactError, ArtifactService
+from incidents.artifacts.service import Artifact, ArtifactError, ArtifactService
+from incidents.events.envelope import Event
 from incidents.log.session import Outcome
 from incidents.policy.model import Action, Decision
+from incidents.timeline.export import ExportFormat
 from incidents.timeline.render import to_entry
 
 router = APIRouter(prefix="/api/v1", tags=["artifacts"])
@@ -65,23 +68,37 @@ async def upload(
     """
     container = container_of(request)
     require(request, decision, Action.ARTIFACT_WRITE, f"incident/{incident_id}")
-    await _require_visible(request, decision, incident_id)
-    service = _service(request)
-    retention = container.retention
-    if retention is not None and await run_in_threadpool(retention.is_archived, incident_id):
-        raise archived_refusal(incident_id)
+    service = await _writable(request, decision, incident_id)
     data = await read_body_or_413(request, service.max_bytes)
     incident = await run_in_threadpool(container.incidents.get, incident_id, None)
+    content_type = media_type(request.headers.get("content-type"))
+    made = _made(
+        service.attach_event,
+        incident_id,
+        filename,
+        content_type,
+        data,
+        decision.subject.id,
+        incident.classification if incident is not None else None,
+    )
+    return await _recorded(request, decision, incident_id, await made)
+
+
+async def _writable(request: Request, decision: Decision, incident_id: str) -> ArtifactService:
+    """The artifact service, once the incident is visible and not archived."""
+    await _require_visible(request, decision, incident_id)
+    service = _service(request)
+    retention = container_of(request).retention
+    if retention is not None and await run_in_threadpool(retention.is_archived, incident_id):
+        raise archived_refusal(incident_id)
+    return service
+
+
+async def _made(make: Any, *args: Any) -> tuple[Artifact, Event]:
+    """Check and store an artifact's bytes (on a worker thread): 415 for a type the
+    bytes do not match, 413 over the size limit."""
     try:
-        artifact, event = await run_in_threadpool(
-            service.attach_event,
-            incident_id,
-            filename,
-            media_type(request.headers.get("content-type")),
-            data,
-            decision.subject.id,
-            incident.classification if incident is not None else None,
-        )
+        made: tuple[Artifact, Event] = await run_in_threadpool(make, *args)
     except ContentError as exc:
         raise Problem(
             415,
@@ -91,7 +108,16 @@ async def upload(
         ) from None
     except ArtifactError as exc:
         raise _artifact_problem(exc) from None
-    (result,) = await asyncio.wrap_future(container.timeline.submit([event], decision.subject.id))
+    return made
+
+
+async def _recorded(
+    request: Request, decision: Decision, incident_id: str, made: tuple[Artifact, Event]
+) -> Response:
+    """Append the attach event; the artifact as the 201 answer describes it."""
+    artifact, event = made
+    timeline = container_of(request).timeline
+    (result,) = await asyncio.wrap_future(timeline.submit([event], decision.subject.id))
     if result.outcome is not Outcome.CREATED:
         raise Problem(409, "artifact-conflict", "the attach event was not recorded")
     return json_response(
@@ -106,6 +132,68 @@ async def upload(
         },
         201,
     )
+
+
+# What a stored export is kept as (the types the artifact checks accept).
+_EXPORT_TYPES = {
+    ExportFormat.JSON: ("application/json", "json"),
+    ExportFormat.MARKDOWN: ("text/markdown", "md"),
+}
+
+
+@router.post(
+    "/incidents/{incident_id}/timeline/export/artifacts",
+    summary="Store an export of an incident's timeline as an artifact of the incident",
+    status_code=201,
+    responses={413: {"description": "The export is over the artifact size limit"}},
+)
+async def store_export(
+    request: Request,
+    decision: Decided,
+    incident_id: str,
+    format: Annotated[str, Query(description="json or md")] = "json",
+    dialect: Annotated[str | None, Query(description="spec (default) or dotted")] = None,
+) -> Response:
+    """Export the timeline as the caller may read it and keep the export as an artifact.
+
+    The export holds what the caller could read (their visibilities, data classes and
+    redaction). It is downloaded like any artifact, but only by readers whose own
+    decision lets them read at least as much; others get a 404.
+    """
+    container = container_of(request)
+    require(request, decision, Action.ARTIFACT_WRITE, f"incident/{incident_id}")
+    export, fmt = open_export(request, decision, incident_id, format, dialect)
+    service = await _writable(request, decision, incident_id)
+
+    def collect() -> bytes:
+        # Bounded: an export over the limit is refused without holding all of it.
+        out = bytearray()
+        for chunk in export.chunks:
+            out += chunk
+            if len(out) > service.max_bytes:
+                raise ArtifactError(
+                    "body",
+                    f"the export is over the artifact limit of {service.max_bytes} bytes",
+                    413,
+                )
+        return bytes(out)
+
+    try:
+        data = await run_in_threadpool(collect)
+    except ArtifactError as exc:
+        raise _artifact_problem(exc) from None
+    incident = await run_in_threadpool(container.incidents.get, incident_id, None)
+    content_type, suffix = _EXPORT_TYPES[fmt]
+    made = _made(
+        service.export_event,
+        incident_id,
+        suffix,
+        content_type,
+        data,
+        decision,
+        incident.classification if incident is not None else None,
+    )
+    return await _recorded(request, decision, incident_id, await made)
 
 
 @router.get("/incidents/{incident_id}/artifacts", summary="An incident's artifacts")
@@ -132,7 +220,7 @@ async def download(request: Request, decision: Decided, incident_id: str, sha256
     await _require_visible(request, decision, incident_id)
     try:
         found = await run_in_threadpool(
-            _service(request).download, incident_id, sha256, decision.visibilities
+            _service(request).download, incident_id, sha256, decision.visibilities, decision
         )
     except ArtifactError as exc:
         raise _artifact_problem(exc) from None

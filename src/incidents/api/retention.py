@@ -164,8 +164,9 @@ async def retention_plan(request: Request, decision: Decided) -> Response:
     require(request, decision, Action.LEGAL_HOLD, "retention")
     container = container_of(request)
 
-    def plan() -> list[dict[str, Any]]:
-        return [
+    def plan() -> dict[str, Any]:
+        service = _service(request)
+        incidents = [
             {
                 "incident_id": v.incident_id,
                 "tier": v.tier.value,
@@ -173,11 +174,19 @@ async def retention_plan(request: Request, decision: Decided) -> Response:
                 "rule": v.rule,
                 "reason": v.reason,
             }
-            for v in _service(request).plan()
+            for v in service.plan()
             if container.timeline.incident_visible(v.incident_id, decision.visibilities)
         ]
+        loose = service.plan_unattached()
+        unattached = {
+            "events": loose.events,
+            "through_position": loose.through_position,
+            "rule": loose.rule,
+            "reason": loose.reason,
+        }
+        return {"incidents": incidents, "unattached": unattached}
 
-    return json_response({"incidents": await run_in_threadpool(plan)})
+    return json_response(await run_in_threadpool(plan))
 
 
 @router.post(

@@ -23,7 +23,7 @@ from incidents.api.body import read_body_or_413
 from incidents.api.problems import Problem, invalid_parameter, malformed_body
 from incidents.api.retention import archived_refusal
 from incidents.api.state import container_of, json_response
-from incidents.artifacts.service import ATTACH
+from incidents.artifacts.service import ATTACH, is_stored_export
 from incidents.events.envelope import Event, EventValidationError
 from incidents.events.parsing import (
     BATCH,
@@ -47,7 +47,7 @@ from incidents.policy.model import Action, Decision
 from incidents.retention.holds import HOLD_TYPES
 from incidents.timeline.export import MEDIA_TYPES, ExportFormat
 from incidents.timeline.render import to_cloudevent, to_entry
-from incidents.timeline.service import AmbiguousEventId, NotFound
+from incidents.timeline.service import AmbiguousEventId, Export, NotFound
 
 if TYPE_CHECKING:
     from incidents.app import Container
@@ -74,18 +74,50 @@ async def _archived_among(container: Container, items: Sequence[object]) -> set[
     return await run_in_threadpool(container.retention.archived_among, named)
 
 
+async def _archived_redeliveries(
+    container: Container, items: Sequence[object], archived: Collection[str]
+) -> set[tuple[str, str]]:
+    """The dedupe keys of events naming archived incidents that are archived events
+    sent again: duplicates, answered as such rather than refused as writes."""
+    keys = {
+        (i.source, i.dedupe_id)
+        for i in items
+        if isinstance(i, Event) and i.incident_id is not None and i.incident_id in archived
+    }
+    if not keys or container.retention is None:
+        return set()
+    return await run_in_threadpool(container.retention.archived_keys, keys)
+
+
 def _refusal(
-    request: Request, decision: Decision, event: Event, archived: Collection[str] = ()
+    request: Request,
+    decision: Decision,
+    event: Event,
+    archived: Collection[str] = (),
+    redelivered: Collection[tuple[str, str]] = (),
 ) -> Problem | None:
     """A 403 when the event would change an incident in a way the caller may not; a
-    409 when its incident is archived."""
-    if event.incident_id is not None and event.incident_id in archived:
+    409 when its incident is archived (unless it is an archived event sent again)."""
+    if (
+        event.incident_id is not None
+        and event.incident_id in archived
+        and (event.source, event.dedupe_id) not in redelivered
+    ):
         return archived_refusal(event.incident_id)
     # Holds decide what retention may remove: only those who may place them may
     # record them, whichever way the event arrives.
     if event.type in HOLD_TYPES:
         action: Action | None = Action.LEGAL_HOLD
     elif event.type == ATTACH:
+        if is_stored_export(event.data):
+            # The view a stored export was made for decides who may download it: only
+            # the export endpoint, which made it, may record one.
+            return Problem(
+                403,
+                "stored-export-forged",
+                "a stored export is recorded by POST /api/v1/incidents/{id}/timeline/export/"
+                "artifacts, not by appending an event",
+            )
         # Attachments go through the artifacts endpoint, which checks the bytes.
         action = Action.ARTIFACT_WRITE
     else:
@@ -157,12 +189,15 @@ async def append_events(request: Request, decision: Decided) -> Response:
 
     timeline = container.timeline
     archived = await _archived_among(container, parsed.items)
+    redelivered = (
+        await _archived_redeliveries(container, parsed.items, archived) if archived else set()
+    )
     if parsed.mode is not Mode.BATCH:
         item = parsed.items[0]
         if isinstance(item, EventValidationError):
             timeline.record_rejected(1)
             raise _invalid_event(item)
-        refusal = _refusal(request, decision, item, archived)
+        refusal = _refusal(request, decision, item, archived, redelivered)
         if refusal is not None:
             raise refusal
         results = await asyncio.wrap_future(timeline.submit([item], subject))
@@ -180,7 +215,7 @@ async def append_events(request: Request, decision: Decided) -> Response:
         index: refusal
         for index, item in enumerate(parsed.items)
         if isinstance(item, Event)
-        and (refusal := _refusal(request, decision, item, archived)) is not None
+        and (refusal := _refusal(request, decision, item, archived, redelivered)) is not None
     }
     valid: list[Event] = [
         item
@@ -380,15 +415,11 @@ def verify_timeline(request: Request, decision: Decided, incident_id: str) -> Re
     return json_response(body)
 
 
-@router.get("/incidents/{incident_id}/timeline/export", summary="Export an incident's timeline")
-def export_timeline(
-    request: Request,
-    decision: Decided,
-    incident_id: str,
-    format: Annotated[str, Query(description="json or md")] = "json",
-    dialect: Annotated[str | None, Query(description="spec (default) or dotted")] = None,
-) -> Response:
-    """The whole timeline as a JSON array of CloudEvents or as a Markdown report, streamed."""
+def open_export(
+    request: Request, decision: Decision, incident_id: str, format: str, dialect: str | None
+) -> tuple[Export, ExportFormat]:
+    """The export a request asks for, as its decision lets the reader see it (the
+    ``export`` action checked; 4xx problems for bad parameters or a hidden incident)."""
     container = container_of(request)
     require(request, decision, Action.EXPORT, f"incident/{incident_id}")
     try:
@@ -402,6 +433,19 @@ def export_timeline(
         export = container.timeline.export(incident_id, fmt, chosen, decision=decision)
     except NotFound as exc:
         raise Problem(404, "incident-not-found", str(exc)) from None
+    return export, fmt
+
+
+@router.get("/incidents/{incident_id}/timeline/export", summary="Export an incident's timeline")
+def export_timeline(
+    request: Request,
+    decision: Decided,
+    incident_id: str,
+    format: Annotated[str, Query(description="json or md")] = "json",
+    dialect: Annotated[str | None, Query(description="spec (default) or dotted")] = None,
+) -> Response:
+    """The whole timeline as a JSON array of CloudEvents or as a Markdown report, streamed."""
+    export, fmt = open_export(request, decision, incident_id, format, dialect)
     suffix = "json" if fmt is ExportFormat.JSON else "md"
     return StreamingResponse(
         export.chunks,

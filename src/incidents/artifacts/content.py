@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
+from pathlib import Path
 
 
 class ContentError(ValueError):
@@ -32,6 +33,11 @@ def _json(data: bytes) -> bool:
     return True
 
 
+def _tar(data: bytes) -> bool:
+    # POSIX (ustar, pax) archives name their format at offset 257 of the first header.
+    return data[257:262] == b"ustar"
+
+
 # Accepted types and how their bytes are recognised.
 CHECKS: dict[str, Callable[[bytes], bool]] = {
     "image/png": _starts(b"\x89PNG\r\n\x1a\n"),
@@ -40,6 +46,7 @@ CHECKS: dict[str, Callable[[bytes], bool]] = {
     "application/pdf": _starts(b"%PDF-"),
     "application/gzip": _starts(b"\x1f\x8b"),
     "application/zip": _starts(b"PK\x03\x04", b"PK\x05\x06"),
+    "application/x-tar": _tar,
     "application/json": _json,
     "text/plain": _utf8,
     "text/markdown": _utf8,
@@ -69,3 +76,16 @@ def check_content(content_type: str, data: bytes) -> None:
 def content_key(data: bytes) -> str:
     """The artifact's address: the SHA-256 of its bytes, in hex."""
     return hashlib.sha256(data).hexdigest()
+
+
+# Enough of a file's start for every check above that looks at a prefix or a header.
+HEAD_BYTES = 512
+
+
+def file_key(path: Path) -> str:
+    """:func:`content_key` of a file, read in blocks (a file may exceed memory)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as source:
+        for block in iter(lambda: source.read(1024 * 1024), b""):
+            digest.update(block)
+    return digest.hexdigest()

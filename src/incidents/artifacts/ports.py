@@ -3,7 +3,18 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class StoredObject:
+    """One object as a listing shows it."""
+
+    key: str
+    size: int
+    modified_us: int
 
 
 class ObjectStore(Protocol):
@@ -13,8 +24,21 @@ class ObjectStore(Protocol):
         """Store ``data`` under ``key`` (storing the same key again is harmless)."""
         ...
 
+    def put_file(self, key: str, path: Path, content_type: str) -> None:
+        """Store the file at ``path`` under ``key``, streamed (for objects too large
+        to hold in memory, such as backup archives)."""
+        ...
+
     def get(self, key: str) -> bytes | None:
         """The object's bytes, or None if there is none under ``key``."""
         ...
 
+    def get_file(self, key: str, path: Path) -> bool:
+        """Write the object to ``path``, streamed; False if there is none."""
+        ...
+
     def exists(self, key: str) -> bool: ...
+
+    def listing(self) -> list[StoredObject]:
+        """Every object, by key."""
+        ...

@@ -11,21 +11,27 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 
 from incidents.artifacts.content import check_content, content_key
+from incidents.artifacts.export_view import covers, view_of
 from incidents.artifacts.ports import ObjectStore
 from incidents.events.envelope import Event
+from incidents.events.timeformat import format_micros, now_micros
 from incidents.incident.commands import build_event
 from incidents.log.query import TimelineFilter
 from incidents.log.records import StoredEvent
+from incidents.policy.model import Decision
 from incidents.timeline.service import TimelineService
 
 ATTACH = "im.artifact.attach"
 ARTIFACT_SOURCE = "incidents://artifacts"
 _NAME = re.compile(r"^[^/\\\x00-\x1f]{1,255}$")
 _DIGEST = re.compile(r"^[0-9a-f]{64}$")
+# The key of a stored export's attach data holding the view it was made for.
+EXPORT = "export"
 
 
 class ArtifactError(ValueError):
@@ -45,6 +51,18 @@ class Artifact:
     size: int
     content_type: str
     filename: str
+
+
+def object_key(sha256: str, *, export: bool = False) -> str:
+    """Where the bytes are kept. Stored exports have keys of their own: an attach event
+    that merely names an export's digest (recorded by anyone who saw that digest) must
+    not reach bytes that only readers covering the export's view may download."""
+    return f"export-{sha256}" if export else sha256
+
+
+def is_stored_export(data: object) -> bool:
+    """Whether an attach event's data records a stored export."""
+    return isinstance(data, dict) and EXPORT in data
 
 
 def check_digest(value: str) -> str:
@@ -73,6 +91,37 @@ class ArtifactService:
         """Check and store the bytes; the event that records the attachment, with
         ``visibility`` (the incident's classification: who may see the incident may
         download its artifacts, nobody else)."""
+        return self._stored(incident_id, filename, content_type, data, actor, visibility, {})
+
+    def export_event(
+        self,
+        incident_id: str,
+        suffix: str,
+        content_type: str,
+        data: bytes,
+        decision: Decision,
+        visibility: str | None = None,
+    ) -> tuple[Artifact, Event]:
+        """Store an export of the incident's timeline made for ``decision``; the attach
+        event records that reader's view, and only readers whose decision covers it may
+        download the export."""
+        stamp = format_micros(now_micros()).replace(":", "").replace("-", "")
+        filename = f"{incident_id}-timeline-{stamp}.{suffix}"
+        extra = {EXPORT: view_of(decision)}
+        return self._stored(
+            incident_id, filename, content_type, data, decision.subject.id, visibility, extra
+        )
+
+    def _stored(
+        self,
+        incident_id: str,
+        filename: str,
+        content_type: str,
+        data: bytes,
+        actor: str,
+        visibility: str | None,
+        extra: dict[str, Any],
+    ) -> tuple[Artifact, Event]:
         if not _NAME.fullmatch(filename):
             raise ArtifactError("filename", "1 to 255 characters, no path separators")
         if len(data) > self.max_bytes:
@@ -81,7 +130,7 @@ class ArtifactService:
             )
         check_content(content_type, data)
         digest = content_key(data)
-        self._objects.put(digest, data, content_type)
+        self._objects.put(object_key(digest, export=EXPORT in extra), data, content_type)
         artifact = Artifact(digest, len(data), content_type, filename)
         event = build_event(
             ATTACH,
@@ -91,6 +140,7 @@ class ArtifactService:
                 "size": len(data),
                 "content_type": content_type,
                 "filename": filename,
+                **extra,
             },
             actor,
             source=ARTIFACT_SOURCE,
@@ -111,16 +161,30 @@ class ArtifactService:
             cursor = page.next_cursor
 
     def download(
-        self, incident_id: str, sha256: str, visibilities: frozenset[str] | None
+        self,
+        incident_id: str,
+        sha256: str,
+        visibilities: frozenset[str] | None,
+        decision: Decision | None = None,
     ) -> tuple[StoredEvent, bytes] | None:
-        """The visible attach event naming ``sha256`` and the bytes; None if none."""
+        """The visible attach event naming ``sha256`` and the bytes; None if none.
+
+        A stored export counts only for a reader whose ``decision`` covers the view it
+        was made for (without a decision, an in-process caller, it always does)."""
         check_digest(sha256)
         for row in self.attached(incident_id, visibilities):
             data_field = orjson.loads(row.body).get("data")
-            if isinstance(data_field, dict) and data_field.get("sha256") == sha256:
-                data = self._objects.get(sha256)
-                if data is None or content_key(data) != sha256:
-                    # Missing or altered in the store: never serve other bytes.
-                    raise ArtifactError("sha256", "the stored object is missing or damaged", 502)
-                return row, data
+            if not isinstance(data_field, dict) or data_field.get("sha256") != sha256:
+                continue
+            if (
+                EXPORT in data_field
+                and decision is not None
+                and not covers(decision, data_field[EXPORT])
+            ):
+                continue
+            data = self._objects.get(object_key(sha256, export=EXPORT in data_field))
+            if data is None or content_key(data) != sha256:
+                # Missing or altered in the store: never serve other bytes.
+                raise ArtifactError("sha256", "the stored object is missing or damaged", 502)
+            return row, data
         return None

@@ -79,6 +79,16 @@ class BoardSession:
         self._rows.save(TABLE, [board_row(state) for state in changed])
 
 
+def refold_board(rows: ProjectionRows, incident_id: str, chain: Sequence[StoredEvent]) -> None:
+    """Rebuild one incident's board from its chain (a board folds only its own
+    incident's events, so this is exactly what a full rebuild gives)."""
+    rows.delete(TABLE, "incident_id", [incident_id])
+    session = BoardSession(rows)
+    for row in chain:
+        session.fold(row)
+    session.flush()
+
+
 def board_projection() -> ProjectionSpec:
     """Every incident's status board, as one projection."""
-    return ProjectionSpec(BOARDS, None, BoardSession, (TABLE,))
+    return ProjectionSpec(BOARDS, None, BoardSession, (TABLE,), refold_board)

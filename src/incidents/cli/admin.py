@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
-from incidents.cli import backup, outbox
+from incidents.cli import backup, outbox, policy_bundles
 from incidents.cli.client import CliError
 from incidents.cli.progress import progress_bars
 from incidents.config import mask_url_password
@@ -23,7 +23,9 @@ app = typer.Typer(help="Local administration (runs against IM_DATABASE_URL).", n
 token_app = typer.Typer(help="Create, list and revoke API tokens.", no_args_is_help=True)
 app.add_typer(token_app, name="token")
 app.add_typer(outbox.app, name="outbox")
+app.add_typer(policy_bundles.app, name="policy-bundle")
 app.command("backup")(backup.backup_command)
+app.command("backup-list")(backup.backup_list_command)
 app.command("restore")(backup.restore_command)
 
 

@@ -74,6 +74,12 @@ def _report_table(report: RunReport, show_all: bool) -> Table:
         if not report.dry_run and verdict.incident_id in report.skipped:
             action = f"{action} (skipped: changed meanwhile)"
         table.add_row(verdict.incident_id, verdict.tier.value, action, verdict.rule, verdict.reason)
+    plan = report.unattached
+    if plan is not None and (plan.events or show_all):
+        action = "purge" if plan.events else "keep"
+        table.add_row(
+            "(no incident)", "purged" if plan.events else "recent", action, plan.rule, plan.reason
+        )
     return table
 
 
@@ -102,13 +108,19 @@ def run_command(
     if dry_run:
         archive = sum(1 for v in report.due if v.action.value == "archive")
         purge = sum(1 for v in report.due if v.action.value == "purge")
-        typer.echo(f"would archive {archive} and purge {purge} incidents")
+        unattached = report.unattached.events if report.unattached else 0
+        typer.echo(
+            f"would archive {archive} and purge {purge} incidents, and purge {unattached} "
+            "events of no incident"
+        )
     else:
         moved = sum(report.archived.values())
         removed = sum(s.event_count for s in report.purged)
+        loose = sum(s.event_count for s in report.unattached_purged)
         typer.echo(
             f"archived {len(report.archived)} incidents ({moved} events), purged "
-            f"{len(report.purged)} ({removed} events, one signed tombstone each)"
+            f"{len(report.purged)} ({removed} events, one signed tombstone each), purged "
+            f"{loose} events of no incident ({len(report.unattached_purged)} tombstones)"
         )
     for incident_id, reason in report.failed.items():
         typer.echo(f"error: {incident_id} left as it was: {reason}", err=True)

@@ -145,15 +145,40 @@ def export(
     dialect: Annotated[
         str | None, typer.Option(help="JSON attribute names: spec (default) or dotted")
     ] = None,
+    store: Annotated[
+        bool,
+        typer.Option(
+            "--store",
+            help="Keep the export on the server as an artifact of the incident (prints its "
+            "digest) instead of downloading it",
+        ),
+    ] = False,
 ) -> None:
     """Export a timeline as CloudEvents JSON or a Markdown report.
 
     A file is written whole or not at all: the export goes to a temporary file
-    that replaces the target only once complete.
+    that replaces the target only once complete. With --store the server keeps the
+    export as an artifact of the incident; it holds what you may read, and only
+    readers who may read as much can download it.
     """
     params = {"format": format.value}
     if dialect:
         params["dialect"] = dialect
+    if store:
+        if output is not None:
+            raise CliError("--store keeps the export on the server; leave out --output")
+        with _client() as client:
+            stored = client.request(
+                "POST",
+                f"/api/v1/incidents/{incident}/timeline/export/artifacts",
+                params=params,
+                ok=(201,),
+            ).json()
+        typer.echo(
+            f"stored {stored['filename']} ({stored['size']} bytes) as artifact "
+            f"{stored['sha256']} of {incident}"
+        )
+        return
     with (
         _client() as client,
         client.stream(f"/api/v1/incidents/{incident}/timeline/export", params=params) as resp,

@@ -406,6 +406,80 @@ def incident_row(incident: Incident) -> tuple[Any, ...]:
     )
 
 
+class _ScratchRows:
+    """Projection rows that start empty and keep what a session writes, in memory.
+
+    A refold folds one incident's chain into a fresh :class:`ProjectionSession` over
+    these, then copies back the rows it can vouch for. Nothing is read from the store:
+    every record the session needs it builds itself from the chain (its own cache
+    serves the lookups ``select`` would make).
+    """
+
+    def __init__(self) -> None:
+        self.tables: dict[str, dict[Any, tuple[Any, ...]]] = {}
+
+    def load(self, table: str, keys: Sequence[str]) -> dict[str, tuple[Any, ...]]:
+        rows = self.tables.get(table, {})
+        return {k: rows[k] for k in keys if k in rows}
+
+    def save(self, table: str, rows: Sequence[Sequence[Any]]) -> None:
+        kept = self.tables.setdefault(table, {})
+        for row in rows:
+            kept[row[0] if table != "incident_labels" else tuple(row)] = tuple(row)
+
+    def insert(self, table: str, rows: Sequence[Sequence[Any]]) -> None:
+        self.save(table, rows)
+
+    def delete(self, table: str, column: str, values: Sequence[str]) -> None:
+        rows = self.tables.get(table, {})
+        for key in [k for k, row in rows.items() if row[0] in values]:
+            del rows[key]
+
+    def select(self, table: str, column: str, value: str) -> list[tuple[Any, ...]]:
+        return []
+
+    def truncate(self, tables: Sequence[str]) -> None:
+        for table in tables:
+            self.tables.pop(table, None)
+
+
+def refold_incident(rows: ProjectionRows, incident_id: str, chain: Sequence[StoredEvent]) -> None:
+    """Rewrite the incident's row, its labels, and the alerts whose every event is on
+    its chain, from the chain (after one of its events changed in place).
+
+    The alert counters stay as stored: they follow alert keys and event types, which
+    an erasure never changes (it refuses the fields that name an alert or a merge),
+    and alerts merged in from other incidents have their events on other chains.
+    An alert with events on other chains too keeps its row.
+    """
+    scratch = _ScratchRows()
+    session = ProjectionSession(scratch)
+    for row in chain:
+        session.fold(row)
+    session.flush()
+    folded = scratch.tables.get("incidents", {}).get(incident_id)
+    if folded is not None:
+        incident = Incident.from_json(bytes(folded[-1]))
+        stored = rows.load("incidents", [incident_id]).get(incident_id)
+        if stored is not None:
+            before = Incident.from_json(bytes(stored[-1]))
+            incident.alert_count = before.alert_count
+            incident.firing_alerts = before.firing_alerts
+        rows.save("incidents", [incident_row(incident)])
+        rows.delete("incident_labels", "incident_id", [incident_id])
+        rows.save("incident_labels", [(incident_id, k) for k in label_keys(incident.labels)])
+    refolded = scratch.tables.get("alerts", {})
+    stored_alerts = rows.load("alerts", list(refolded))
+    whole = [
+        row
+        for key, row in refolded.items()
+        if (live := stored_alerts.get(key)) is not None
+        and AlertRecord.from_row(live).events == AlertRecord.from_row(row).events
+        and live[1] == row[1]
+    ]
+    rows.save("alerts", whole)
+
+
 # The name the incident domain's projection is registered under.
 INCIDENTS = "incidents"
 
@@ -418,4 +492,5 @@ def incident_projection() -> ProjectionSpec:
         None,
         ProjectionSession,
         ("incidents", "incident_labels", "alerts", "correlation_groups"),
+        refold_incident,
     )

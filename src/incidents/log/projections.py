@@ -8,7 +8,7 @@ registered table and folds the whole log again through the same code.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from incidents.events.envelope import Event
@@ -19,6 +19,10 @@ from incidents.log.records import StoredEvent
 META_TABLE = "projection_meta"
 # The meta row saying the projections were built, and up to which position.
 BUILT = "built"
+
+# Rewrites a projection's rows of one incident from that incident's whole chain (in
+# position order), as a full rebuild would leave them.
+IncidentRefold = Callable[[ProjectionRows, str, Sequence[StoredEvent]], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +36,9 @@ class ProjectionSpec:
     open: ProjectionFactory
     # Its tables, emptied before a rebuild.
     tables: tuple[str, ...]
+    # How it rewrites one incident's rows after an event of that incident changed in
+    # place (a field erasure); None for a projection that cannot.
+    refold: IncidentRefold | None = None
 
     def folds(self, event_type: str) -> bool:
         return self.event_types is None or event_type in self.event_types
@@ -59,6 +66,16 @@ class Projections:
         """Every table a rebuild empties: each projection's, and the meta table."""
         own = [table for spec in self._specs.values() for table in spec.tables]
         return (*dict.fromkeys(own), META_TABLE)
+
+    def refold_incident(
+        self, rows: ProjectionRows, incident_id: str, chain: Sequence[StoredEvent]
+    ) -> None:
+        """Rewrite every projection's rows of one incident from its chain (run under the
+        log lock, in the transaction that changed one of its events)."""
+        for spec in self._specs.values():
+            if spec.refold is None:
+                raise ValueError(f"projection {spec.name!r} cannot refold one incident")
+            spec.refold(rows, incident_id, chain)
 
     def open(self, rows: ProjectionRows) -> ProjectionSessions:
         """The state of every projection for one transaction."""

@@ -14,6 +14,16 @@ import orjson
 
 ERASED = "[ERASED]"
 
+# Fields that identify rather than describe: the alert an alert event is about, the
+# correlation groups it opened, the incidents a merge joins and the alerts it moved.
+# Projections are keyed and counted by them, so they are not personal data to erase.
+_IDENTIFYING: dict[str, tuple[str, ...]] = {
+    "im.alert.trigger": ("alert.key", "correlation"),
+    "im.alert.acknowledge": ("alert.key", "correlation"),
+    "im.alert.resolve": ("alert.key", "correlation"),
+    "im.incident.merge": ("into", "from", "alerts", "firing_alerts"),
+}
+
 
 class ErasureError(ValueError):
     """A path that names nothing in the event, or a body that is not JSON data."""
@@ -24,6 +34,19 @@ def _split(path: str) -> list[str]:
     if not parts:
         raise ErasureError(f"field path {path!r} is empty")
     return parts
+
+
+def check_erasable(event_type: str, paths: list[str]) -> None:
+    """Refuse paths that name (or contain) a field identifying what the event is about."""
+    for path in paths:
+        parts = _split(path)
+        for protected in _IDENTIFYING.get(event_type, ()):
+            named = protected.split(".")
+            if parts[: len(named)] == named or named[: len(parts)] == parts:
+                raise ErasureError(
+                    f"field {path!r} identifies what a {event_type} event is about "
+                    f"({protected}); it cannot be erased"
+                )
 
 
 def erase_fields(body: bytes, paths: list[str]) -> bytes:

@@ -39,9 +39,10 @@ class RetentionJob:
             except Exception:  # a failed run must not end the job; the next one retries
                 log.exception("retention run failed")
                 continue
-            if report.archived or report.purged:
+            if report.archived or report.purged or report.unattached_purged:
                 log.info(
-                    "retention: archived %d incidents, purged %d",
+                    "retention: archived %d incidents, purged %d, purged %d events of no incident",
                     len(report.archived),
                     len(report.purged),
+                    sum(s.event_count for s in report.unattached_purged),
                 )

@@ -42,6 +42,10 @@ class RetentionStore(Protocol):
         """Which of the incidents are archived."""
         ...
 
+    def archived_keys(self, keys: Collection[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Which of the (source, dedupe id) keys belong to archived events."""
+        ...
+
     def archive(self, incident_id: str, rule: str, now_us: int, due: StillDue) -> int:
         """Move the incident's stored events to the compressed archive; how many moved
         (0 when, under the lock, it was no longer due)."""
@@ -52,6 +56,19 @@ class RetentionStore(Protocol):
     ) -> Tombstone | None:
         """Remove the incident's events (live and archived) and its records, leaving a
         signed tombstone; None when, under the lock, it was no longer due."""
+        ...
+
+    def unattached_due(self, cutoff_us: int) -> tuple[int, int | None]:
+        """How many events of no incident are due (the start of their chain, up to the
+        first event not older than ``cutoff_us``), and the position of the last."""
+        ...
+
+    def purge_unattached(
+        self, cutoff_us: int, rule: str, now_us: int, limit: int, sign: Sign
+    ) -> Tombstone | None:
+        """Remove up to ``limit`` due events from the start of the chain of no incident,
+        with the alerts that only they described, leaving a signed tombstone; None when
+        nothing is due."""
         ...
 
     def erase(

@@ -21,7 +21,16 @@ from incidents.retention.holds import (
     check_reason,
 )
 from incidents.retention.ports import RetentionConflict, RetentionStore
-from incidents.retention.tiers import Action, Candidate, Periods, Verdict, classify
+from incidents.retention.tiers import (
+    Action,
+    Candidate,
+    Periods,
+    UnattachedPlan,
+    Verdict,
+    classify,
+    unattached_cutoff,
+    unattached_rule,
+)
 from incidents.retention.tombstone import (
     Tombstone,
     TombstoneSigner,
@@ -32,6 +41,9 @@ from incidents.timeline.service import TimelineService
 
 # The name of the instance secret tombstones are signed with (the value is random).
 TOMBSTONE_SECRET = "retention-tombstone-hmac"  # noqa: S105
+# Events of no incident removed per transaction (and per tombstone): bounds how long
+# one purge holds the log lock.
+UNATTACHED_BATCH = 5000
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +58,9 @@ class RunReport:
     skipped: list[str] = field(default_factory=list)
     # Incidents that could not be archived or purged, and why (the run goes on).
     failed: dict[str, str] = field(default_factory=dict)
+    # The events of no incident: what was due, and the tombstones of their purge.
+    unattached: UnattachedPlan | None = None
+    unattached_purged: list[Tombstone] = field(default_factory=list)
 
     @property
     def due(self) -> list[Verdict]:
@@ -128,6 +143,11 @@ class RetentionService:
         """Which of the incidents are archived (their timelines refuse writes)."""
         return self._store.archived_among(incident_ids)
 
+    def archived_keys(self, keys: Collection[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Which of the (source, dedupe id) keys belong to archived events: sent again,
+        those are duplicates, not writes to the archived incident."""
+        return self._store.archived_keys(keys) if keys else set()
+
     def plan(self, now_us: int | None = None) -> list[Verdict]:
         """Every incident's tier and what a run would do to it, and why."""
         now = now_micros() if now_us is None else now_us
@@ -144,7 +164,7 @@ class RetentionService:
         now = now_micros() if now_us is None else now_us
         with self._running:
             verdicts = self.plan(now)
-            report = RunReport(verdicts, dry_run)
+            report = RunReport(verdicts, dry_run, unattached=self.plan_unattached(now))
             if dry_run:
                 return report
             for verdict in report.due:
@@ -159,7 +179,39 @@ class RetentionService:
                     report.failed[verdict.incident_id] = str(exc)
                 finally:
                     self._forget(verdict.incident_id)
+            self._purge_unattached(now, report)
             return report
+
+    def plan_unattached(self, now_us: int | None = None) -> UnattachedPlan:
+        """What a run would purge of the events that belong to no incident, and why."""
+        now = now_micros() if now_us is None else now_us
+        days = self.periods.unattached_purge_after_days
+        count, through = self._store.unattached_due(unattached_cutoff(now, self.periods))
+        reason = (
+            f"{count} events of no incident older than {days:g} days"
+            if count
+            else f"no event of no incident is older than {days:g} days"
+        )
+        return UnattachedPlan(count, through, unattached_rule(self.periods), reason)
+
+    def _purge_unattached(self, now: int, report: RunReport) -> None:
+        # Batch after batch, each its own transaction under the log lock, deciding
+        # again there what is due: events appended meanwhile are never covered.
+        cutoff = unattached_cutoff(now, self.periods)
+        rule = unattached_rule(self.periods)
+        while True:
+            try:
+                stone = self._store.purge_unattached(
+                    cutoff, rule, now, UNATTACHED_BATCH, self._signer.sign
+                )
+            except RetentionConflict as exc:
+                report.failed["(no incident)"] = str(exc)
+                return
+            if stone is None:
+                return
+            report.unattached_purged.append(stone)
+            if stone.event_count < UNATTACHED_BATCH:
+                return
 
     def _step(
         self,

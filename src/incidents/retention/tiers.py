@@ -5,6 +5,10 @@ Active incidents keep full access. A finished incident (closed or canceled) is
 compressed) until ``purge_after``, then purged. A chain of events that no incident
 record describes (events appended straight to the timeline) ages from its last event.
 An incident on legal hold is never archived or purged, whatever its age.
+
+Events of no incident (alerts that never joined one, events appended without a
+subject) form one chain of their own. They are kept in full, never archived, and
+purged from the start of that chain once older than ``unattached_purge_after_days``.
 """
 
 from __future__ import annotations
@@ -38,9 +42,14 @@ class Periods:
 
     archive_after_days: float = 90.0
     purge_after_days: float = 7 * 365.0
+    # Events of no incident: purged this long after their time.
+    unattached_purge_after_days: float = 7 * 365.0
 
     def __post_init__(self) -> None:
-        if self.archive_after_days < 0 or self.purge_after_days < 0:
+        if (
+            min(self.archive_after_days, self.purge_after_days, self.unattached_purge_after_days)
+            < 0
+        ):
             raise ValueError("retention periods must not be negative")
         if self.purge_after_days < self.archive_after_days:
             raise ValueError(
@@ -60,6 +69,27 @@ class Candidate:
     held: bool
     archived: bool
     events: int
+
+
+@dataclass(frozen=True, slots=True)
+class UnattachedPlan:
+    """What a run does to the events of no incident: purge ``events`` of them, the start
+    of their chain up to ``through_position``, all older than the period."""
+
+    events: int
+    through_position: int | None
+    rule: str
+    reason: str
+
+
+def unattached_rule(periods: Periods) -> str:
+    """The rule unattached events are purged under (recorded in their tombstones)."""
+    return f"unattached-purge-after-{periods.unattached_purge_after_days:g}d"
+
+
+def unattached_cutoff(now_us: int, periods: Periods) -> int:
+    """Events of no incident whose time is before this are due."""
+    return now_us - int(periods.unattached_purge_after_days * DAY_US)
 
 
 @dataclass(frozen=True, slots=True)

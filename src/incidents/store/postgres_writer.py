@@ -81,8 +81,14 @@ class PostgresTransaction:
             "e.content_hash, e.recorded_by, e.visibility "
             "FROM unnest(%b::text[], %b::text[]) AS k(source, dedupe_id) "
             "JOIN timeline_events e ON e.source = k.source "
-            "AND coalesce(e.origin_id, e.event_id) = k.dedupe_id",
-            ([k[0] for k in keys], [k[1] for k in keys]),
+            "AND coalesce(e.origin_id, e.event_id) = k.dedupe_id "
+            # The archive's keys in the same round trip: an archived event is still a
+            # duplicate (the join with an empty archive costs next to nothing).
+            "UNION ALL SELECT a.source, a.dedupe_id, a.event_id, a.incident_id, "
+            "a.content_hash, a.recorded_by, a.visibility "
+            "FROM unnest(%b::text[], %b::text[]) AS k(source, dedupe_id) "
+            "JOIN archived_dedupe_keys a ON a.source = k.source AND a.dedupe_id = k.dedupe_id",
+            ([k[0] for k in keys], [k[1] for k in keys]) * 2,
         )
         return {
             (row[0], row[1]): ExistingKey(row[2], row[3], bytes(row[4]), row[5], row[6])

@@ -10,7 +10,7 @@ the change. Whether the step is still due is decided again under the lock.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -18,17 +18,20 @@ import orjson
 from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 
 from incidents.incident.aggregate import Incident
-from incidents.log.chain import row_digest
+from incidents.log.chain import NO_INCIDENT, row_digest
+from incidents.log.ports import ProjectionRows
 from incidents.log.records import EVENT_COLUMNS, StoredEvent
 from incidents.retention.archive_codec import CHUNK_EVENTS, decode_chunk, encode_chunk
-from incidents.retention.erasure import ErasureError, erase_fields
+from incidents.retention.erasure import ErasureError, check_erasable, erase_fields
 from incidents.retention.holds import HOLD_TYPES, PLACE, Hold
 from incidents.retention.ports import RetentionConflict, Sign, StillDue
 from incidents.retention.tiers import FINISHED, Candidate
 from incidents.retention.tombstone import Tombstone, TombstoneKind
 from incidents.store.engine import Backend, writes
+from incidents.store.projection_store import ProjectionStore
 from incidents.store.schema import (
     alerts,
+    archived_dedupe_keys,
     archived_event_ids,
     archived_events,
     boards,
@@ -49,6 +52,10 @@ _t = timeline_events.c
 _a = archived_events.c
 _s = retention_tombstones.c
 _COLUMNS = [timeline_events.c[name] for name in EVENT_COLUMNS]
+
+
+# Rewrites the projections of one incident from its chain, in the caller's transaction.
+Reproject = Callable[[ProjectionRows, str, Sequence[StoredEvent]], None]
 
 
 def _finished(status: str | None, state: bytes | None) -> int | None:
@@ -77,9 +84,17 @@ def _tombstone(row: Any) -> Tombstone:
 class SqlRetentionStore:
     """:class:`incidents.retention.ports.RetentionStore` on SQLite or PostgreSQL."""
 
-    def __init__(self, engine: Engine, backend: Backend) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        backend: Backend,
+        reproject: Reproject = lambda _rows, _incident, _chain: None,
+    ) -> None:
         self._engine = engine
         self._backend = backend
+        # An erasure rewrites the incident's projections in its own transaction, so no
+        # read ever sees the erased value once the erasure is committed.
+        self._reproject = reproject
 
     # --- reads ---
 
@@ -204,6 +219,22 @@ class SqlRetentionStore:
         with self._engine.connect() as conn:
             return {row[0] for row in conn.execute(stmt)}
 
+    def archived_keys(self, keys: Collection[tuple[str, str]]) -> set[tuple[str, str]]:
+        _k = archived_dedupe_keys.c
+        by_source: dict[str, list[str]] = {}
+        for source, dedupe_id in sorted(set(keys)):
+            by_source.setdefault(source, []).append(dedupe_id)
+        found: set[tuple[str, str]] = set()
+        with self._engine.connect() as conn:
+            # Per source, ids in chunks: the primary key (source, dedupe_id) serves it.
+            for source, ids in by_source.items():
+                for start in range(0, len(ids), 500):
+                    stmt = select(_k.dedupe_id).where(
+                        _k.source == source, _k.dedupe_id.in_(ids[start : start + 500])
+                    )
+                    found.update((source, row[0]) for row in conn.execute(stmt))
+        return found
+
     def is_archived(self, incident_id: str) -> bool:
         stmt = select(_a.seq).where(_a.incident_id == incident_id).limit(1)
         with self._engine.connect() as conn:
@@ -220,10 +251,8 @@ class SqlRetentionStore:
 
     def archived_rows(self, incident_id: str) -> list[StoredEvent]:
         """Every archived event of the incident, in position order."""
-        stmt = select(_a.data).where(_a.incident_id == incident_id).order_by(_a.seq)
         with self._engine.connect() as conn:
-            chunks = [bytes(row[0]) for row in conn.execute(stmt)]
-        return [row for chunk in chunks for row in decode_chunk(chunk)]
+            return self._archived_in(conn, incident_id)
 
     # --- changes, each under the log lock ---
 
@@ -275,6 +304,23 @@ class SqlRetentionStore:
                     {"event_id": r.event_id, "source": r.source, "incident_id": incident_id}
                     for r in rows
                 ],
+            )
+            conn.execute(
+                insert(archived_dedupe_keys),
+                list(
+                    {
+                        (r.source, r.origin_id or r.event_id): {
+                            "source": r.source,
+                            "dedupe_id": r.origin_id or r.event_id,
+                            "event_id": r.event_id,
+                            "incident_id": incident_id,
+                            "content_hash": r.content_hash,
+                            "recorded_by": r.recorded_by,
+                            "visibility": r.visibility,
+                        }
+                        for r in rows
+                    }.values()
+                ),
             )
             # The triggers let these rows go because the chunks above now cover them.
             conn.execute(
@@ -343,6 +389,12 @@ class SqlRetentionStore:
             conn.execute(
                 delete(archived_event_ids).where(archived_event_ids.c.incident_id == incident_id)
             )
+            # A purged event is gone, its key with it: the same key may be stored again.
+            conn.execute(
+                delete(archived_dedupe_keys).where(
+                    archived_dedupe_keys.c.incident_id == incident_id
+                )
+            )
             # The incident's records go with its events; pending outbox rows could no
             # longer be rendered.
             conn.execute(delete(incidents).where(incidents.c.incident_id == incident_id))
@@ -362,6 +414,93 @@ class SqlRetentionStore:
                 delete(outbox).where(
                     outbox.c.aggregate_id == incident_id, outbox.c.position <= last
                 )
+            )
+            return stone
+
+    # --- events of no incident ---
+
+    def _due_prefix(
+        self, conn: Connection, cutoff_us: int, after: int, limit: int
+    ) -> tuple[list[Any], bool]:
+        """The due events of no incident after ``after`` (up to ``limit``), from the start
+        of their chain in position order: (position, hash) rows, and whether the walk
+        reached an event that is not due (the chain must be cut there, not beyond)."""
+        rows = conn.execute(
+            select(_t.position, _t.hash, _t.time_us)
+            .where(_t.incident_id.is_(None), _t.position > after)
+            .order_by(_t.position)
+            .limit(limit)
+        ).all()
+        due: list[Any] = []
+        for row in rows:
+            if row.time_us >= cutoff_us:
+                return due, True
+            due.append(row)
+        return due, len(rows) < limit
+
+    def unattached_due(self, cutoff_us: int) -> tuple[int, int | None]:
+        count, through, after = 0, None, 0
+        with self._engine.connect() as conn:
+            while True:
+                due, ended = self._due_prefix(conn, cutoff_us, after, 5000)
+                if due:
+                    count += len(due)
+                    through = after = int(due[-1].position)
+                if ended or not due:
+                    return count, through
+
+    def purge_unattached(
+        self, cutoff_us: int, rule: str, now_us: int, limit: int, sign: Sign
+    ) -> Tombstone | None:
+        with writes(self._engine).begin() as conn:
+            self._lock(conn)
+            due, _ended = self._due_prefix(conn, cutoff_us, 0, limit)
+            if not due:
+                return None
+            head = conn.execute(
+                select(chain_heads.c.event_count).where(chain_heads.c.chain_key == NO_INCIDENT)
+            ).one()
+            already = sum(
+                t.event_count
+                for t in self._tombstones(conn, NO_INCIDENT)
+                if t.kind is TombstoneKind.PURGE
+            )
+            stored = conn.execute(
+                select(func.count()).select_from(timeline_events).where(_t.incident_id.is_(None))
+            ).scalar_one()
+            if int(stored) != int(head.event_count) - already:
+                raise RetentionConflict(
+                    f"the chain of events of no incident records {int(head.event_count) - already} "
+                    f"events but {stored} are stored; run a backup's chain check before purging"
+                )
+            last = int(due[-1].position)
+            stone = _signed(
+                Tombstone(
+                    tombstone_id=str(uuid.uuid4()),
+                    kind=TombstoneKind.PURGE,
+                    incident_id=NO_INCIDENT,
+                    rule=rule,
+                    created_us=now_us,
+                    first_position=int(due[0].position),
+                    last_position=last,
+                    event_count=len(due),
+                    chain_tip=bytes(due[-1].hash),
+                    detail={"before_us": cutoff_us},
+                ),
+                sign,
+            )
+            self._insert_tombstone(conn, stone)
+            # The start of the chain: every event of no incident up to ``last`` is due.
+            conn.execute(
+                delete(timeline_events).where(_t.incident_id.is_(None), _t.position <= last)
+            )
+            # An alert that never joined an incident has all its events on this chain:
+            # once its last one is gone, so is everything it was made of.
+            conn.execute(
+                delete(alerts).where(alerts.c.incident_id.is_(None), alerts.c.last_position <= last)
+            )
+            conn.execute(
+                delete(outbox).where(outbox.c.aggregate_id.is_(None), outbox.c.position <= last)
             )
             return stone
 
@@ -388,6 +527,7 @@ class SqlRetentionStore:
                     )
                 raise ErasureError(f"{incident_id} has no stored event at position {position}")
             row = StoredEvent(*found)
+            check_erasable(row.type, paths)
             earlier = [
                 t
                 for t in self._tombstones(conn, incident_id)
@@ -422,7 +562,21 @@ class SqlRetentionStore:
             conn.execute(
                 update(timeline_events).where(_t.position == position).values(body=erased_row.body)
             )
+            chain = [*self._archived_in(conn, incident_id), *self._live_rows(conn, incident_id)]
+            self._reproject(self._projection_rows(conn), incident_id, chain)
             return stone
+
+    def _archived_in(self, conn: Connection, incident_id: str) -> list[StoredEvent]:
+        stmt = select(_a.data).where(_a.incident_id == incident_id).order_by(_a.seq)
+        return [row for blob in conn.execute(stmt) for row in decode_chunk(bytes(blob[0]))]
+
+    def _projection_rows(self, conn: Connection) -> ProjectionRows:
+        """The projection rows of this transaction, on its own DB-API connection."""
+        raw: Any = conn.connection.driver_connection
+        if self._backend is Backend.POSTGRESQL:
+            cursor = raw.cursor()
+            return ProjectionStore(lambda: cursor, "%s", postgresql=True)
+        return ProjectionStore(raw.cursor, "?")
 
     def _tombstones(self, conn: Connection, incident_id: str) -> list[Tombstone]:
         stmt = (

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
+
+from incidents.artifacts.ports import StoredObject
+
+_MISSING = ("NoSuchKey", "404", "NotFound")
+
+
+def _missing(exc: ClientError) -> bool:
+    return exc.response.get("Error", {}).get("Code") in _MISSING
 
 
 class S3ObjectStore:
@@ -38,21 +47,48 @@ class S3ObjectStore:
             Bucket=self._bucket, Key=self._prefix + key, Body=data, ContentType=content_type
         )
 
+    def put_file(self, key: str, path: Path, content_type: str) -> None:
+        if self.exists(key):
+            return
+        # Multipart above boto3's threshold: the file is streamed, never read whole.
+        self._client.upload_file(
+            str(path), self._bucket, self._prefix + key, ExtraArgs={"ContentType": content_type}
+        )
+
     def get(self, key: str) -> bytes | None:
         try:
             answer = self._client.get_object(Bucket=self._bucket, Key=self._prefix + key)
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            if _missing(exc):
                 return None
             raise
         data: bytes = answer["Body"].read()
         return data
 
+    def get_file(self, key: str, path: Path) -> bool:
+        if not self.exists(key):
+            return False
+        self._client.download_file(self._bucket, self._prefix + key, str(path))
+        return True
+
     def exists(self, key: str) -> bool:
         try:
             self._client.head_object(Bucket=self._bucket, Key=self._prefix + key)
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
+            if _missing(exc):
                 return False
             raise
         return True
+
+    def listing(self) -> list[StoredObject]:
+        found = []
+        pages = self._client.get_paginator("list_objects_v2").paginate(
+            Bucket=self._bucket, Prefix=self._prefix
+        )
+        for page in pages:
+            for item in page.get("Contents", []):
+                key = item["Key"][len(self._prefix) :]
+                if key and "/" not in key:
+                    modified = int(item["LastModified"].timestamp() * 1_000_000)
+                    found.append(StoredObject(key, int(item["Size"]), modified))
+        return sorted(found, key=lambda o: o.key)

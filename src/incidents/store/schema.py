@@ -318,6 +318,22 @@ archived_event_ids = Table(
 )
 Index("ix_archived_event_ids_incident", archived_event_ids.c.incident_id)
 
+# The dedupe keys of archived events, with what an append answers a re-delivery with:
+# an event sent again after its incident was archived is still a duplicate. Keyed as
+# the live table's unique index is (source, origin id or else event id).
+archived_dedupe_keys = Table(
+    "archived_dedupe_keys",
+    metadata,
+    Column("source", String, primary_key=True),
+    Column("dedupe_id", String, primary_key=True),
+    Column("event_id", String, nullable=False),
+    Column("incident_id", String, nullable=False),
+    Column("content_hash", LargeBinary, nullable=False),
+    Column("recorded_by", String, nullable=False),
+    Column("visibility", String, nullable=True),
+)
+Index("ix_archived_dedupe_keys_incident", archived_dedupe_keys.c.incident_id)
+
 # --- ITSM sync (incidents.sync): links to tickets, the write ledger, conflicts, polls. ---
 
 # An incident linked to a ticket of one connector ("servicenow:prod"). A row with an
@@ -378,7 +394,7 @@ sync_polls = Table(
     Column("last_error", String, nullable=True),
 )
 
-# Who polls each connector (revision 0011): one server process at a time holds the
+# Who polls each connector (revision 0013): one server process at a time holds the
 # lease, renews it while it polls, and another takes it over once it expires.
 sync_poll_leases = Table(
     "sync_poll_leases",

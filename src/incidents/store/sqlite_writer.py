@@ -28,11 +28,23 @@ _INSERT_OUTBOX = (
     f"VALUES ({', '.join('?' for _ in OUTBOX_COLUMNS)})"
 )
 
+_EXISTING = (
+    "SELECT event_id, incident_id, content_hash, recorded_by, visibility "
+    "FROM timeline_events WHERE source = ? AND coalesce(origin_id, event_id) = ?"
+)
+# An archived event is still a duplicate: its key is looked up in the archive's keys too.
+_EXISTING_OR_ARCHIVED = (
+    f"{_EXISTING} UNION ALL SELECT event_id, incident_id, content_hash, recorded_by, "
+    "visibility FROM archived_dedupe_keys WHERE source = ? AND dedupe_id = ? LIMIT 1"
+)
+
 
 class SqliteTransaction:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
         self.projections = ProjectionStore(conn.cursor, "?")
+        # Whether any event is archived (decided on the first dedupe lookup).
+        self._archived: bool | None = None
 
     def lock_head(self) -> int:
         row = self._conn.execute("SELECT position FROM log_head WHERE id = 1").fetchone()
@@ -41,15 +53,19 @@ class SqliteTransaction:
     def existing(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], ExistingKey]:
         found: dict[tuple[str, str], ExistingKey] = {}
         cursor = self._conn.cursor()
+        if self._archived is None:
+            # Once per transaction (under the write lock, so it holds for all of it):
+            # with nothing archived, keys are looked up among live events only.
+            self._archived = (
+                cursor.execute("SELECT 1 FROM archived_dedupe_keys LIMIT 1").fetchone() is not None
+            )
+        query = _EXISTING_OR_ARCHIVED if self._archived else _EXISTING
         for source, dedupe_id in keys:
-            row = cursor.execute(
-                "SELECT event_id, incident_id, content_hash, recorded_by, visibility "
-                "FROM timeline_events WHERE source = ? AND coalesce(origin_id, event_id) = ?",
-                (source, dedupe_id),
-            ).fetchone()
-            if row is not None:
+            row = cursor.execute(query, (source, dedupe_id) * (2 if self._archived else 1))
+            found_row = row.fetchone()
+            if found_row is not None:
                 found[(source, dedupe_id)] = ExistingKey(
-                    row[0], row[1], bytes(row[2]), row[3], row[4]
+                    found_row[0], found_row[1], bytes(found_row[2]), found_row[3], found_row[4]
                 )
         return found
 
