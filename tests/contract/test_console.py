@@ -333,3 +333,22 @@ def test_an_expired_session_is_sent_to_sign_in(console: Console) -> None:
     assert client.get("/").status_code == 200
     clock.now += 600
     _signed_out(_with_cookie(console, _cookie(client)))
+
+
+def test_a_non_ascii_csrf_proof_is_refused_not_a_server_error(console: Console) -> None:
+    client = console.browser(console.token())
+    # Header bytes outside ASCII (the server reads them as Latin-1).
+    refused = client.post(
+        "/api/v1/incidents",
+        json={"title": "x"},
+        headers={"X-CSRF-Token": "é".encode()},
+    )
+    assert refused.status_code == 403 and refused.json()["type"].endswith("csrf-refused")
+    out = client.post(
+        "/sign-out",
+        content="csrf=%C3%A9",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert out.status_code == 403 and "proof" in out.text
+    # Still signed in: the refused sign-out ended nothing.
+    assert client.get("/").status_code == 200

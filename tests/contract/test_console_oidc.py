@@ -176,6 +176,22 @@ def test_an_id_token_with_another_nonce_is_refused(site: Site) -> None:
     assert "Sign-in refused" in refused.text and not browser.cookies.get(COOKIE)
 
 
+def test_a_non_ascii_state_is_refused_not_a_server_error(site: Site) -> None:
+    browser = site.browser()
+    site.start(browser)
+    refused = browser.get("/auth/oidc/callback?state=%C3%A9&code=x")
+    assert refused.status_code == 400 and "does not belong" in refused.text
+    assert not browser.cookies.get(COOKIE)
+
+
+def test_an_id_token_with_a_non_ascii_nonce_is_refused(site: Site) -> None:
+    site.provider.nonce_override = "nonce-\u00e9"
+    browser = site.browser()
+    refused = site.sign_in(browser)
+    assert refused.status_code == 401 and "nonce" in refused.text
+    assert not browser.cookies.get(COOKIE)
+
+
 def test_a_refusal_at_the_provider_shows_a_message(site: Site) -> None:
     site.provider.deny = True
     refused = site.sign_in(site.browser())

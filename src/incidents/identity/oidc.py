@@ -13,7 +13,6 @@ provider. Error messages say what is wrong with a token, never repeat the token.
 
 from __future__ import annotations
 
-import hmac
 import logging
 import re
 import threading
@@ -27,6 +26,7 @@ import httpx
 import jwt
 
 from incidents.config import Settings, validate_oidc
+from incidents.identity.secret_comparison import same_secret
 
 log = logging.getLogger(__name__)
 
@@ -199,7 +199,7 @@ class OidcVerifier:
         except _NeedsFetch:  # pragma: no cover - cannot happen with allow_fetch
             raise OidcUnavailable("the identity provider's keys could not be loaded") from None
         found = claims.get("nonce")
-        if not isinstance(found, str) or not hmac.compare_digest(found, nonce):
+        if not isinstance(found, str) or not same_secret(found, nonce):
             raise OidcError("the ID token's nonce does not belong to this sign-in")
         return self._identity(claims)
 

@@ -20,6 +20,7 @@ from incidents.api.cookie_session import COOKIE, csrf_token
 from incidents.api.state import container_of
 from incidents.identity.oidc import OidcError, OidcUnavailable, looks_like_jwt
 from incidents.identity.oidc_login import OidcLogin, Pkce
+from incidents.identity.secret_comparison import same_secret
 from incidents.identity.tokens import TOKEN_PREFIX, token_digest
 from incidents.sessions.console import (
     Credential,
@@ -125,7 +126,7 @@ async def sign_out(request: Request) -> Response:
     session_id = request.cookies.get(COOKIE, "")
     proof = (form.get("csrf") or [""])[0]
     expected = csrf_token(container_of(request).console_secret, session_id) if session_id else ""
-    if session_id and not secrets.compare_digest(proof, expected):
+    if session_id and not same_secret(proof, expected):
         return Response("the sign-out form's proof is missing", 403, headers=HEADERS)
     if session_id:
         try:
@@ -202,7 +203,7 @@ async def oidc_callback(request: Request) -> Response:
         return _refused(
             request, 400, "This sign-in expired or was already finished; please sign in again."
         )
-    if not secrets.compare_digest(params.get("state", ""), attempt.state):
+    if not same_secret(params.get("state", ""), attempt.state):
         return _refused(
             request,
             400,
