@@ -14,6 +14,8 @@ from typing import Any, TypeVar
 import pytest
 import redis
 from fastapi.testclient import TestClient
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from incidents.api.cookie_session import COOKIE
 from incidents.app import build_container, create_app
@@ -165,6 +167,53 @@ def test_a_sign_in_attempt_is_taken_once_and_not_after_it_expires(store: Made) -
         return taken
 
     assert run(scenario) == [attempt, None, None, None]
+
+
+def test_anonymous_sign_in_attempts_do_not_pile_up_in_the_process() -> None:
+    clock = Clock()
+    sessions = InProcessConsoleSessions(LIFETIME, clock, max_pending_sign_ins=100)
+
+    async def scenario() -> list[Any]:
+        seen: list[Any] = []
+        # Expired attempts are dropped as new ones begin, without any session created.
+        for n in range(50):
+            await sessions.begin_sign_in(f"old-{n}", SignInAttempt("s", "n", "v"), 300)
+        clock.advance(301)
+        await sessions.begin_sign_in("fresh", SignInAttempt("s", "n", "v"), 300)
+        seen.append(sessions.pending_sign_ins())
+        # A flood within the lifetime keeps the newest attempts, up to the limit.
+        for n in range(1000):
+            await sessions.begin_sign_in(f"flood-{n}", SignInAttempt("s", "n", "v"), 300)
+        seen.append(sessions.pending_sign_ins())
+        seen.append(await sessions.take_sign_in("fresh"))
+        seen.append(await sessions.take_sign_in("flood-999"))
+        return seen
+
+    pending_after_expiry, pending_after_flood, oldest, newest = run(scenario)
+    assert pending_after_expiry == 1
+    assert pending_after_flood == 100
+    assert oldest is None and newest == SignInAttempt("s", "n", "v")
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 400), st.integers(1, 30)), min_size=1, max_size=40))
+def test_pending_sign_ins_stay_bounded(steps: list[tuple[int, int]]) -> None:
+    """Whatever the pace of anonymous starts, at most the limit is kept, and never more
+    than began within the attempts' lifetime."""
+    clock = Clock()
+    sessions = InProcessConsoleSessions(LIFETIME, clock, max_pending_sign_ins=25)
+    began: list[float] = []
+
+    async def scenario() -> None:
+        for advance, count in steps:
+            clock.advance(advance)
+            for _ in range(count):
+                await sessions.begin_sign_in(uuid.uuid4().hex, SignInAttempt("s", "n", "v"), 300)
+                began.append(clock.now)
+            recent = sum(1 for at in began if clock.now - at < 300)
+            assert sessions.pending_sign_ins() <= min(25, recent)
+
+    run(scenario)
 
 
 def test_redis_holds_neither_session_ids_nor_tokens(redis_url: str) -> None:

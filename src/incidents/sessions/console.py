@@ -25,6 +25,9 @@ from typing import Any, Protocol
 # Sessions are refreshed (last seen moved forward) at most this often: a session in
 # use is not rewritten on every request, at the cost of this much idle-expiry slack.
 MAX_TOUCH_INTERVAL_SECONDS = 60.0
+# Sign-in attempts are begun by anyone, signed in or not: past this many pending in one
+# process, the oldest is forgotten (its browser is asked to sign in again).
+MAX_PENDING_SIGN_INS = 10_000
 
 
 class SessionStoreUnavailable(Exception):
@@ -219,12 +222,23 @@ class SessionClock:
 
 
 class InProcessConsoleSessions:
-    """Console sessions in this process's memory."""
+    """Console sessions in this process's memory.
 
-    def __init__(self, lifetime: SessionLifetime, clock: Callable[[], float] = time.time) -> None:
+    Sign-in attempts are kept in the order they began, at most ``max_pending_sign_ins``
+    of them: expired ones are dropped as new ones begin, and past the limit the oldest.
+    """
+
+    def __init__(
+        self,
+        lifetime: SessionLifetime,
+        clock: Callable[[], float] = time.time,
+        *,
+        max_pending_sign_ins: int = MAX_PENDING_SIGN_INS,
+    ) -> None:
         self._clock = SessionClock(lifetime, clock)
         self._sessions: dict[str, dict[str, Any]] = {}
         self._attempts: dict[str, dict[str, Any]] = {}
+        self._max_attempts = max_pending_sign_ins
         self._lock = threading.Lock()
         self._created = 0
 
@@ -276,9 +290,27 @@ class InProcessConsoleSessions:
     async def begin_sign_in(
         self, attempt_id: str, attempt: SignInAttempt, ttl_seconds: float
     ) -> None:
-        record = attempt.as_record(self._clock.now() + ttl_seconds)
+        now = self._clock.now()
+        record = attempt.as_record(now + ttl_seconds)
         with self._lock:
+            self._drop_expired_attempts(now)
+            while len(self._attempts) >= self._max_attempts:
+                del self._attempts[next(iter(self._attempts))]
             self._attempts[session_key(attempt_id)] = record
+
+    def _drop_expired_attempts(self, now: float) -> None:
+        """Forget expired attempts, oldest first. Attempts share one lifetime, so the
+        oldest expire first: this stops at the first one still pending."""
+        while self._attempts:
+            key = next(iter(self._attempts))
+            if SignInAttempt.from_record(self._attempts[key], now) is not None:
+                return
+            del self._attempts[key]
+
+    def pending_sign_ins(self) -> int:
+        """How many sign-in attempts this process keeps (expired ones not yet dropped)."""
+        with self._lock:
+            return len(self._attempts)
 
     async def take_sign_in(self, attempt_id: str) -> SignInAttempt | None:
         with self._lock:
