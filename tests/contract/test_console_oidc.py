@@ -226,6 +226,34 @@ def test_an_expired_console_session_is_sent_to_sign_in(site: Site) -> None:
     assert browser.get("/api/v1/whoami").status_code == 401
 
 
+def test_a_pasted_provider_token_signs_in_only_until_it_expires(site: Site) -> None:
+    browser = site.browser()
+    token = site.provider.mint("incidents-api", seconds=60)
+    site.clock.now = time.time()  # the console's clock starts no earlier than the token
+    signed_in = browser.post(
+        "/sign-in",
+        content=f"token={token}",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert signed_in.status_code == 303, signed_in.text
+    assert browser.get("/api/v1/whoami").json()["subject"] == "ada@example.com"
+    site.clock.now += 50  # used within the idle time, but the token runs out at 60 s
+    assert browser.get("/").status_code == 200
+    site.clock.now += 15
+    resp = browser.get("/")
+    assert resp.status_code == 303 and resp.headers["location"] == "/sign-in"
+    assert browser.get("/api/v1/whoami").status_code == 401
+
+
+def test_a_code_flow_session_lasts_the_configured_lifetime(site: Site) -> None:
+    browser = site.browser()
+    assert site.sign_in(browser).status_code == 200
+    # The provider's ID token expired after 300 s; the session goes on until idle.
+    for _ in range(3):
+        site.clock.now += 600
+        assert browser.get("/").status_code == 200
+
+
 def test_client_secret_post_is_used_when_configured(sqlite_url: str) -> None:
     with running_provider() as provider:
         for site in _site(sqlite_url, provider, oidc_client_auth="client_secret_post"):

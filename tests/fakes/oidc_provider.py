@@ -101,6 +101,22 @@ class OidcProvider:
         jwk = RSAAlgorithm.to_jwk(self.key.public_key(), as_dict=True)
         return {"keys": [{**jwk, "kid": "fake-1", "use": "sig", "alg": "RS256"}]}
 
+    def mint(self, audience: str, *, seconds: int = 300) -> str:
+        """A token for the current ``user``, issued to ``audience`` and valid for
+        ``seconds``: what a user would copy from the provider to paste."""
+        now = int(time.time())
+        claims = {
+            "iss": self.issuer,
+            "sub": "user-" + hashlib.sha256(self.user["email"].encode()).hexdigest()[:12],
+            "aud": audience,
+            "iat": now,
+            "exp": now + seconds,
+            "email": self.user["email"],
+            "email_verified": True,
+            "groups": self.user.get("groups", []),
+        }
+        return jwt.encode(claims, self.key, algorithm="RS256", headers={"kid": "fake-1"})
+
     # --- the authorization endpoint ----------------------------------------------------
 
     def authorize(self, query: dict[str, str]) -> tuple[int, dict[str, str], bytes]:

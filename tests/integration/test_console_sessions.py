@@ -137,6 +137,24 @@ def test_a_session_in_use_still_ends_at_its_absolute_expiry(store: Made) -> None
     assert run(scenario) == (950.0, False)
 
 
+def test_a_session_ends_by_the_time_it_was_given_if_that_comes_first(store: Made) -> None:
+    sessions, clock, _ = store
+
+    async def scenario() -> list[Any]:
+        short = await sessions.create(
+            IdentityCredential("ada@example.com", ()), ends_by=clock.now + 60
+        )
+        later = await sessions.create(TokenCredential("ab" * 32), ends_by=clock.now + 5000)
+        clock.advance(59)
+        seen = [await sessions.get(short.session_id) is not None]
+        clock.advance(1)
+        seen.append(await sessions.get(short.session_id) is not None)
+        seen.append((await sessions.get(later.session_id)) == later)
+        return [short.expires_at - short.created_at, later.expires_at - later.created_at, *seen]
+
+    assert run(scenario) == [60.0, 1000.0, True, False, True]
+
+
 def test_sign_out_ends_the_session_and_a_late_touch_does_not_bring_it_back(store: Made) -> None:
     sessions, clock, _ = store
 

@@ -66,10 +66,12 @@ class _NeedsFetch(Exception):
 
 @dataclass(frozen=True, slots=True)
 class OidcIdentity:
-    """Who a verified token names."""
+    """Who a verified token names, and until when the token vouches for it (its ``exp``,
+    in seconds since the epoch; None for an identity not read from a token)."""
 
     email: str
     groups: tuple[str, ...]
+    expires_at: float | None = None
 
 
 def _shown(value: object, limit: int = 80) -> str:
@@ -297,7 +299,8 @@ class OidcVerifier:
                 f"the {self.groups_claim!r} claim must be a list of strings "
                 "(IM_OIDC_GROUPS_CLAIM names the claim to use)"
             )
-        return OidcIdentity(email=email, groups=groups)
+        # PyJWT has checked that exp is present and a number.
+        return OidcIdentity(email=email, groups=groups, expires_at=float(claims["exp"]))
 
     # --- keys -------------------------------------------------------------------------
 

@@ -166,8 +166,11 @@ def remaining_ms(ends_at: float, now: float) -> int:
 class ConsoleSessions(Protocol):
     """Where console sessions, and OIDC sign-ins under way, are kept."""
 
-    async def create(self, credential: Credential) -> ConsoleSession:
-        """A new session for ``credential``, starting now."""
+    async def create(
+        self, credential: Credential, *, ends_by: float | None = None
+    ) -> ConsoleSession:
+        """A new session for ``credential``, starting now; it ends at the configured
+        absolute expiry, or at ``ends_by`` (epoch seconds) if that comes first."""
         ...
 
     async def get(self, session_id: str) -> ConsoleSession | None:
@@ -202,15 +205,13 @@ class SessionClock:
         self.lifetime = lifetime
         self.now = clock
 
-    def new(self, credential: Credential) -> ConsoleSession:
+    def new(self, credential: Credential, ends_by: float | None = None) -> ConsoleSession:
         now = self.now()
+        expires_at = now + self.lifetime.absolute_seconds
+        if ends_by is not None:
+            expires_at = min(expires_at, ends_by)
         return ConsoleSession(
-            new_session_id(),
-            credential,
-            now,
-            now,
-            now + self.lifetime.absolute_seconds,
-            self.lifetime.idle_seconds,
+            new_session_id(), credential, now, now, expires_at, self.lifetime.idle_seconds
         )
 
     def touched(self, session: ConsoleSession) -> ConsoleSession | None:
@@ -242,8 +243,10 @@ class InProcessConsoleSessions:
         self._lock = threading.Lock()
         self._created = 0
 
-    async def create(self, credential: Credential) -> ConsoleSession:
-        session = self._clock.new(credential)
+    async def create(
+        self, credential: Credential, *, ends_by: float | None = None
+    ) -> ConsoleSession:
+        session = self._clock.new(credential, ends_by)
         with self._lock:
             self._created += 1
             if self._created % 1000 == 0:

@@ -61,8 +61,10 @@ class RedisConsoleSessions:
                 f"the console session store (IM_REDIS_URL) cannot be reached: {type(exc).__name__}"
             ) from None
 
-    async def create(self, credential: Credential) -> ConsoleSession:
-        session = self._clock.new(credential)
+    async def create(
+        self, credential: Credential, *, ends_by: float | None = None
+    ) -> ConsoleSession:
+        session = self._clock.new(credential, ends_by)
         await self._call(
             "set",
             self._session_key(session.session_id),

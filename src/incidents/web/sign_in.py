@@ -63,25 +63,31 @@ def _same_origin(request: Request) -> bool:
     return origin.split("://", 1)[-1] == host
 
 
-async def _credential(request: Request, token: str) -> Credential | None:
-    """What a pasted token stands for, once checked (None if it is refused)."""
+async def _credential(request: Request, token: str) -> tuple[Credential, float | None] | None:
+    """What a pasted token stands for, once checked, and when the session it starts
+    must end at the latest (None if it is refused)."""
     container = container_of(request)
     if container.oidc is not None and not token.startswith(TOKEN_PREFIX) and looks_like_jwt(token):
         try:
             identity = await run_in_threadpool(container.oidc.verify, token)
         except OidcError:
             return None
-        return IdentityCredential(identity.email, identity.groups)
+        # A pasted JWT vouches for its holder until it expires, not for a whole session.
+        return IdentityCredential(identity.email, identity.groups), identity.expires_at
     if await run_in_threadpool(container.tokens.authenticate, token) is None:
         return None
-    return TokenCredential(token_digest(token))
+    # API tokens are re-checked on every request: revoking one ends its sessions.
+    return TokenCredential(token_digest(token)), None
 
 
-async def _start_session(request: Request, credential: Credential, landing: Response) -> Response:
-    """Create a console session for ``credential`` and put its id in the session cookie
-    of ``landing`` (a 503 page instead if the session store is down)."""
+async def _start_session(
+    request: Request, credential: Credential, landing: Response, *, ends_by: float | None = None
+) -> Response:
+    """Create a console session for ``credential`` (ending by ``ends_by`` at the latest)
+    and put its id in the session cookie of ``landing`` (a 503 page instead if the
+    session store is down)."""
     try:
-        session = await container_of(request).console_sessions.create(credential)
+        session = await container_of(request).console_sessions.create(credential, ends_by=ends_by)
     except SessionStoreUnavailable as exc:
         return problem_page(request, None, session_unavailable(exc))
     landing.set_cookie(
@@ -103,10 +109,12 @@ async def sign_in(request: Request) -> Response:
     raw = await request.body()
     form = parse_qs(raw[:MAX_SIGN_IN_BODY].decode("utf-8", "replace"))
     token = (form.get("token") or [""])[0].strip()
-    credential = await _credential(request, token) if token else None
-    if credential is None:
+    checked = await _credential(request, token) if token else None
+    if checked is None:
         return _sign_in_page(request, 401, "That token is unknown, revoked or expired.")
-    return await _start_session(request, credential, RedirectResponse("/", 303, headers=HEADERS))
+    credential, ends_by = checked
+    landing = RedirectResponse("/", 303, headers=HEADERS)
+    return await _start_session(request, credential, landing, ends_by=ends_by)
 
 
 def forget_cookie(response: Response) -> Response:
