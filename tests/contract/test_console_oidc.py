@@ -18,6 +18,8 @@ from incidents.api.cookie_session import COOKIE
 from incidents.app import Container, build_container, create_app
 from incidents.config import ConfigError, load_settings
 from incidents.identity.directory import GrantKind, PrincipalType
+from incidents.identity.oidc import OidcUnavailable, OidcVerifier
+from incidents.identity.oidc_login import OidcClient, OidcLogin
 from incidents.sessions.console import InProcessConsoleSessions, SessionLifetime
 from incidents.web.sign_in import ATTEMPT_COOKIE
 from tests.conftest import make_settings
@@ -252,6 +254,60 @@ def test_a_code_flow_session_lasts_the_configured_lifetime(site: Site) -> None:
     for _ in range(3):
         site.clock.now += 600
         assert browser.get("/").status_code == 200
+
+
+def _driven_provider_clock(site: Site) -> Clock:
+    """The verifier's monotonic clock (discovery and key refreshes), moved by the test."""
+    clock = Clock()
+    settings = site.container.settings
+    verifier = OidcVerifier.from_settings(settings, clock=clock)
+    site.container.oidc_login = OidcLogin(verifier, OidcClient.from_settings(settings))
+    return clock
+
+
+def test_an_unreachable_provider_is_asked_once_per_refresh_interval(site: Site) -> None:
+    clock = _driven_provider_clock(site)
+    site.provider.down = True
+    for _ in range(5):
+        refused = site.browser().get("/auth/oidc/start")
+        assert refused.status_code == 503 and "cannot be reached" in refused.text
+    discovery = "/.well-known/openid-configuration"
+    assert site.provider.requests.count(discovery) == 1
+    site.provider.down = False
+    clock.now += 31  # the verifier's refresh interval is 30 s
+    assert site.sign_in(site.browser()).status_code == 200
+    assert site.provider.requests.count(discovery) == 2
+
+
+@pytest.mark.parametrize("name", ["authorization_endpoint", "token_endpoint", "jwks_uri"])
+def test_a_discovered_endpoint_off_https_is_refused(site: Site, name: str) -> None:
+    # The issuer is http on 127.0.0.1 (a local provider); the endpoint is plain http on a
+    # host the loopback rule does not accept, though it reaches the same provider: only
+    # the rule can refuse it.
+    path = {"authorization_endpoint": "/authorize", "token_endpoint": "/token"}.get(name, "/jwks")
+    port = urlsplit(site.provider.issuer).port
+    site.provider.published[name] = f"http://[::ffff:127.0.0.1]:{port}{path}"
+    browser = site.browser()
+    if name == "authorization_endpoint":
+        refused = browser.get("/auth/oidc/start")
+    else:
+        refused = site.sign_in(browser)
+    assert refused.status_code == 503 and "cannot be reached" in refused.text
+    assert not browser.cookies.get(COOKIE)
+
+
+def test_an_https_issuer_may_not_name_plain_http_endpoints(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    verifier = OidcVerifier("https://login.example.com", "incidents")
+    published = {
+        "authorization_endpoint": "http://127.0.0.1/authorize",
+        "token_endpoint": "https://login.example.com/token",
+    }
+    monkeypatch.setattr(verifier, "discovery", lambda: published)
+    with pytest.raises(OidcUnavailable, match="not an https:// URL"):
+        verifier.endpoint("authorization_endpoint")
+    assert verifier.endpoint("token_endpoint") == "https://login.example.com/token"
 
 
 def test_client_secret_post_is_used_when_configured(sqlite_url: str) -> None:
