@@ -352,3 +352,18 @@ def test_a_non_ascii_csrf_proof_is_refused_not_a_server_error(console: Console) 
     assert out.status_code == 403 and "proof" in out.text
     # Still signed in: the refused sign-out ended nothing.
     assert client.get("/").status_code == 200
+
+
+def test_signing_in_again_ends_the_previous_session(console: Console) -> None:
+    client = console.browser(console.token())
+    first = _cookie(client)
+    again = client.post(
+        "/sign-in",
+        content=f"token={console.token()}",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert again.status_code == 303 and _cookie(client) != first
+    assert client.get("/").status_code == 200
+    # A copy of the first cookie is useless: the server forgot that session.
+    _signed_out(_with_cookie(console, first))
+    assert asyncio.run(console.container.console_sessions.get(first)) is None

@@ -3,6 +3,7 @@ local provider of tests/fakes/oidc_provider.py; redirects are followed by hand."
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import time
 from collections.abc import Iterator
@@ -135,6 +136,22 @@ def test_the_full_flow_signs_in_with_the_directorys_roles(site: Site) -> None:
     assert "incident.reader" in who["roles"]
     # The attempt cookie is spent.
     assert not browser.cookies.get(ATTEMPT_COOKIE)
+
+
+def test_signing_in_at_the_provider_ends_the_browsers_previous_session(site: Site) -> None:
+    browser = site.browser()
+    assert site.sign_in(browser).status_code == 200
+    first = browser.cookies[COOKIE]
+    answer = site.at_provider(site.start(browser))
+    # The provider's redirect back is a cross-site navigation: the browser withholds
+    # the SameSite=Strict session cookie from it.
+    browser.cookies.delete(COOKIE)
+    assert browser.get("/auth/oidc/callback", params=answer).status_code == 200
+    assert browser.cookies[COOKIE] != first
+    assert asyncio.run(site.container.console_sessions.get(first)) is None
+    stale = site.browser()
+    stale.cookies.set(COOKIE, first)
+    assert stale.get("/api/v1/whoami").status_code == 401
 
 
 def test_extra_scopes_are_asked_for(sqlite_url: str) -> None:

@@ -173,7 +173,7 @@ def test_sign_out_ends_the_session_and_a_late_touch_does_not_bring_it_back(store
 
 def test_a_sign_in_attempt_is_taken_once_and_not_after_it_expires(store: Made) -> None:
     sessions, clock, _ = store
-    attempt = SignInAttempt("state-1", "nonce-1", "verifier-1")
+    attempt = SignInAttempt("state-1", "nonce-1", "verifier-1", session_key("previous"))
 
     async def scenario() -> list[Any]:
         await sessions.begin_sign_in("a-1", attempt, 300)
@@ -232,6 +232,20 @@ def test_pending_sign_ins_stay_bounded(steps: list[tuple[int, int]]) -> None:
             assert sessions.pending_sign_ins() <= min(25, recent)
 
     run(scenario)
+
+
+def test_a_session_can_be_ended_by_its_key(store: Made) -> None:
+    sessions, _, _ = store
+
+    async def scenario() -> tuple[Any, Any]:
+        ended = await sessions.create(TokenCredential("ab" * 32))
+        kept = await sessions.create(TokenCredential("ab" * 32))
+        await sessions.delete_keyed(session_key(ended.session_id))
+        await sessions.delete_keyed(session_key("never-made"))
+        return await sessions.get(ended.session_id), await sessions.get(kept.session_id)
+
+    ended, kept = run(scenario)
+    assert ended is None and kept is not None
 
 
 def test_redis_holds_neither_session_ids_nor_tokens(redis_url: str) -> None:

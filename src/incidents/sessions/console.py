@@ -126,17 +126,21 @@ class ConsoleSession:
 
 @dataclass(frozen=True, slots=True)
 class SignInAttempt:
-    """An OIDC sign-in under way: what the callback must find to finish it."""
+    """An OIDC sign-in under way: what the callback must find to finish it, and the
+    :func:`session_key` of the session the browser had when it began (ended when the
+    new one starts; the provider's redirect back does not carry the session cookie)."""
 
     state: str
     nonce: str
     verifier: str
+    replaces: str = ""
 
     def as_record(self, expires_at: float) -> dict[str, Any]:
         return {
             "state": self.state,
             "nonce": self.nonce,
             "verifier": self.verifier,
+            "replaces": self.replaces,
             "expires_at": expires_at,
         }
 
@@ -145,7 +149,12 @@ class SignInAttempt:
         """The attempt a stored record holds, or None if it expired."""
         if float(record["expires_at"]) <= now:
             return None
-        return cls(str(record["state"]), str(record["nonce"]), str(record["verifier"]))
+        return cls(
+            str(record["state"]),
+            str(record["nonce"]),
+            str(record["verifier"]),
+            str(record.get("replaces") or ""),
+        )
 
 
 def new_session_id() -> str:
@@ -183,6 +192,11 @@ class ConsoleSessions(Protocol):
 
     async def delete(self, session_id: str) -> None:
         """End the session (signing out); unknown ids are ignored."""
+        ...
+
+    async def delete_keyed(self, key: str) -> None:
+        """End the session stored under ``key``, its :func:`session_key`; unknown keys
+        are ignored."""
         ...
 
     async def begin_sign_in(
@@ -287,8 +301,11 @@ class InProcessConsoleSessions:
         return seen
 
     async def delete(self, session_id: str) -> None:
+        await self.delete_keyed(session_key(session_id))
+
+    async def delete_keyed(self, key: str) -> None:
         with self._lock:
-            self._sessions.pop(session_key(session_id), None)
+            self._sessions.pop(key, None)
 
     async def begin_sign_in(
         self, attempt_id: str, attempt: SignInAttempt, ttl_seconds: float

@@ -48,7 +48,10 @@ class RedisConsoleSessions:
         self._prefix = prefix
 
     def _session_key(self, session_id: str) -> str:
-        return f"{self._prefix}s:{session_key(session_id)}"
+        return self._keyed(session_key(session_id))
+
+    def _keyed(self, key: str) -> str:
+        return f"{self._prefix}s:{key}"
 
     def _attempt_key(self, attempt_id: str) -> str:
         return f"{self._prefix}a:{session_key(attempt_id)}"
@@ -99,7 +102,10 @@ class RedisConsoleSessions:
         return seen
 
     async def delete(self, session_id: str) -> None:
-        await self._call("delete", self._session_key(session_id))
+        await self.delete_keyed(session_key(session_id))
+
+    async def delete_keyed(self, key: str) -> None:
+        await self._call("delete", self._keyed(key))
 
     async def begin_sign_in(
         self, attempt_id: str, attempt: SignInAttempt, ttl_seconds: float

@@ -29,6 +29,7 @@ from incidents.sessions.console import (
     SignInAttempt,
     TokenCredential,
     new_session_id,
+    session_key,
 )
 from incidents.web.rendering import HEADERS, problem_page, render
 
@@ -80,14 +81,30 @@ async def _credential(request: Request, token: str) -> tuple[Credential, float |
     return TokenCredential(token_digest(token)), None
 
 
+def _current_session(request: Request) -> str:
+    """The :func:`session_key` of the session the browser's cookie names ("" if none)."""
+    session_id = request.cookies.get(COOKIE, "")
+    return session_key(session_id) if session_id else ""
+
+
 async def _start_session(
-    request: Request, credential: Credential, landing: Response, *, ends_by: float | None = None
+    request: Request,
+    credential: Credential,
+    landing: Response,
+    *,
+    ends_by: float | None = None,
+    replaces: tuple[str, ...] = (),
 ) -> Response:
-    """Create a console session for ``credential`` (ending by ``ends_by`` at the latest)
-    and put its id in the session cookie of ``landing`` (a 503 page instead if the
-    session store is down)."""
+    """Create a console session for ``credential`` (ending by ``ends_by`` at the latest),
+    end those it ``replaces`` (by :func:`session_key`), and put the new id in the
+    session cookie of ``landing`` (a 503 page instead if the session store is down)."""
+    sessions = container_of(request).console_sessions
     try:
-        session = await container_of(request).console_sessions.create(credential, ends_by=ends_by)
+        session = await sessions.create(credential, ends_by=ends_by)
+        # The browser's previous session must not outlive the cookie it loses now.
+        for key in dict.fromkeys(replaces):
+            if key:
+                await sessions.delete_keyed(key)
     except SessionStoreUnavailable as exc:
         return problem_page(request, None, session_unavailable(exc))
     landing.set_cookie(
@@ -114,7 +131,9 @@ async def sign_in(request: Request) -> Response:
         return _sign_in_page(request, 401, "That token is unknown, revoked or expired.")
     credential, ends_by = checked
     landing = RedirectResponse("/", 303, headers=HEADERS)
-    return await _start_session(request, credential, landing, ends_by=ends_by)
+    return await _start_session(
+        request, credential, landing, ends_by=ends_by, replaces=(_current_session(request),)
+    )
 
 
 def forget_cookie(response: Response) -> Response:
@@ -167,7 +186,13 @@ async def oidc_start(request: Request) -> Response:
     if login is None:
         return _sign_in_page(request, 404, _NOT_CONFIGURED)
     pkce = Pkce.new()
-    attempt = SignInAttempt(secrets.token_urlsafe(32), secrets.token_urlsafe(32), pkce.verifier)
+    attempt = SignInAttempt(
+        secrets.token_urlsafe(32),
+        secrets.token_urlsafe(32),
+        pkce.verifier,
+        # Known now: the provider's redirect back is cross-site, without the cookie.
+        _current_session(request),
+    )
     try:
         url = await run_in_threadpool(login.authorization_url, attempt.state, attempt.nonce, pkce)
     except OidcUnavailable:
@@ -239,4 +264,5 @@ async def oidc_callback(request: Request) -> Response:
     landing = render(request, "signed_in.html", None, email=identity.email)
     landing.delete_cookie(ATTEMPT_COOKIE, path=ATTEMPT_PATH, httponly=True, samesite="lax")
     credential = IdentityCredential(identity.email, identity.groups)
-    return await _start_session(request, credential, landing)
+    replaces = (attempt.replaces, _current_session(request))
+    return await _start_session(request, credential, landing, replaces=replaces)
