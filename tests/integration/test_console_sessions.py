@@ -4,6 +4,7 @@ behaviour from both, expiry on a driven clock, and what Redis holds."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import time
 import uuid
@@ -262,6 +263,63 @@ def test_redis_holds_neither_session_ids_nor_tokens(redis_url: str) -> None:
         # Redis forgets the record when the session would end anyway.
         assert 0 < plain.pttl(keys[0]) <= 100_000
     finally:
+        for key in plain.scan_iter(match=prefix + "*"):
+            plain.delete(key)
+
+
+UNREADABLE = [
+    b"not json",
+    b"[]",
+    b'"a string"',
+    b'{"credential": {"kind": "saml", "subject": "SECRET-CONTENT"}}',
+    b'{"credential": {"kind": "token"}, "created_at": 1}',
+    b'{"credential": {"kind": "oidc", "email": "SECRET-CONTENT", "groups": "sre"},'
+    b' "created_at": 1, "last_seen": 1, "expires_at": 1e12, "idle_seconds": 60}',
+    b'{"credential": {"kind": "token", "digest": "SECRET-CONTENT"},'
+    b' "created_at": "x", "last_seen": 1, "expires_at": 1e12, "idle_seconds": 60}',
+]
+
+
+@pytest.mark.parametrize("record", UNREADABLE)
+def test_an_unreadable_redis_record_is_no_session_and_is_logged_without_its_content(
+    redis_url: str, caplog: pytest.LogCaptureFixture, record: bytes
+) -> None:
+    prefix = f"test-{uuid.uuid4().hex}:"
+    sessions = RedisConsoleSessions(redis_url, LIFETIME, prefix=prefix)
+    plain = redis.Redis.from_url(redis_url)
+    try:
+        plain.set(f"{prefix}s:{session_key('some-session')}", record, px=60_000)
+        plain.set(f"{prefix}a:{session_key('some-attempt')}", record, px=60_000)
+        with caplog.at_level(logging.WARNING, logger="incidents"):
+            found = run(lambda: sessions.get("some-session"))
+            taken = run(lambda: sessions.take_sign_in("some-attempt"))
+        assert found is None and taken is None
+        warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert len(warnings) == 2 and "cannot be read" in warnings[0]
+        assert not any("SECRET-CONTENT" in w or record.decode() in w for w in warnings)
+    finally:
+        for key in plain.scan_iter(match=prefix + "*"):
+            plain.delete(key)
+
+
+def test_a_browser_with_an_unreadable_session_is_sent_to_sign_in(
+    tmp_path: Path, redis_url: str
+) -> None:
+    database = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    prefix = f"test-{uuid.uuid4().hex}:"
+    container, client = _server(database, redis_url, prefix)
+    plain = redis.Redis.from_url(redis_url)
+    try:
+        plain.set(f"{prefix}s:{session_key('x' * 43)}", b"{broken", px=60_000)
+        client.cookies.set(COOKIE, "x" * 43)
+        page = client.get("/")
+        assert page.status_code == 303 and page.headers["location"] == "/sign-in"
+        api = client.get("/api/v1/whoami")
+        assert api.status_code == 401
+        assert api.headers["content-type"].startswith("application/problem+json")
+    finally:
+        client.__exit__(None, None, None)
+        container.close()
         for key in plain.scan_iter(match=prefix + "*"):
             plain.delete(key)
 

@@ -34,6 +34,11 @@ class SessionStoreUnavailable(Exception):
     """The session store cannot be reached; nobody can be signed in or checked."""
 
 
+class UnreadableRecord(ValueError):
+    """A stored record is not one this server can read: damaged, or of a kind it does
+    not know. The message never repeats the record."""
+
+
 @dataclass(frozen=True, slots=True)
 class TokenCredential:
     """A session made by signing in with an API token: its SHA-256 digest, in hex.
@@ -107,21 +112,32 @@ class ConsoleSession:
         }
 
     @classmethod
-    def from_record(cls, session_id: str, record: dict[str, Any]) -> ConsoleSession:
-        raw = record["credential"]
-        credential: Credential
-        if raw["kind"] == "token":
-            credential = TokenCredential(str(raw["digest"]))
-        else:
-            credential = IdentityCredential(str(raw["email"]), tuple(raw.get("groups") or ()))
-        return cls(
-            session_id,
-            credential,
-            float(record["created_at"]),
-            float(record["last_seen"]),
-            float(record["expires_at"]),
-            float(record["idle_seconds"]),
-        )
+    def from_record(cls, session_id: str, record: Any) -> ConsoleSession:
+        """The session a stored record holds; raises :class:`UnreadableRecord`."""
+        try:
+            raw = record["credential"]
+            credential: Credential
+            if raw["kind"] == "token":
+                credential = TokenCredential(_text(raw["digest"]))
+            elif raw["kind"] == "oidc":
+                groups = raw.get("groups") or []
+                if not isinstance(groups, list):
+                    raise TypeError("groups")
+                credential = IdentityCredential(
+                    _text(raw["email"]), tuple(_text(group) for group in groups)
+                )
+            else:
+                raise ValueError("credential kind")
+            return cls(
+                session_id,
+                credential,
+                float(record["created_at"]),
+                float(record["last_seen"]),
+                float(record["expires_at"]),
+                float(record["idle_seconds"]),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise UnreadableRecord(f"console session record: {type(exc).__name__}") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,16 +161,26 @@ class SignInAttempt:
         }
 
     @classmethod
-    def from_record(cls, record: dict[str, Any], now: float) -> SignInAttempt | None:
-        """The attempt a stored record holds, or None if it expired."""
-        if float(record["expires_at"]) <= now:
-            return None
-        return cls(
-            str(record["state"]),
-            str(record["nonce"]),
-            str(record["verifier"]),
-            str(record.get("replaces") or ""),
-        )
+    def from_record(cls, record: Any, now: float) -> SignInAttempt | None:
+        """The attempt a stored record holds, or None if it expired; raises
+        :class:`UnreadableRecord`."""
+        try:
+            if float(record["expires_at"]) <= now:
+                return None
+            return cls(
+                _text(record["state"]),
+                _text(record["nonce"]),
+                _text(record["verifier"]),
+                _text(record.get("replaces") or ""),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise UnreadableRecord(f"sign-in attempt record: {type(exc).__name__}") from None
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError("expected a string")
+    return value
 
 
 def new_session_id() -> str:
