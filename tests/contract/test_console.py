@@ -367,3 +367,18 @@ def test_signing_in_again_ends_the_previous_session(console: Console) -> None:
     # A copy of the first cookie is useless: the server forgot that session.
     _signed_out(_with_cookie(console, first))
     assert asyncio.run(console.container.console_sessions.get(first)) is None
+
+
+def test_signing_out_from_another_sites_page_is_refused(console: Console) -> None:
+    client = console.browser(console.token())
+    csrf = _csrf(client.get("/").text)
+    refused = client.post(
+        "/sign-out",
+        content=f"csrf={csrf}",
+        headers={
+            "Content-Type": "application/x-www-form-urlencoded",
+            "Origin": "https://evil.example",
+        },
+    )
+    assert refused.status_code == 403 and "this site's own page" in refused.text
+    assert client.get("/").status_code == 200

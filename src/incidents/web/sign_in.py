@@ -55,13 +55,23 @@ async def sign_in_page(request: Request) -> Response:
 
 
 def _same_origin(request: Request) -> bool:
-    """Whether a form post comes from this site (browsers send Origin with POSTs);
-    refuses signing a browser in, or out, from another site's page."""
+    """Whether a form post comes from this site (browsers send Origin with POSTs)."""
     origin = request.headers.get("origin")
     if origin is None or origin == "null":
         return origin is None
     host = request.headers.get("host", "")
     return origin.split("://", 1)[-1] == host
+
+
+async def _own_page_form(request: Request) -> dict[str, str] | None:
+    """The fields (first value of each) of a form posted from this site's own page, or
+    None if another site's page posted it: a browser is signed in, or out, only from
+    here."""
+    if not _same_origin(request):
+        return None
+    raw = await request.body()
+    fields = parse_qs(raw[:MAX_SIGN_IN_BODY].decode("utf-8", "replace"))
+    return {name: values[0] for name, values in fields.items()}
 
 
 async def _credential(request: Request, token: str) -> tuple[Credential, float | None] | None:
@@ -121,11 +131,10 @@ async def _start_session(
 @router.post("/sign-in")
 async def sign_in(request: Request) -> Response:
     """Check the token and start a console session; the cookie carries only its id."""
-    if not _same_origin(request):
+    form = await _own_page_form(request)
+    if form is None:
         return Response("sign in from this site's own page", 403, headers=HEADERS)
-    raw = await request.body()
-    form = parse_qs(raw[:MAX_SIGN_IN_BODY].decode("utf-8", "replace"))
-    token = (form.get("token") or [""])[0].strip()
+    token = form.get("token", "").strip()
     checked = await _credential(request, token) if token else None
     if checked is None:
         return _sign_in_page(request, 401, "That token is unknown, revoked or expired.")
@@ -146,12 +155,11 @@ def forget_cookie(response: Response) -> Response:
 async def sign_out(request: Request) -> Response:
     """End the console session on the server and forget its cookie (the form carries
     the page's CSRF proof)."""
-    if not _same_origin(request):
+    form = await _own_page_form(request)
+    if form is None:
         return Response("sign out from this site's own page", 403, headers=HEADERS)
-    raw = await request.body()
-    form = parse_qs(raw[:MAX_SIGN_IN_BODY].decode("utf-8", "replace"))
     session_id = request.cookies.get(COOKIE, "")
-    proof = (form.get("csrf") or [""])[0]
+    proof = form.get("csrf", "")
     expected = csrf_token(container_of(request).console_secret, session_id) if session_id else ""
     if session_id and not same_secret(proof, expected):
         return Response("the sign-out form's proof is missing", 403, headers=HEADERS)
