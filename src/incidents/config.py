@@ -429,13 +429,20 @@ _LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
 MAX_OIDC_LEEWAY_SECONDS = 300.0
 
 
-def _check_oidc_url(variable: str, url: str) -> None:
-    # Keys fetched over plain HTTP could be swapped by anyone on the path, which would
-    # let them mint tokens; only a loopback provider (development, tests) may use it.
+def secure_oidc_url(url: str) -> bool:
+    """Whether an OIDC provider's URL may be used: https, or http to this machine only.
+
+    Keys fetched over plain HTTP could be swapped by anyone on the path, which would
+    let them mint tokens; only a loopback provider (development, tests) may use it.
+    """
     parts = urlsplit(url)
     if parts.scheme == "https" and parts.hostname:
-        return
-    if parts.scheme == "http" and parts.hostname in _LOOPBACK_HOSTS:
+        return True
+    return parts.scheme == "http" and parts.hostname in _LOOPBACK_HOSTS
+
+
+def _check_oidc_url(variable: str, url: str) -> None:
+    if secure_oidc_url(url):
         return
     raise ConfigError(
         f"{variable}: expected an https:// URL (http:// only for localhost), got {url!r}"

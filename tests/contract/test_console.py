@@ -333,3 +333,52 @@ def test_an_expired_session_is_sent_to_sign_in(console: Console) -> None:
     assert client.get("/").status_code == 200
     clock.now += 600
     _signed_out(_with_cookie(console, _cookie(client)))
+
+
+def test_a_non_ascii_csrf_proof_is_refused_not_a_server_error(console: Console) -> None:
+    client = console.browser(console.token())
+    # Header bytes outside ASCII (the server reads them as Latin-1).
+    refused = client.post(
+        "/api/v1/incidents",
+        json={"title": "x"},
+        headers={"X-CSRF-Token": "é".encode()},
+    )
+    assert refused.status_code == 403 and refused.json()["type"].endswith("csrf-refused")
+    out = client.post(
+        "/sign-out",
+        content="csrf=%C3%A9",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert out.status_code == 403 and "proof" in out.text
+    # Still signed in: the refused sign-out ended nothing.
+    assert client.get("/").status_code == 200
+
+
+def test_signing_in_again_ends_the_previous_session(console: Console) -> None:
+    client = console.browser(console.token())
+    first = _cookie(client)
+    again = client.post(
+        "/sign-in",
+        content=f"token={console.token()}",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert again.status_code == 303 and _cookie(client) != first
+    assert client.get("/").status_code == 200
+    # A copy of the first cookie is useless: the server forgot that session.
+    _signed_out(_with_cookie(console, first))
+    assert asyncio.run(console.container.console_sessions.get(first)) is None
+
+
+def test_signing_out_from_another_sites_page_is_refused(console: Console) -> None:
+    client = console.browser(console.token())
+    csrf = _csrf(client.get("/").text)
+    refused = client.post(
+        "/sign-out",
+        content=f"csrf={csrf}",
+        headers={
+            "Content-Type": "application/x-www-form-urlencoded",
+            "Origin": "https://evil.example",
+        },
+    )
+    assert refused.status_code == 403 and "this site's own page" in refused.text
+    assert client.get("/").status_code == 200

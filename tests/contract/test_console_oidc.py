@@ -3,6 +3,7 @@ local provider of tests/fakes/oidc_provider.py; redirects are followed by hand."
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import time
 from collections.abc import Iterator
@@ -18,6 +19,8 @@ from incidents.api.cookie_session import COOKIE
 from incidents.app import Container, build_container, create_app
 from incidents.config import ConfigError, load_settings
 from incidents.identity.directory import GrantKind, PrincipalType
+from incidents.identity.oidc import OidcUnavailable, OidcVerifier
+from incidents.identity.oidc_login import OidcClient, OidcLogin
 from incidents.sessions.console import InProcessConsoleSessions, SessionLifetime
 from incidents.web.sign_in import ATTEMPT_COOKIE
 from tests.conftest import make_settings
@@ -135,6 +138,22 @@ def test_the_full_flow_signs_in_with_the_directorys_roles(site: Site) -> None:
     assert not browser.cookies.get(ATTEMPT_COOKIE)
 
 
+def test_signing_in_at_the_provider_ends_the_browsers_previous_session(site: Site) -> None:
+    browser = site.browser()
+    assert site.sign_in(browser).status_code == 200
+    first = browser.cookies[COOKIE]
+    answer = site.at_provider(site.start(browser))
+    # The provider's redirect back is a cross-site navigation: the browser withholds
+    # the SameSite=Strict session cookie from it.
+    browser.cookies.delete(COOKIE)
+    assert browser.get("/auth/oidc/callback", params=answer).status_code == 200
+    assert browser.cookies[COOKIE] != first
+    assert asyncio.run(site.container.console_sessions.get(first)) is None
+    stale = site.browser()
+    stale.cookies.set(COOKIE, first)
+    assert stale.get("/api/v1/whoami").status_code == 401
+
+
 def test_extra_scopes_are_asked_for(sqlite_url: str) -> None:
     with running_provider() as provider:
         for site in _site(sqlite_url, provider, oidc_extra_scopes="groups offline_access"):
@@ -176,6 +195,22 @@ def test_an_id_token_with_another_nonce_is_refused(site: Site) -> None:
     assert "Sign-in refused" in refused.text and not browser.cookies.get(COOKIE)
 
 
+def test_a_non_ascii_state_is_refused_not_a_server_error(site: Site) -> None:
+    browser = site.browser()
+    site.start(browser)
+    refused = browser.get("/auth/oidc/callback?state=%C3%A9&code=x")
+    assert refused.status_code == 400 and "does not belong" in refused.text
+    assert not browser.cookies.get(COOKIE)
+
+
+def test_an_id_token_with_a_non_ascii_nonce_is_refused(site: Site) -> None:
+    site.provider.nonce_override = "nonce-\u00e9"
+    browser = site.browser()
+    refused = site.sign_in(browser)
+    assert refused.status_code == 401 and "nonce" in refused.text
+    assert not browser.cookies.get(COOKIE)
+
+
 def test_a_refusal_at_the_provider_shows_a_message(site: Site) -> None:
     site.provider.deny = True
     refused = site.sign_in(site.browser())
@@ -208,6 +243,88 @@ def test_an_expired_console_session_is_sent_to_sign_in(site: Site) -> None:
     resp = browser.get("/")
     assert resp.status_code == 303 and resp.headers["location"] == "/sign-in"
     assert browser.get("/api/v1/whoami").status_code == 401
+
+
+def test_a_pasted_provider_token_signs_in_only_until_it_expires(site: Site) -> None:
+    browser = site.browser()
+    token = site.provider.mint("incidents-api", seconds=60)
+    site.clock.now = time.time()  # the console's clock starts no earlier than the token
+    signed_in = browser.post(
+        "/sign-in",
+        content=f"token={token}",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert signed_in.status_code == 303, signed_in.text
+    assert browser.get("/api/v1/whoami").json()["subject"] == "ada@example.com"
+    site.clock.now += 50  # used within the idle time, but the token runs out at 60 s
+    assert browser.get("/").status_code == 200
+    site.clock.now += 15
+    resp = browser.get("/")
+    assert resp.status_code == 303 and resp.headers["location"] == "/sign-in"
+    assert browser.get("/api/v1/whoami").status_code == 401
+
+
+def test_a_code_flow_session_lasts_the_configured_lifetime(site: Site) -> None:
+    browser = site.browser()
+    assert site.sign_in(browser).status_code == 200
+    # The provider's ID token expired after 300 s; the session goes on until idle.
+    for _ in range(3):
+        site.clock.now += 600
+        assert browser.get("/").status_code == 200
+
+
+def _driven_provider_clock(site: Site) -> Clock:
+    """The verifier's monotonic clock (discovery and key refreshes), moved by the test."""
+    clock = Clock()
+    settings = site.container.settings
+    verifier = OidcVerifier.from_settings(settings, clock=clock)
+    site.container.oidc_login = OidcLogin(verifier, OidcClient.from_settings(settings))
+    return clock
+
+
+def test_an_unreachable_provider_is_asked_once_per_refresh_interval(site: Site) -> None:
+    clock = _driven_provider_clock(site)
+    site.provider.down = True
+    for _ in range(5):
+        refused = site.browser().get("/auth/oidc/start")
+        assert refused.status_code == 503 and "cannot be reached" in refused.text
+    discovery = "/.well-known/openid-configuration"
+    assert site.provider.requests.count(discovery) == 1
+    site.provider.down = False
+    clock.now += 31  # the verifier's refresh interval is 30 s
+    assert site.sign_in(site.browser()).status_code == 200
+    assert site.provider.requests.count(discovery) == 2
+
+
+@pytest.mark.parametrize("name", ["authorization_endpoint", "token_endpoint", "jwks_uri"])
+def test_a_discovered_endpoint_off_https_is_refused(site: Site, name: str) -> None:
+    # The issuer is http on 127.0.0.1 (a local provider); the endpoint is plain http on a
+    # host the loopback rule does not accept, though it reaches the same provider: only
+    # the rule can refuse it.
+    path = {"authorization_endpoint": "/authorize", "token_endpoint": "/token"}.get(name, "/jwks")
+    port = urlsplit(site.provider.issuer).port
+    site.provider.published[name] = f"http://[::ffff:127.0.0.1]:{port}{path}"
+    browser = site.browser()
+    if name == "authorization_endpoint":
+        refused = browser.get("/auth/oidc/start")
+    else:
+        refused = site.sign_in(browser)
+    assert refused.status_code == 503 and "cannot be reached" in refused.text
+    assert not browser.cookies.get(COOKIE)
+
+
+def test_an_https_issuer_may_not_name_plain_http_endpoints(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    verifier = OidcVerifier("https://login.example.com", "incidents")
+    published = {
+        "authorization_endpoint": "http://127.0.0.1/authorize",
+        "token_endpoint": "https://login.example.com/token",
+    }
+    monkeypatch.setattr(verifier, "discovery", lambda: published)
+    with pytest.raises(OidcUnavailable, match="not an https:// URL"):
+        verifier.endpoint("authorization_endpoint")
+    assert verifier.endpoint("token_endpoint") == "https://login.example.com/token"
 
 
 def test_client_secret_post_is_used_when_configured(sqlite_url: str) -> None:

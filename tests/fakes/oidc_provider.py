@@ -10,7 +10,9 @@ at the authorization endpoint (shown, never redirected), a wrong client secret
 redirect_uri or client (invalid_grant), and a wrong or missing PKCE verifier.
 
 The user who signs in is whoever the test says (``user``); ``deny`` answers as a
-user who refused consent (``error=access_denied``).
+user who refused consent (``error=access_denied``); ``down`` answers every request
+with 503, as a provider in an outage does; ``published`` replaces entries of the
+discovery document (a misconfigured provider). ``requests`` lists the paths asked for.
 """
 
 from __future__ import annotations
@@ -71,6 +73,9 @@ class OidcProvider:
     deny: bool = False
     # Sign ID tokens with this nonce instead of the request's (a misbehaving provider).
     nonce_override: str | None = None
+    down: bool = False
+    published: dict[str, Any] = field(default_factory=dict)
+    requests: list[str] = field(default_factory=list)
     codes: dict[str, Issued] = field(default_factory=dict)
     key: rsa.RSAPrivateKey = field(
         default_factory=lambda: rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -95,11 +100,28 @@ class OidcProvider:
                 "client_secret_post",
                 "none",
             ],
+            **self.published,
         }
 
     def jwks(self) -> dict[str, Any]:
         jwk = RSAAlgorithm.to_jwk(self.key.public_key(), as_dict=True)
         return {"keys": [{**jwk, "kid": "fake-1", "use": "sig", "alg": "RS256"}]}
+
+    def mint(self, audience: str, *, seconds: int = 300) -> str:
+        """A token for the current ``user``, issued to ``audience`` and valid for
+        ``seconds``: what a user would copy from the provider to paste."""
+        now = int(time.time())
+        claims = {
+            "iss": self.issuer,
+            "sub": "user-" + hashlib.sha256(self.user["email"].encode()).hexdigest()[:12],
+            "aud": audience,
+            "iat": now,
+            "exp": now + seconds,
+            "email": self.user["email"],
+            "email_verified": True,
+            "groups": self.user.get("groups", []),
+        }
+        return jwt.encode(claims, self.key, algorithm="RS256", headers={"kid": "fake-1"})
 
     # --- the authorization endpoint ----------------------------------------------------
 
@@ -244,7 +266,16 @@ def running_provider() -> Iterator[OidcProvider]:
             self.end_headers()
             self.wfile.write(body)
 
+        def _unavailable(self) -> bool:
+            with state.lock:
+                state.requests.append(urlsplit(self.path).path)
+            if state.down:
+                self._send(503, {"Content-Type": "text/plain", "Retry-After": "30"}, b"down")
+            return state.down
+
         def do_GET(self) -> None:
+            if self._unavailable():
+                return
             parts = urlsplit(self.path)
             if parts.path == "/.well-known/openid-configuration":
                 self._send(200, {"Content-Type": "application/json"}, _json(state.discovery()))
@@ -257,6 +288,8 @@ def running_provider() -> Iterator[OidcProvider]:
                 self._send(404, {"Content-Type": "text/plain"}, b"not found")
 
         def do_POST(self) -> None:
+            if self._unavailable():
+                return
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             if urlsplit(self.path).path == "/token":
                 self._send(*state.token(self.headers, body))

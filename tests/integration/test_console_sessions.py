@@ -4,6 +4,7 @@ behaviour from both, expiry on a driven clock, and what Redis holds."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import time
 import uuid
@@ -14,6 +15,8 @@ from typing import Any, TypeVar
 import pytest
 import redis
 from fastapi.testclient import TestClient
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from incidents.api.cookie_session import COOKIE
 from incidents.app import build_container, create_app
@@ -135,6 +138,24 @@ def test_a_session_in_use_still_ends_at_its_absolute_expiry(store: Made) -> None
     assert run(scenario) == (950.0, False)
 
 
+def test_a_session_ends_by_the_time_it_was_given_if_that_comes_first(store: Made) -> None:
+    sessions, clock, _ = store
+
+    async def scenario() -> list[Any]:
+        short = await sessions.create(
+            IdentityCredential("ada@example.com", ()), ends_by=clock.now + 60
+        )
+        later = await sessions.create(TokenCredential("ab" * 32), ends_by=clock.now + 5000)
+        clock.advance(59)
+        seen = [await sessions.get(short.session_id) is not None]
+        clock.advance(1)
+        seen.append(await sessions.get(short.session_id) is not None)
+        seen.append((await sessions.get(later.session_id)) == later)
+        return [short.expires_at - short.created_at, later.expires_at - later.created_at, *seen]
+
+    assert run(scenario) == [60.0, 1000.0, True, False, True]
+
+
 def test_sign_out_ends_the_session_and_a_late_touch_does_not_bring_it_back(store: Made) -> None:
     sessions, clock, _ = store
 
@@ -153,7 +174,7 @@ def test_sign_out_ends_the_session_and_a_late_touch_does_not_bring_it_back(store
 
 def test_a_sign_in_attempt_is_taken_once_and_not_after_it_expires(store: Made) -> None:
     sessions, clock, _ = store
-    attempt = SignInAttempt("state-1", "nonce-1", "verifier-1")
+    attempt = SignInAttempt("state-1", "nonce-1", "verifier-1", session_key("previous"))
 
     async def scenario() -> list[Any]:
         await sessions.begin_sign_in("a-1", attempt, 300)
@@ -165,6 +186,67 @@ def test_a_sign_in_attempt_is_taken_once_and_not_after_it_expires(store: Made) -
         return taken
 
     assert run(scenario) == [attempt, None, None, None]
+
+
+def test_anonymous_sign_in_attempts_do_not_pile_up_in_the_process() -> None:
+    clock = Clock()
+    sessions = InProcessConsoleSessions(LIFETIME, clock, max_pending_sign_ins=100)
+
+    async def scenario() -> list[Any]:
+        seen: list[Any] = []
+        # Expired attempts are dropped as new ones begin, without any session created.
+        for n in range(50):
+            await sessions.begin_sign_in(f"old-{n}", SignInAttempt("s", "n", "v"), 300)
+        clock.advance(301)
+        await sessions.begin_sign_in("fresh", SignInAttempt("s", "n", "v"), 300)
+        seen.append(sessions.pending_sign_ins())
+        # A flood within the lifetime keeps the newest attempts, up to the limit.
+        for n in range(1000):
+            await sessions.begin_sign_in(f"flood-{n}", SignInAttempt("s", "n", "v"), 300)
+        seen.append(sessions.pending_sign_ins())
+        seen.append(await sessions.take_sign_in("fresh"))
+        seen.append(await sessions.take_sign_in("flood-999"))
+        return seen
+
+    pending_after_expiry, pending_after_flood, oldest, newest = run(scenario)
+    assert pending_after_expiry == 1
+    assert pending_after_flood == 100
+    assert oldest is None and newest == SignInAttempt("s", "n", "v")
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 400), st.integers(1, 30)), min_size=1, max_size=40))
+def test_pending_sign_ins_stay_bounded(steps: list[tuple[int, int]]) -> None:
+    """Whatever the pace of anonymous starts, at most the limit is kept, and never more
+    than began within the attempts' lifetime."""
+    clock = Clock()
+    sessions = InProcessConsoleSessions(LIFETIME, clock, max_pending_sign_ins=25)
+    began: list[float] = []
+
+    async def scenario() -> None:
+        for advance, count in steps:
+            clock.advance(advance)
+            for _ in range(count):
+                await sessions.begin_sign_in(uuid.uuid4().hex, SignInAttempt("s", "n", "v"), 300)
+                began.append(clock.now)
+            recent = sum(1 for at in began if clock.now - at < 300)
+            assert sessions.pending_sign_ins() <= min(25, recent)
+
+    run(scenario)
+
+
+def test_a_session_can_be_ended_by_its_key(store: Made) -> None:
+    sessions, _, _ = store
+
+    async def scenario() -> tuple[Any, Any]:
+        ended = await sessions.create(TokenCredential("ab" * 32))
+        kept = await sessions.create(TokenCredential("ab" * 32))
+        await sessions.delete_keyed(session_key(ended.session_id))
+        await sessions.delete_keyed(session_key("never-made"))
+        return await sessions.get(ended.session_id), await sessions.get(kept.session_id)
+
+    ended, kept = run(scenario)
+    assert ended is None and kept is not None
 
 
 def test_redis_holds_neither_session_ids_nor_tokens(redis_url: str) -> None:
@@ -181,6 +263,63 @@ def test_redis_holds_neither_session_ids_nor_tokens(redis_url: str) -> None:
         # Redis forgets the record when the session would end anyway.
         assert 0 < plain.pttl(keys[0]) <= 100_000
     finally:
+        for key in plain.scan_iter(match=prefix + "*"):
+            plain.delete(key)
+
+
+UNREADABLE = [
+    b"not json",
+    b"[]",
+    b'"a string"',
+    b'{"credential": {"kind": "saml", "subject": "SECRET-CONTENT"}}',
+    b'{"credential": {"kind": "token"}, "created_at": 1}',
+    b'{"credential": {"kind": "oidc", "email": "SECRET-CONTENT", "groups": "sre"},'
+    b' "created_at": 1, "last_seen": 1, "expires_at": 1e12, "idle_seconds": 60}',
+    b'{"credential": {"kind": "token", "digest": "SECRET-CONTENT"},'
+    b' "created_at": "x", "last_seen": 1, "expires_at": 1e12, "idle_seconds": 60}',
+]
+
+
+@pytest.mark.parametrize("record", UNREADABLE)
+def test_an_unreadable_redis_record_is_no_session_and_is_logged_without_its_content(
+    redis_url: str, caplog: pytest.LogCaptureFixture, record: bytes
+) -> None:
+    prefix = f"test-{uuid.uuid4().hex}:"
+    sessions = RedisConsoleSessions(redis_url, LIFETIME, prefix=prefix)
+    plain = redis.Redis.from_url(redis_url)
+    try:
+        plain.set(f"{prefix}s:{session_key('some-session')}", record, px=60_000)
+        plain.set(f"{prefix}a:{session_key('some-attempt')}", record, px=60_000)
+        with caplog.at_level(logging.WARNING, logger="incidents"):
+            found = run(lambda: sessions.get("some-session"))
+            taken = run(lambda: sessions.take_sign_in("some-attempt"))
+        assert found is None and taken is None
+        warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert len(warnings) == 2 and "cannot be read" in warnings[0]
+        assert not any("SECRET-CONTENT" in w or record.decode() in w for w in warnings)
+    finally:
+        for key in plain.scan_iter(match=prefix + "*"):
+            plain.delete(key)
+
+
+def test_a_browser_with_an_unreadable_session_is_sent_to_sign_in(
+    tmp_path: Path, redis_url: str
+) -> None:
+    database = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    prefix = f"test-{uuid.uuid4().hex}:"
+    container, client = _server(database, redis_url, prefix)
+    plain = redis.Redis.from_url(redis_url)
+    try:
+        plain.set(f"{prefix}s:{session_key('x' * 43)}", b"{broken", px=60_000)
+        client.cookies.set(COOKIE, "x" * 43)
+        page = client.get("/")
+        assert page.status_code == 303 and page.headers["location"] == "/sign-in"
+        api = client.get("/api/v1/whoami")
+        assert api.status_code == 401
+        assert api.headers["content-type"].startswith("application/problem+json")
+    finally:
+        client.__exit__(None, None, None)
+        container.close()
         for key in plain.scan_iter(match=prefix + "*"):
             plain.delete(key)
 

@@ -19,6 +19,8 @@ import hmac
 
 from starlette.requests import HTTPConnection
 
+from incidents.identity.secret_comparison import same_secret
+
 COOKIE = "im_console"
 CSRF_HEADER = "x-csrf-token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -46,6 +48,6 @@ def cookie_session_id(connection: HTTPConnection, secret: bytes) -> str | None:
     method = connection.scope.get("method", "GET")
     if method not in SAFE_METHODS:
         proof = connection.headers.get(CSRF_HEADER, "")
-        if not hmac.compare_digest(proof, csrf_token(secret, session_id)):
+        if not same_secret(proof, csrf_token(secret, session_id)):
             raise CsrfRefused
     return session_id

@@ -13,7 +13,6 @@ provider. Error messages say what is wrong with a token, never repeat the token.
 
 from __future__ import annotations
 
-import hmac
 import logging
 import re
 import threading
@@ -22,11 +21,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import jwt
 
-from incidents.config import Settings, validate_oidc
+from incidents.config import Settings, secure_oidc_url, validate_oidc
+from incidents.identity.secret_comparison import same_secret
 
 log = logging.getLogger(__name__)
 
@@ -66,10 +67,12 @@ class _NeedsFetch(Exception):
 
 @dataclass(frozen=True, slots=True)
 class OidcIdentity:
-    """Who a verified token names."""
+    """Who a verified token names, and until when the token vouches for it (its ``exp``,
+    in seconds since the epoch; None for an identity not read from a token)."""
 
     email: str
     groups: tuple[str, ...]
+    expires_at: float | None = None
 
 
 def _shown(value: object, limit: int = 80) -> str:
@@ -85,6 +88,20 @@ def _when(timestamp: object) -> str:
         return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     except (ValueError, OverflowError, OSError):
         return "an invalid time"
+
+
+class _Throttle:
+    """At most one fetch from the provider per ``interval`` seconds, failed or not."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self.last: float | None = None
+
+    def due(self, now: float) -> bool:
+        return self.last is None or now - self.last >= self.interval
+
+    def tried(self, now: float) -> None:
+        self.last = now
 
 
 class _KeySet:
@@ -145,7 +162,8 @@ class OidcVerifier:
         self._clock = clock
         self._keys: _KeySet | None = None
         self._discovery: dict[str, Any] | None = None
-        self._last_attempt: float | None = None
+        self._key_fetches = _Throttle(refresh_interval_seconds)
+        self._discovery_fetches = _Throttle(refresh_interval_seconds)
         # One fetch at a time: concurrent requests with a new kid share its result.
         self._fetch_lock = threading.Lock()
 
@@ -199,7 +217,7 @@ class OidcVerifier:
         except _NeedsFetch:  # pragma: no cover - cannot happen with allow_fetch
             raise OidcUnavailable("the identity provider's keys could not be loaded") from None
         found = claims.get("nonce")
-        if not isinstance(found, str) or not hmac.compare_digest(found, nonce):
+        if not isinstance(found, str) or not same_secret(found, nonce):
             raise OidcError("the ID token's nonce does not belong to this sign-in")
         return self._identity(claims)
 
@@ -297,7 +315,8 @@ class OidcVerifier:
                 f"the {self.groups_claim!r} claim must be a list of strings "
                 "(IM_OIDC_GROUPS_CLAIM names the claim to use)"
             )
-        return OidcIdentity(email=email, groups=groups)
+        # PyJWT has checked that exp is present and a number.
+        return OidcIdentity(email=email, groups=groups, expires_at=float(claims["exp"]))
 
     # --- keys -------------------------------------------------------------------------
 
@@ -306,16 +325,13 @@ class OidcVerifier:
         now = self._clock()
         stale = keys is None or now - keys.fetched_at > self._keys_max_age
         unknown = keys is not None and kid is not None and kid not in keys.by_kid
-        if (stale or unknown) and (keys is None or self._may_fetch(now)):
+        if (stale or unknown) and (keys is None or self._key_fetches.due(now)):
             # A fetch is due: blocking I/O, so never on the hot path.
             if not allow_fetch:
                 raise _NeedsFetch
             keys = self._refresh(keys, kid)
         assert keys is not None
         return self._build(keys, kid, alg)
-
-    def _may_fetch(self, now: float) -> bool:
-        return self._last_attempt is None or now - self._last_attempt >= self._refresh_interval
 
     def _refresh(self, seen: _KeySet | None, kid: str | None) -> _KeySet:
         """The key set after a fetch, if one is due; the cached one otherwise."""
@@ -324,13 +340,13 @@ class OidcVerifier:
             if keys is not seen and keys is not None:
                 return keys  # another request fetched meanwhile
             now = self._clock()
-            if keys is not None and not self._may_fetch(now):
+            if keys is not None and not self._key_fetches.due(now):
                 return keys  # rate limit: the caller gets "unknown signing key"
-            if keys is None and not self._may_fetch(now):
+            if keys is None and not self._key_fetches.due(now):
                 raise OidcUnavailable(
                     "the identity provider's keys could not be fetched recently; retrying shortly"
                 )
-            self._last_attempt = now
+            self._key_fetches.tried(now)
             try:
                 fresh = self._fetch_keys(now)
             except OidcUnavailable:
@@ -400,16 +416,57 @@ class OidcVerifier:
     def discovery(self) -> dict[str, Any]:
         """The issuer's discovery document (fetched once, then kept).
 
-        Blocking I/O on first use: call it off the event loop.
+        Blocking I/O on first use: call it off the event loop. While the provider
+        cannot be reached, it is asked again at most once per refresh interval; in
+        between this raises :class:`OidcUnavailable` at once.
         """
         document = self._discovery
-        if document is None:
-            with httpx.Client(timeout=self._timeout, follow_redirects=False) as client:
-                document = self._fetch_discovery(client)
-        return document
+        if document is not None:
+            return document
+        with self._fetch_lock:
+            if self._discovery is not None:
+                return self._discovery  # another request fetched it meanwhile
+            if not self._discovery_fetches.due(self._clock()):
+                raise OidcUnavailable(
+                    "the identity provider's discovery document could not be fetched "
+                    "recently; retrying shortly"
+                )
+            try:
+                with httpx.Client(timeout=self._timeout, follow_redirects=False) as client:
+                    return self._fetch_discovery(client)
+            except OidcUnavailable as exc:
+                log.warning("OIDC discovery failed: %s", exc)
+                raise
+
+    def endpoint(self, name: str) -> str:
+        """A URL the discovery document names (``authorization_endpoint``, ...), if it
+        may be used: https, unless the issuer itself is http on this machine.
+
+        Blocking I/O on first use (discovery): call it off the event loop.
+        """
+        return self._checked_endpoint(self.discovery(), name)
+
+    def _checked_endpoint(self, document: Mapping[str, Any], name: str) -> str:
+        url = document.get(name)
+        if not isinstance(url, str) or not url:
+            problem = f"the identity provider's discovery document has no {name}"
+        # An https issuer must not have keys, codes or secrets sent over plain HTTP.
+        elif not secure_oidc_url(url) or (
+            urlsplit(url).scheme != "https" and urlsplit(self.issuer).scheme == "https"
+        ):
+            problem = (
+                f"the identity provider's {name} {_shown(url)} is not an https:// URL "
+                "(http:// only when the issuer itself is http:// on this machine)"
+            )
+        else:
+            return url
+        log.warning("OIDC discovery document refused: %s", problem)
+        raise OidcUnavailable(problem)
 
     def _fetch_discovery(self, client: httpx.Client) -> dict[str, Any]:
         url = self.issuer.rstrip("/") + DISCOVERY_PATH
+        # Counted whether it succeeds or not, also when fetched for the keys.
+        self._discovery_fetches.tried(self._clock())
         document = self._get_json(client, url, "discovery document")
         # The discovery document must be the issuer's own (OpenID Connect Discovery §4.3).
         if document.get("issuer") != self.issuer:
@@ -421,11 +478,8 @@ class OidcVerifier:
         return document
 
     def _discover(self, client: httpx.Client) -> str:
-        url = self.issuer.rstrip("/") + DISCOVERY_PATH
         document = self._discovery or self._fetch_discovery(client)
-        jwks_uri = document.get("jwks_uri")
-        if not isinstance(jwks_uri, str) or not jwks_uri:
-            raise OidcUnavailable(f"the discovery document at {url} has no jwks_uri")
+        jwks_uri = self._checked_endpoint(document, "jwks_uri")
         # Later refreshes skip discovery: the jwks_uri of a provider does not move.
         self._jwks_url = jwks_uri
         return jwks_uri

@@ -88,12 +88,6 @@ class OidcLogin:
         """How the sign-in page names the provider: its issuer's host."""
         return urlsplit(self.verifier.issuer).netloc or self.verifier.issuer
 
-    def _endpoint(self, name: str) -> str:
-        url = self.verifier.discovery().get(name)
-        if not isinstance(url, str) or not url.startswith(("https://", "http://")):
-            raise OidcUnavailable(f"the identity provider's discovery document has no {name}")
-        return url
-
     def authorization_url(self, state: str, nonce: str, pkce: Pkce) -> str:
         """Where to send the browser to sign in (blocking on first use: discovery)."""
         query = urlencode(
@@ -109,7 +103,7 @@ class OidcLogin:
             },
             quote_via=quote,
         )
-        endpoint = self._endpoint("authorization_endpoint")
+        endpoint = self.verifier.endpoint("authorization_endpoint")
         return f"{endpoint}{'&' if '?' in endpoint else '?'}{query}"
 
     def sign_in(self, code: str, code_verifier: str, nonce: str) -> OidcIdentity:
@@ -136,7 +130,7 @@ class OidcLogin:
             form["client_id"] = self.client.client_id
             if secret:
                 form["client_secret"] = secret
-        url = self._endpoint("token_endpoint")
+        url = self.verifier.endpoint("token_endpoint")
         try:
             with httpx.Client(timeout=self._timeout, follow_redirects=False) as http:
                 response = http.post(url, data=form, headers=headers)

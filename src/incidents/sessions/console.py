@@ -25,10 +25,18 @@ from typing import Any, Protocol
 # Sessions are refreshed (last seen moved forward) at most this often: a session in
 # use is not rewritten on every request, at the cost of this much idle-expiry slack.
 MAX_TOUCH_INTERVAL_SECONDS = 60.0
+# Sign-in attempts are begun by anyone, signed in or not: past this many pending in one
+# process, the oldest is forgotten (its browser is asked to sign in again).
+MAX_PENDING_SIGN_INS = 10_000
 
 
 class SessionStoreUnavailable(Exception):
     """The session store cannot be reached; nobody can be signed in or checked."""
+
+
+class UnreadableRecord(ValueError):
+    """A stored record is not one this server can read: damaged, or of a kind it does
+    not know. The message never repeats the record."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,45 +112,75 @@ class ConsoleSession:
         }
 
     @classmethod
-    def from_record(cls, session_id: str, record: dict[str, Any]) -> ConsoleSession:
-        raw = record["credential"]
-        credential: Credential
-        if raw["kind"] == "token":
-            credential = TokenCredential(str(raw["digest"]))
-        else:
-            credential = IdentityCredential(str(raw["email"]), tuple(raw.get("groups") or ()))
-        return cls(
-            session_id,
-            credential,
-            float(record["created_at"]),
-            float(record["last_seen"]),
-            float(record["expires_at"]),
-            float(record["idle_seconds"]),
-        )
+    def from_record(cls, session_id: str, record: Any) -> ConsoleSession:
+        """The session a stored record holds; raises :class:`UnreadableRecord`."""
+        try:
+            raw = record["credential"]
+            credential: Credential
+            if raw["kind"] == "token":
+                credential = TokenCredential(_text(raw["digest"]))
+            elif raw["kind"] == "oidc":
+                groups = raw.get("groups") or []
+                if not isinstance(groups, list):
+                    raise TypeError("groups")
+                credential = IdentityCredential(
+                    _text(raw["email"]), tuple(_text(group) for group in groups)
+                )
+            else:
+                raise ValueError("credential kind")
+            return cls(
+                session_id,
+                credential,
+                float(record["created_at"]),
+                float(record["last_seen"]),
+                float(record["expires_at"]),
+                float(record["idle_seconds"]),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise UnreadableRecord(f"console session record: {type(exc).__name__}") from None
 
 
 @dataclass(frozen=True, slots=True)
 class SignInAttempt:
-    """An OIDC sign-in under way: what the callback must find to finish it."""
+    """An OIDC sign-in under way: what the callback must find to finish it, and the
+    :func:`session_key` of the session the browser had when it began (ended when the
+    new one starts; the provider's redirect back does not carry the session cookie)."""
 
     state: str
     nonce: str
     verifier: str
+    replaces: str = ""
 
     def as_record(self, expires_at: float) -> dict[str, Any]:
         return {
             "state": self.state,
             "nonce": self.nonce,
             "verifier": self.verifier,
+            "replaces": self.replaces,
             "expires_at": expires_at,
         }
 
     @classmethod
-    def from_record(cls, record: dict[str, Any], now: float) -> SignInAttempt | None:
-        """The attempt a stored record holds, or None if it expired."""
-        if float(record["expires_at"]) <= now:
-            return None
-        return cls(str(record["state"]), str(record["nonce"]), str(record["verifier"]))
+    def from_record(cls, record: Any, now: float) -> SignInAttempt | None:
+        """The attempt a stored record holds, or None if it expired; raises
+        :class:`UnreadableRecord`."""
+        try:
+            if float(record["expires_at"]) <= now:
+                return None
+            return cls(
+                _text(record["state"]),
+                _text(record["nonce"]),
+                _text(record["verifier"]),
+                _text(record.get("replaces") or ""),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise UnreadableRecord(f"sign-in attempt record: {type(exc).__name__}") from None
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError("expected a string")
+    return value
 
 
 def new_session_id() -> str:
@@ -163,8 +201,11 @@ def remaining_ms(ends_at: float, now: float) -> int:
 class ConsoleSessions(Protocol):
     """Where console sessions, and OIDC sign-ins under way, are kept."""
 
-    async def create(self, credential: Credential) -> ConsoleSession:
-        """A new session for ``credential``, starting now."""
+    async def create(
+        self, credential: Credential, *, ends_by: float | None = None
+    ) -> ConsoleSession:
+        """A new session for ``credential``, starting now; it ends at the configured
+        absolute expiry, or at ``ends_by`` (epoch seconds) if that comes first."""
         ...
 
     async def get(self, session_id: str) -> ConsoleSession | None:
@@ -177,6 +218,11 @@ class ConsoleSessions(Protocol):
 
     async def delete(self, session_id: str) -> None:
         """End the session (signing out); unknown ids are ignored."""
+        ...
+
+    async def delete_keyed(self, key: str) -> None:
+        """End the session stored under ``key``, its :func:`session_key`; unknown keys
+        are ignored."""
         ...
 
     async def begin_sign_in(
@@ -199,15 +245,13 @@ class SessionClock:
         self.lifetime = lifetime
         self.now = clock
 
-    def new(self, credential: Credential) -> ConsoleSession:
+    def new(self, credential: Credential, ends_by: float | None = None) -> ConsoleSession:
         now = self.now()
+        expires_at = now + self.lifetime.absolute_seconds
+        if ends_by is not None:
+            expires_at = min(expires_at, ends_by)
         return ConsoleSession(
-            new_session_id(),
-            credential,
-            now,
-            now,
-            now + self.lifetime.absolute_seconds,
-            self.lifetime.idle_seconds,
+            new_session_id(), credential, now, now, expires_at, self.lifetime.idle_seconds
         )
 
     def touched(self, session: ConsoleSession) -> ConsoleSession | None:
@@ -219,17 +263,30 @@ class SessionClock:
 
 
 class InProcessConsoleSessions:
-    """Console sessions in this process's memory."""
+    """Console sessions in this process's memory.
 
-    def __init__(self, lifetime: SessionLifetime, clock: Callable[[], float] = time.time) -> None:
+    Sign-in attempts are kept in the order they began, at most ``max_pending_sign_ins``
+    of them: expired ones are dropped as new ones begin, and past the limit the oldest.
+    """
+
+    def __init__(
+        self,
+        lifetime: SessionLifetime,
+        clock: Callable[[], float] = time.time,
+        *,
+        max_pending_sign_ins: int = MAX_PENDING_SIGN_INS,
+    ) -> None:
         self._clock = SessionClock(lifetime, clock)
         self._sessions: dict[str, dict[str, Any]] = {}
         self._attempts: dict[str, dict[str, Any]] = {}
+        self._max_attempts = max_pending_sign_ins
         self._lock = threading.Lock()
         self._created = 0
 
-    async def create(self, credential: Credential) -> ConsoleSession:
-        session = self._clock.new(credential)
+    async def create(
+        self, credential: Credential, *, ends_by: float | None = None
+    ) -> ConsoleSession:
+        session = self._clock.new(credential, ends_by)
         with self._lock:
             self._created += 1
             if self._created % 1000 == 0:
@@ -270,15 +327,36 @@ class InProcessConsoleSessions:
         return seen
 
     async def delete(self, session_id: str) -> None:
+        await self.delete_keyed(session_key(session_id))
+
+    async def delete_keyed(self, key: str) -> None:
         with self._lock:
-            self._sessions.pop(session_key(session_id), None)
+            self._sessions.pop(key, None)
 
     async def begin_sign_in(
         self, attempt_id: str, attempt: SignInAttempt, ttl_seconds: float
     ) -> None:
-        record = attempt.as_record(self._clock.now() + ttl_seconds)
+        now = self._clock.now()
+        record = attempt.as_record(now + ttl_seconds)
         with self._lock:
+            self._drop_expired_attempts(now)
+            while len(self._attempts) >= self._max_attempts:
+                del self._attempts[next(iter(self._attempts))]
             self._attempts[session_key(attempt_id)] = record
+
+    def _drop_expired_attempts(self, now: float) -> None:
+        """Forget expired attempts, oldest first. Attempts share one lifetime, so the
+        oldest expire first: this stops at the first one still pending."""
+        while self._attempts:
+            key = next(iter(self._attempts))
+            if SignInAttempt.from_record(self._attempts[key], now) is not None:
+                return
+            del self._attempts[key]
+
+    def pending_sign_ins(self) -> int:
+        """How many sign-in attempts this process keeps (expired ones not yet dropped)."""
+        with self._lock:
+            return len(self._attempts)
 
     async def take_sign_in(self, attempt_id: str) -> SignInAttempt | None:
         with self._lock:

@@ -12,6 +12,7 @@ store nobody can be told apart, so the caller answers 503.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -26,10 +27,23 @@ from incidents.sessions.console import (
     SessionLifetime,
     SessionStoreUnavailable,
     SignInAttempt,
+    UnreadableRecord,
     remaining_ms,
     session_key,
 )
 from incidents.store.redis_client import PerLoopRedis
+
+log = logging.getLogger("incidents.sessions")
+
+
+def _unreadable(what: str, exc: Exception) -> None:
+    # Left in place, not deleted: it may be a newer server's record during an upgrade,
+    # and it expires on its own. Never logged: it may hold a credential's digest.
+    log.warning(
+        "a %s in Redis cannot be read (%s); treated as absent",
+        what,
+        exc if isinstance(exc, UnreadableRecord) else "not JSON",
+    )
 
 
 class RedisConsoleSessions:
@@ -48,7 +62,10 @@ class RedisConsoleSessions:
         self._prefix = prefix
 
     def _session_key(self, session_id: str) -> str:
-        return f"{self._prefix}s:{session_key(session_id)}"
+        return self._keyed(session_key(session_id))
+
+    def _keyed(self, key: str) -> str:
+        return f"{self._prefix}s:{key}"
 
     def _attempt_key(self, attempt_id: str) -> str:
         return f"{self._prefix}a:{session_key(attempt_id)}"
@@ -61,8 +78,10 @@ class RedisConsoleSessions:
                 f"the console session store (IM_REDIS_URL) cannot be reached: {type(exc).__name__}"
             ) from None
 
-    async def create(self, credential: Credential) -> ConsoleSession:
-        session = self._clock.new(credential)
+    async def create(
+        self, credential: Credential, *, ends_by: float | None = None
+    ) -> ConsoleSession:
+        session = self._clock.new(credential, ends_by)
         await self._call(
             "set",
             self._session_key(session.session_id),
@@ -75,7 +94,11 @@ class RedisConsoleSessions:
         raw = await self._call("get", self._session_key(session_id))
         if raw is None:
             return None
-        session = ConsoleSession.from_record(session_id, orjson.loads(raw))
+        try:
+            session = ConsoleSession.from_record(session_id, orjson.loads(raw))
+        except (orjson.JSONDecodeError, UnreadableRecord) as exc:
+            _unreadable("console session", exc)
+            return None
         # Redis expires the key too; this check keeps the clock the one of this process.
         if not session.alive(self._clock.now()):
             await self.delete(session_id)
@@ -97,7 +120,10 @@ class RedisConsoleSessions:
         return seen
 
     async def delete(self, session_id: str) -> None:
-        await self._call("delete", self._session_key(session_id))
+        await self.delete_keyed(session_key(session_id))
+
+    async def delete_keyed(self, key: str) -> None:
+        await self._call("delete", self._keyed(key))
 
     async def begin_sign_in(
         self, attempt_id: str, attempt: SignInAttempt, ttl_seconds: float
@@ -114,7 +140,11 @@ class RedisConsoleSessions:
         raw = await self._call("getdel", self._attempt_key(attempt_id))
         if raw is None:
             return None
-        return SignInAttempt.from_record(orjson.loads(raw), self._clock.now())
+        try:
+            return SignInAttempt.from_record(orjson.loads(raw), self._clock.now())
+        except (orjson.JSONDecodeError, UnreadableRecord) as exc:
+            _unreadable("sign-in attempt", exc)
+            return None
 
     async def close(self) -> None:
         await self._redis.close()

@@ -20,6 +20,7 @@ from incidents.api.cookie_session import COOKIE, csrf_token
 from incidents.api.state import container_of
 from incidents.identity.oidc import OidcError, OidcUnavailable, looks_like_jwt
 from incidents.identity.oidc_login import OidcLogin, Pkce
+from incidents.identity.secret_comparison import same_secret
 from incidents.identity.tokens import TOKEN_PREFIX, token_digest
 from incidents.sessions.console import (
     Credential,
@@ -28,6 +29,7 @@ from incidents.sessions.console import (
     SignInAttempt,
     TokenCredential,
     new_session_id,
+    session_key,
 )
 from incidents.web.rendering import HEADERS, problem_page, render
 
@@ -53,8 +55,7 @@ async def sign_in_page(request: Request) -> Response:
 
 
 def _same_origin(request: Request) -> bool:
-    """Whether a form post comes from this site (browsers send Origin with POSTs);
-    refuses signing a browser in, or out, from another site's page."""
+    """Whether a form post comes from this site (browsers send Origin with POSTs)."""
     origin = request.headers.get("origin")
     if origin is None or origin == "null":
         return origin is None
@@ -62,25 +63,58 @@ def _same_origin(request: Request) -> bool:
     return origin.split("://", 1)[-1] == host
 
 
-async def _credential(request: Request, token: str) -> Credential | None:
-    """What a pasted token stands for, once checked (None if it is refused)."""
+async def _own_page_form(request: Request) -> dict[str, str] | None:
+    """The fields (first value of each) of a form posted from this site's own page, or
+    None if another site's page posted it: a browser is signed in, or out, only from
+    here."""
+    if not _same_origin(request):
+        return None
+    raw = await request.body()
+    fields = parse_qs(raw[:MAX_SIGN_IN_BODY].decode("utf-8", "replace"))
+    return {name: values[0] for name, values in fields.items()}
+
+
+async def _credential(request: Request, token: str) -> tuple[Credential, float | None] | None:
+    """What a pasted token stands for, once checked, and when the session it starts
+    must end at the latest (None if it is refused)."""
     container = container_of(request)
     if container.oidc is not None and not token.startswith(TOKEN_PREFIX) and looks_like_jwt(token):
         try:
             identity = await run_in_threadpool(container.oidc.verify, token)
         except OidcError:
             return None
-        return IdentityCredential(identity.email, identity.groups)
+        # A pasted JWT vouches for its holder until it expires, not for a whole session.
+        return IdentityCredential(identity.email, identity.groups), identity.expires_at
     if await run_in_threadpool(container.tokens.authenticate, token) is None:
         return None
-    return TokenCredential(token_digest(token))
+    # API tokens are re-checked on every request: revoking one ends its sessions.
+    return TokenCredential(token_digest(token)), None
 
 
-async def _start_session(request: Request, credential: Credential, landing: Response) -> Response:
-    """Create a console session for ``credential`` and put its id in the session cookie
-    of ``landing`` (a 503 page instead if the session store is down)."""
+def _current_session(request: Request) -> str:
+    """The :func:`session_key` of the session the browser's cookie names ("" if none)."""
+    session_id = request.cookies.get(COOKIE, "")
+    return session_key(session_id) if session_id else ""
+
+
+async def _start_session(
+    request: Request,
+    credential: Credential,
+    landing: Response,
+    *,
+    ends_by: float | None = None,
+    replaces: tuple[str, ...] = (),
+) -> Response:
+    """Create a console session for ``credential`` (ending by ``ends_by`` at the latest),
+    end those it ``replaces`` (by :func:`session_key`), and put the new id in the
+    session cookie of ``landing`` (a 503 page instead if the session store is down)."""
+    sessions = container_of(request).console_sessions
     try:
-        session = await container_of(request).console_sessions.create(credential)
+        session = await sessions.create(credential, ends_by=ends_by)
+        # The browser's previous session must not outlive the cookie it loses now.
+        for key in dict.fromkeys(replaces):
+            if key:
+                await sessions.delete_keyed(key)
     except SessionStoreUnavailable as exc:
         return problem_page(request, None, session_unavailable(exc))
     landing.set_cookie(
@@ -97,15 +131,18 @@ async def _start_session(request: Request, credential: Credential, landing: Resp
 @router.post("/sign-in")
 async def sign_in(request: Request) -> Response:
     """Check the token and start a console session; the cookie carries only its id."""
-    if not _same_origin(request):
+    form = await _own_page_form(request)
+    if form is None:
         return Response("sign in from this site's own page", 403, headers=HEADERS)
-    raw = await request.body()
-    form = parse_qs(raw[:MAX_SIGN_IN_BODY].decode("utf-8", "replace"))
-    token = (form.get("token") or [""])[0].strip()
-    credential = await _credential(request, token) if token else None
-    if credential is None:
+    token = form.get("token", "").strip()
+    checked = await _credential(request, token) if token else None
+    if checked is None:
         return _sign_in_page(request, 401, "That token is unknown, revoked or expired.")
-    return await _start_session(request, credential, RedirectResponse("/", 303, headers=HEADERS))
+    credential, ends_by = checked
+    landing = RedirectResponse("/", 303, headers=HEADERS)
+    return await _start_session(
+        request, credential, landing, ends_by=ends_by, replaces=(_current_session(request),)
+    )
 
 
 def forget_cookie(response: Response) -> Response:
@@ -118,14 +155,13 @@ def forget_cookie(response: Response) -> Response:
 async def sign_out(request: Request) -> Response:
     """End the console session on the server and forget its cookie (the form carries
     the page's CSRF proof)."""
-    if not _same_origin(request):
+    form = await _own_page_form(request)
+    if form is None:
         return Response("sign out from this site's own page", 403, headers=HEADERS)
-    raw = await request.body()
-    form = parse_qs(raw[:MAX_SIGN_IN_BODY].decode("utf-8", "replace"))
     session_id = request.cookies.get(COOKIE, "")
-    proof = (form.get("csrf") or [""])[0]
+    proof = form.get("csrf", "")
     expected = csrf_token(container_of(request).console_secret, session_id) if session_id else ""
-    if session_id and not secrets.compare_digest(proof, expected):
+    if session_id and not same_secret(proof, expected):
         return Response("the sign-out form's proof is missing", 403, headers=HEADERS)
     if session_id:
         try:
@@ -158,7 +194,13 @@ async def oidc_start(request: Request) -> Response:
     if login is None:
         return _sign_in_page(request, 404, _NOT_CONFIGURED)
     pkce = Pkce.new()
-    attempt = SignInAttempt(secrets.token_urlsafe(32), secrets.token_urlsafe(32), pkce.verifier)
+    attempt = SignInAttempt(
+        secrets.token_urlsafe(32),
+        secrets.token_urlsafe(32),
+        pkce.verifier,
+        # Known now: the provider's redirect back is cross-site, without the cookie.
+        _current_session(request),
+    )
     try:
         url = await run_in_threadpool(login.authorization_url, attempt.state, attempt.nonce, pkce)
     except OidcUnavailable:
@@ -202,7 +244,7 @@ async def oidc_callback(request: Request) -> Response:
         return _refused(
             request, 400, "This sign-in expired or was already finished; please sign in again."
         )
-    if not secrets.compare_digest(params.get("state", ""), attempt.state):
+    if not same_secret(params.get("state", ""), attempt.state):
         return _refused(
             request,
             400,
@@ -230,4 +272,5 @@ async def oidc_callback(request: Request) -> Response:
     landing = render(request, "signed_in.html", None, email=identity.email)
     landing.delete_cookie(ATTEMPT_COOKIE, path=ATTEMPT_PATH, httponly=True, samesite="lax")
     credential = IdentityCredential(identity.email, identity.groups)
-    return await _start_session(request, credential, landing)
+    replaces = (attempt.replaces, _current_session(request))
+    return await _start_session(request, credential, landing, replaces=replaces)
