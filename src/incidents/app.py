@@ -523,6 +523,13 @@ def build_container(
     timeline.route = correlation_route(incidents.rules)
     retention = build_retention(settings, database, reader, timeline, registry)
     timeline.seal = retention.trusted_seal
+    artifacts = ArtifactService(
+        build_object_store(settings),
+        timeline,
+        settings.artifacts_max_bytes,
+        erased_at=retention.last_erasure_us,
+    )
+    retention.copies = artifacts
     retention_job = (
         RetentionJob(retention, settings.retention_interval_seconds)
         if settings.retention_interval_seconds > 0
@@ -582,9 +589,7 @@ def build_container(
         connections=RedisRegistry(settings.redis_url)
         if settings.redis_url
         else InProcessRegistry(),
-        artifacts=ArtifactService(
-            build_object_store(settings), timeline, settings.artifacts_max_bytes
-        ),
+        artifacts=artifacts,
         connectors=itsm,
         sync=sync,
         poller=SyncPoller(sync) if sync is not None else None,

@@ -10,16 +10,19 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from incidents.app import build_container, create_app
+from incidents.app import Container, build_container, create_app
+from incidents.events.timeformat import now_micros
+from incidents.retention.tiers import DAY_US
 from tests.conftest import grant_access, make_settings
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(200))
 
 
 class Site:
-    def __init__(self, client: TestClient, tokens: dict[str, str]) -> None:
+    def __init__(self, client: TestClient, tokens: dict[str, str], container: Container) -> None:
         self.client = client
         self.tokens = tokens
+        self.container = container
 
     def upload(
         self, incident: str, data: bytes, content_type: str, filename: str = "graph.png", who="cora"
@@ -54,11 +57,13 @@ def site(database_url: str, tmp_path: Path) -> Iterator[Site]:
     grant_access(container, "cora@example.com", roles=("incident.commander",))
     grant_access(container, "rita@example.com", roles=("incident.reader",), attributes=())
     grant_access(container, "ed@example.com", roles=("incident.commander",), attributes=())
+    grant_access(container, "dpo@example.com", roles=("compliance.officer",))
     tokens = {
-        who: container.tokens.create(f"{who}@example.com")[1] for who in ("cora", "rita", "ed")
+        who: container.tokens.create(f"{who}@example.com")[1]
+        for who in ("cora", "rita", "ed", "dpo")
     }
     with TestClient(create_app(container)) as client:
-        yield Site(client, tokens)
+        yield Site(client, tokens, container)
 
 
 def test_upload_list_download(site: Site, tmp_path: Path) -> None:
@@ -217,3 +222,61 @@ def test_a_stored_export_cannot_be_forged_or_made_without_rights(site: Site) -> 
     for answer, status in cases:
         assert answer.status_code == status, answer.text
         assert answer.headers["content-type"].startswith("application/problem+json")
+
+
+def _position_of(site: Site, incident: str, event_id: str) -> int:
+    events = site.get(f"/api/v1/incidents/{incident}/timeline").json()["events"]
+    (position,) = [e["position"] for e in events if e["id"] == event_id]
+    return int(position)
+
+
+def test_an_erasure_withdraws_stored_exports_and_a_purge_deletes_them(
+    site: Site, tmp_path: Path
+) -> None:
+    incident = site.declare("Checkout down")
+    _note_with_pii(site, incident)
+    stored = _store_export(site, incident, "cora")
+    assert stored.status_code == 201, stored.text
+    digest = stored.json()["sha256"]
+    path = f"/api/v1/incidents/{incident}/artifacts/{digest}"
+    kept = tmp_path / "objects" / "ex" / f"export-{digest}"
+    assert b"jane@example.com" in site.get(path).content and kept.is_file()
+
+    erased = site.client.post(
+        f"/api/v1/incidents/{incident}/erasures",
+        json={
+            "position": _position_of(site, incident, "pii-note"),
+            "fields": ["reporter_email"],
+            "reason": "GDPR request 7",
+        },
+        headers={"Authorization": f"Bearer {site.tokens['dpo']}"},
+    )
+    assert erased.status_code == 201, erased.text
+    gone = site.get(path)
+    assert gone.status_code == 410 and b"jane@example.com" not in gone.content
+    assert gone.headers["content-type"].startswith("application/problem+json")
+    assert "erasure" in gone.json()["detail"]
+    assert not kept.exists()
+    listed = site.get(f"/api/v1/incidents/{incident}/artifacts").json()["artifacts"]
+    assert [a.get("withdrawn") for a in listed if a["sha256"] == digest] == [True]
+
+    # An export made after the erasure holds the erased marker only, and is served.
+    fresh = _store_export(site, incident, "cora").json()["sha256"]
+    served = site.get(f"/api/v1/incidents/{incident}/artifacts/{fresh}")
+    assert served.status_code == 200 and b"jane@example.com" not in served.content
+    fresh_path = tmp_path / "objects" / "ex" / f"export-{fresh}"
+    assert fresh_path.is_file()
+
+    for status in ("resolved", "closed"):
+        moved = site.client.post(
+            f"/api/v1/incidents/{incident}/status",
+            json={"status": status},
+            headers={"Authorization": f"Bearer {site.tokens['cora']}"},
+        )
+        assert moved.status_code == 200, moved.text
+    retention = site.container.retention
+    assert retention is not None
+    report = retention.run(now_us=now_micros() + 3000 * DAY_US)
+    assert [stone.incident_id for stone in report.purged] == [incident]
+    assert not fresh_path.exists()
+    assert site.get(f"/api/v1/incidents/{incident}/artifacts/{fresh}").status_code == 404

@@ -16,7 +16,12 @@ from incidents.api.retention import archived_refusal
 from incidents.api.state import container_of, json_response
 from incidents.api.timeline import open_export
 from incidents.artifacts.content import ContentError, media_type
-from incidents.artifacts.service import Artifact, ArtifactError, ArtifactService
+from incidents.artifacts.service import (
+    Artifact,
+    ArtifactError,
+    ArtifactService,
+    ExportWithdrawn,
+)
 from incidents.events.envelope import Event
 from incidents.log.session import Outcome
 from incidents.policy.model import Action, Decision
@@ -201,14 +206,23 @@ async def list_artifacts(request: Request, decision: Decided, incident_id: str) 
     """The artifacts attached by events the caller may see, as redaction shows them."""
     require(request, decision, Action.INCIDENT_READ, f"incident/{incident_id}")
     await _require_visible(request, decision, incident_id)
-    rows = await run_in_threadpool(_service(request).attached, incident_id, decision.visibilities)
-    out: list[dict[str, Any]] = []
-    for row in rows:
-        entry = to_entry(row, decision)
-        out.append(
-            {**(entry.get("data") or {}), "attached_by": entry["actor"], "event_id": entry["id"]}
-        )
-    return json_response({"artifacts": out})
+    service = _service(request)
+
+    def listed() -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for row in service.attached(incident_id, decision.visibilities):
+            entry = to_entry(row, decision)
+            item = {
+                **(entry.get("data") or {}),
+                "attached_by": entry["actor"],
+                "event_id": entry["id"],
+            }
+            if service.withdrawn(row):
+                item["withdrawn"] = True
+            out.append(item)
+        return out
+
+    return json_response({"artifacts": await run_in_threadpool(listed)})
 
 
 @router.get(
@@ -224,6 +238,8 @@ async def download(request: Request, decision: Decided, incident_id: str, sha256
         )
     except ArtifactError as exc:
         raise _artifact_problem(exc) from None
+    except ExportWithdrawn as exc:
+        raise Problem(410, "export-withdrawn", str(exc)) from None
     if found is None:
         raise Problem(404, "artifact-not-found", f"{incident_id} has no artifact {sha256}")
     row, data = found

@@ -74,6 +74,9 @@ class LocalDirectoryStore:
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
 
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+
     def listing(self) -> list[StoredObject]:
         if not self._root.is_dir():
             return []

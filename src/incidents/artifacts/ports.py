@@ -39,6 +39,10 @@ class ObjectStore(Protocol):
 
     def exists(self, key: str) -> bool: ...
 
+    def delete(self, key: str) -> None:
+        """Remove the object under ``key`` (nothing to do if there is none)."""
+        ...
+
     def listing(self) -> list[StoredObject]:
         """Every object, by key."""
         ...

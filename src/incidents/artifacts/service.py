@@ -10,8 +10,9 @@ has the incident's visibility (and that of the event that attached it).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 import orjson
 
@@ -43,6 +44,11 @@ class ArtifactError(ValueError):
         super().__init__(f"{field}: {detail}")
 
 
+class ExportWithdrawn(Exception):
+    """A stored export made before an erasure of its incident: it may hold the erased
+    values, so it is no longer served (a 410)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Artifact:
     """An artifact attached to an incident."""
@@ -60,7 +66,7 @@ def object_key(sha256: str, *, export: bool = False) -> str:
     return f"export-{sha256}" if export else sha256
 
 
-def is_stored_export(data: object) -> bool:
+def is_stored_export(data: object) -> TypeGuard[dict[str, Any]]:
     """Whether an attach event's data records a stored export."""
     return isinstance(data, dict) and EXPORT in data
 
@@ -74,10 +80,40 @@ def check_digest(value: str) -> str:
 class ArtifactService:
     """Content-addressed attachments, stored in ``objects``."""
 
-    def __init__(self, objects: ObjectStore, timeline: TimelineService, max_bytes: int) -> None:
+    def __init__(
+        self,
+        objects: ObjectStore,
+        timeline: TimelineService,
+        max_bytes: int,
+        erased_at: Callable[[str], int | None],
+    ) -> None:
         self._objects = objects
         self._timeline = timeline
         self.max_bytes = max_bytes
+        # When the incident's last erasure was recorded (None: never): a stored export
+        # made before it is withdrawn.
+        self._erased_at = erased_at
+
+    def withdrawn(self, row: StoredEvent) -> bool:
+        """Whether ``row`` records a stored export that an erasure has withdrawn."""
+        if row.incident_id is None or not is_stored_export(orjson.loads(row.body).get("data")):
+            return False
+        erased = self._erased_at(row.incident_id)
+        return erased is not None and erased >= row.created_us
+
+    def export_keys(self, incident_id: str) -> list[str]:
+        """The object keys of every stored export of the incident, whoever made it."""
+        keys = []
+        for row in self.attached(incident_id, None):
+            data_field = orjson.loads(row.body).get("data")
+            if is_stored_export(data_field) and isinstance(data_field.get("sha256"), str):
+                keys.append(object_key(data_field["sha256"], export=True))
+        return keys
+
+    def discard(self, keys: Collection[str]) -> None:
+        """Delete stored exports' bytes (withdrawn by an erasure, or of a purged incident)."""
+        for key in keys:
+            self._objects.delete(key)
 
     def attach_event(
         self,
@@ -170,7 +206,8 @@ class ArtifactService:
         """The visible attach event naming ``sha256`` and the bytes; None if none.
 
         A stored export counts only for a reader whose ``decision`` covers the view it
-        was made for (without a decision, an in-process caller, it always does)."""
+        was made for (without a decision, an in-process caller, it always does).
+        Raises :class:`ExportWithdrawn` for a stored export an erasure has withdrawn."""
         check_digest(sha256)
         for row in self.attached(incident_id, visibilities):
             data_field = orjson.loads(row.body).get("data")
@@ -182,6 +219,11 @@ class ArtifactService:
                 and not covers(decision, data_field[EXPORT])
             ):
                 continue
+            if EXPORT in data_field and self.withdrawn(row):
+                raise ExportWithdrawn(
+                    f"this export of {incident_id} was made before an erasure of data it "
+                    "held and has been withdrawn; store a new export"
+                )
             data = self._objects.get(object_key(sha256, export=EXPORT in data_field))
             if data is None or content_key(data) != sha256:
                 # Missing or altered in the store: never serve other bytes.

@@ -80,6 +80,10 @@ class S3ObjectStore:
             raise
         return True
 
+    def delete(self, key: str) -> None:
+        # S3 answers 204 for a key that is not there as well.
+        self._client.delete_object(Bucket=self._bucket, Key=self._prefix + key)
+
     def listing(self) -> list[StoredObject]:
         found = []
         pages = self._client.get_paginator("list_objects_v2").paginate(
