@@ -24,7 +24,7 @@ from sqlalchemy import Engine
 
 from incidents.artifacts.local import LocalDirectoryStore
 from incidents.artifacts.policy_bundles import PolicyBundles
-from incidents.artifacts.ports import ObjectStore
+from incidents.artifacts.ports import ObjectStore, ObjectStoreError
 from incidents.artifacts.service import ArtifactService
 from incidents.backup.stored import StoredBackups
 from incidents.boards.projection import board_projection
@@ -282,7 +282,7 @@ def installed_policy_bundle(settings: Settings) -> Path:
     root = artifacts_directory(settings) / "policy-bundles"
     try:
         return build_policy_bundles(settings).installed(settings.policy_bundle, root)
-    except BundleError as exc:
+    except (BundleError, ObjectStoreError) as exc:
         raise ConfigError(f"IM_POLICY_BUNDLE: {exc}") from None
 
 

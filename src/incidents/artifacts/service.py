@@ -9,6 +9,7 @@ has the incident's visibility (and that of the event that attached it).
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ import orjson
 
 from incidents.artifacts.content import check_content, content_key
 from incidents.artifacts.export_view import covers, view_of
-from incidents.artifacts.ports import ObjectStore
+from incidents.artifacts.ports import ObjectStore, ObjectStoreError
 from incidents.events.envelope import Event
 from incidents.events.timeformat import format_micros, now_micros
 from incidents.incident.commands import build_event
@@ -26,6 +27,8 @@ from incidents.log.query import TimelineFilter
 from incidents.log.records import StoredEvent
 from incidents.policy.model import Decision
 from incidents.timeline.service import TimelineService
+
+log = logging.getLogger(__name__)
 
 ATTACH = "im.artifact.attach"
 ARTIFACT_SOURCE = "incidents://artifacts"
@@ -111,9 +114,15 @@ class ArtifactService:
         return keys
 
     def discard(self, keys: Collection[str]) -> None:
-        """Delete stored exports' bytes (withdrawn by an erasure, or of a purged incident)."""
+        """Delete stored exports' bytes (withdrawn by an erasure, or of a purged incident).
+
+        Runs after the erasure or purge has committed, so a store that fails here is
+        logged, not raised: no download serves those exports any more either way."""
         for key in keys:
-            self._objects.delete(key)
+            try:
+                self._objects.delete(key)
+            except ObjectStoreError as exc:
+                log.warning("could not delete the withdrawn export %s: %s", key, exc)
 
     def attach_event(
         self,
