@@ -266,7 +266,7 @@ def build_policy(settings: Settings, directory: Directory, tracer: Tracer) -> Po
     if settings.opa_url:
         pdp = RemoteDecisionPoint(settings.opa_url)
     elif settings.policy_bundle:
-        pdp = EmbeddedDecisionPoint(installed_policy_bundle(settings))
+        pdp = EmbeddedDecisionPoint(modules=policy_bundle_of(settings))
     else:
         pdp = EmbeddedDecisionPoint(Path(settings.policy_dir) if settings.policy_dir else None)
     return PolicyService(directory, pdp, tracer, settings.policy_cache_seconds)
@@ -277,11 +277,10 @@ def build_policy_bundles(settings: Settings) -> PolicyBundles:
     return PolicyBundles(build_object_store(settings, "policies"), settings.artifacts_max_bytes)
 
 
-def installed_policy_bundle(settings: Settings) -> Path:
-    """The directory of IM_POLICY_BUNDLE's policies, unpacked beside the artifacts."""
-    root = artifacts_directory(settings) / "policy-bundles"
+def policy_bundle_of(settings: Settings) -> dict[str, str]:
+    """The policies of IM_POLICY_BUNDLE, fetched and checked against its digest."""
     try:
-        return build_policy_bundles(settings).installed(settings.policy_bundle, root)
+        return build_policy_bundles(settings).policies(settings.policy_bundle)
     except (BundleError, ObjectStoreError) as exc:
         raise ConfigError(f"IM_POLICY_BUNDLE: {exc}") from None
 
