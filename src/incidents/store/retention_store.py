@@ -425,15 +425,18 @@ class SqlRetentionStore:
         """The due events of no incident after ``after`` (up to ``limit``), from the start
         of their chain in position order: (position, hash) rows, and whether the walk
         reached an event that is not due (the chain must be cut there, not beyond)."""
+        # Aged by when the server stored them (``created_us``), never by the ``time``
+        # the sender claimed: a claimed future would stop the walk for good, a claimed
+        # past would purge early.
         rows = conn.execute(
-            select(_t.position, _t.hash, _t.time_us)
+            select(_t.position, _t.hash, _t.created_us)
             .where(_t.incident_id.is_(None), _t.position > after)
             .order_by(_t.position)
             .limit(limit)
         ).all()
         due: list[Any] = []
         for row in rows:
-            if row.time_us >= cutoff_us:
+            if row.created_us >= cutoff_us:
                 return due, True
             due.append(row)
         return due, len(rows) < limit
