@@ -16,7 +16,9 @@ from typing import Any
 
 import orjson
 from sqlalchemy import Connection, Engine, delete, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
+from incidents.events.envelope import dedupe_id_of
 from incidents.incident.aggregate import Incident
 from incidents.log.chain import NO_INCIDENT, row_digest
 from incidents.log.ports import ProjectionRows
@@ -305,23 +307,7 @@ class SqlRetentionStore:
                     for r in rows
                 ],
             )
-            conn.execute(
-                insert(archived_dedupe_keys),
-                list(
-                    {
-                        (r.source, r.origin_id or r.event_id): {
-                            "source": r.source,
-                            "dedupe_id": r.origin_id or r.event_id,
-                            "event_id": r.event_id,
-                            "incident_id": incident_id,
-                            "content_hash": r.content_hash,
-                            "recorded_by": r.recorded_by,
-                            "visibility": r.visibility,
-                        }
-                        for r in rows
-                    }.values()
-                ),
-            )
+            self._record_dedupe_keys(conn, incident_id, rows)
             # The triggers let these rows go because the chunks above now cover them.
             conn.execute(
                 delete(timeline_events).where(
@@ -329,6 +315,29 @@ class SqlRetentionStore:
                 )
             )
             return len(rows)
+
+    def _record_dedupe_keys(
+        self, conn: Connection, incident_id: str, rows: Sequence[StoredEvent]
+    ) -> None:
+        """Record the archived events' dedupe keys. A key already recorded stays as it
+        is: databases written before keys were kept may hold one key in two archives (or
+        archived and live), and the first recorded answers for it."""
+        keys = {
+            (r.source, dedupe_id_of(r.origin_id, r.event_id)): {
+                "source": r.source,
+                "dedupe_id": dedupe_id_of(r.origin_id, r.event_id),
+                "event_id": r.event_id,
+                "incident_id": incident_id,
+                "content_hash": r.content_hash,
+                "recorded_by": r.recorded_by,
+                "visibility": r.visibility,
+            }
+            for r in rows
+        }
+        dialect = postgresql if self._backend is Backend.POSTGRESQL else sqlite
+        conn.execute(
+            dialect.insert(archived_dedupe_keys).on_conflict_do_nothing(), list(keys.values())
+        )
 
     def purge(
         self, incident_id: str, rule: str, now_us: int, due: StillDue, sign: Sign
