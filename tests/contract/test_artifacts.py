@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 
 from incidents.app import Container, build_container, create_app
 from incidents.events.timeformat import now_micros
+from incidents.policy.decision_point import SHIPPED_POLICIES
 from incidents.retention.tiers import DAY_US
 from tests.conftest import grant_access, make_settings
 
@@ -280,3 +281,40 @@ def test_an_erasure_withdraws_stored_exports_and_a_purge_deletes_them(
     assert [stone.incident_id for stone in report.purged] == [incident]
     assert not fresh_path.exists()
     assert site.get(f"/api/v1/incidents/{incident}/artifacts/{fresh}").status_code == 404
+
+
+def test_a_stored_export_needs_the_timeline_read_action_and_hides_its_view(
+    database_url: str, tmp_path: Path
+) -> None:
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    shipped = (SHIPPED_POLICIES / "timeline.rego").read_text()
+    # Incident readers who may read incidents and their attachments, not their timelines.
+    narrowed = shipped.replace(
+        '"incident.reader": ["timeline.read", "incident.read"]',
+        '"incident.reader": ["incident.read"]',
+    )
+    assert narrowed != shipped
+    (policies / "timeline.rego").write_text(narrowed)
+    settings = make_settings(
+        database_url, artifacts_dir=str(tmp_path / "objects"), policy_dir=str(policies)
+    )
+    container = build_container(settings)
+    grant_access(container, "cora@example.com", roles=("incident.commander",))
+    grant_access(container, "vic@example.com", roles=("incident.reader",))
+    tokens = {who: container.tokens.create(f"{who}@example.com")[1] for who in ("cora", "vic")}
+    with TestClient(create_app(container)) as client:
+        site = Site(client, tokens, container)
+        incident = site.declare("Checkout down")
+        attached = site.upload(incident, PNG, "image/png").json()["sha256"]
+        stored = _store_export(site, incident, "cora").json()["sha256"]
+        base = f"/api/v1/incidents/{incident}/artifacts"
+        assert site.get(f"{base}/{attached}", "vic").content == PNG
+        refused = site.get(f"{base}/{stored}", "vic")
+        assert refused.status_code == 403 and refused.json()["missing_role"]
+        assert site.get(f"{base}/{stored}").status_code == 200
+        for who in ("cora", "vic"):
+            listed = site.get(base, who).json()["artifacts"]
+            (export,) = [a for a in listed if a["sha256"] == stored]
+            assert "export" not in export and export["stored_export"] is True
+            assert "visibilities" not in str(listed)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
@@ -17,10 +18,12 @@ from incidents.api.state import container_of, json_response
 from incidents.api.timeline import open_export
 from incidents.artifacts.content import ContentError, media_type
 from incidents.artifacts.service import (
+    EXPORT,
     Artifact,
     ArtifactError,
     ArtifactService,
     ExportWithdrawn,
+    is_stored_export,
 )
 from incidents.events.envelope import Event
 from incidents.log.session import Outcome
@@ -217,6 +220,10 @@ async def list_artifacts(request: Request, decision: Decided, incident_id: str) 
                 "attached_by": entry["actor"],
                 "event_id": entry["id"],
             }
+            # The view an export was made for names its maker's visibilities and data
+            # classes: not for other readers. Whether it is an export is enough.
+            if item.pop(EXPORT, None) is not None:
+                item["stored_export"] = True
             if service.withdrawn(row):
                 item["withdrawn"] = True
             out.append(item)
@@ -245,6 +252,9 @@ async def download(request: Request, decision: Decided, incident_id: str, sha256
     row, data = found
     entry = to_entry(row, decision)
     attached = entry.get("data") or {}
+    if is_stored_export(orjson.loads(row.body).get("data")):
+        # A stored export is the timeline: reading it needs the timeline's own action.
+        require(request, decision, Action.READ, f"incident/{incident_id}")
     content_type = str(attached.get("content_type") or "application/octet-stream")
     return Response(
         data,
