@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -318,3 +319,24 @@ def test_a_stored_export_needs_the_timeline_read_action_and_hides_its_view(
             (export,) = [a for a in listed if a["sha256"] == stored]
             assert "export" not in export and export["stored_export"] is True
             assert "visibilities" not in str(listed)
+
+
+def test_storing_an_export_reads_the_timeline_off_the_event_loop(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    incident = site.declare("Checkout down")
+    timeline = site.container.timeline
+    opened_export = timeline.export
+    on_loop: list[bool] = []
+
+    def export(*args: Any, **kwargs: Any) -> Any:
+        try:
+            asyncio.get_running_loop()
+            on_loop.append(True)
+        except RuntimeError:
+            on_loop.append(False)
+        return opened_export(*args, **kwargs)
+
+    monkeypatch.setattr(timeline, "export", export)
+    assert _store_export(site, incident, "cora").status_code == 201
+    assert on_loop == [False]

@@ -170,7 +170,10 @@ async def store_export(
     """
     container = container_of(request)
     require(request, decision, Action.ARTIFACT_WRITE, f"incident/{incident_id}")
-    export, fmt = open_export(request, decision, incident_id, format, dialect)
+    # Opening an export reads the database (counts, the first page): not on the loop.
+    export, fmt = await run_in_threadpool(
+        open_export, request, decision, incident_id, format, dialect
+    )
     service = await _writable(request, decision, incident_id)
 
     def collect() -> bytes:
