@@ -7,6 +7,7 @@ from __future__ import annotations
 from incidents.artifacts.content import ContentError, check_content, content_key
 from incidents.artifacts.ports import ObjectStore, StoredObject
 from incidents.artifacts.service import check_digest
+from incidents.artifacts.verified import DamagedObject, read_verified
 from incidents.policy.bundle import BundleError, check_policies, rego_files
 
 GZIP = "application/gzip"
@@ -44,9 +45,12 @@ class PolicyBundles:
             check_digest(digest)
         except ValueError:
             raise BundleError(f"{digest!r} is not a SHA-256 digest (64 hex digits)") from None
-        data = self._objects.get(digest)
+        try:
+            data = read_verified(self._objects, digest, digest)
+        except DamagedObject:
+            raise BundleError(
+                f"the stored policy bundle {digest} is damaged: its bytes changed"
+            ) from None
         if data is None:
             raise BundleError(f"no stored policy bundle {digest}")
-        if content_key(data) != digest:
-            raise BundleError(f"the stored policy bundle {digest} is damaged: its bytes changed")
         return rego_files(data)

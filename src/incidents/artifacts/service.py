@@ -20,6 +20,7 @@ import orjson
 from incidents.artifacts.content import check_content, content_key
 from incidents.artifacts.export_view import covers, view_of
 from incidents.artifacts.ports import ObjectStore, ObjectStoreError
+from incidents.artifacts.verified import DamagedObject, read_verified
 from incidents.events.envelope import Event
 from incidents.events.timeformat import format_micros, now_micros
 from incidents.incident.commands import build_event
@@ -233,8 +234,13 @@ class ArtifactService:
                     f"this export of {incident_id} was made before an erasure of data it "
                     "held and has been withdrawn; store a new export"
                 )
-            data = self._objects.get(object_key(sha256, export=EXPORT in data_field))
-            if data is None or content_key(data) != sha256:
+            try:
+                data = read_verified(
+                    self._objects, object_key(sha256, export=EXPORT in data_field), sha256
+                )
+            except DamagedObject:
+                data = None
+            if data is None:
                 # Missing or altered in the store: never serve other bytes.
                 raise ArtifactError("sha256", "the stored object is missing or damaged", 502)
             return row, data

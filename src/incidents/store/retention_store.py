@@ -60,6 +60,12 @@ _COLUMNS = [timeline_events.c[name] for name in EVENT_COLUMNS]
 Reproject = Callable[[ProjectionRows, str, Sequence[StoredEvent]], None]
 
 
+def reads_only(_rows: ProjectionRows, incident_id: str, _chain: Sequence[StoredEvent]) -> None:
+    """The ``reproject`` of a store opened only to read (tombstones, for a backup's
+    chain check): an erasure through it would leave projections stale, so it fails."""
+    raise RuntimeError(f"{incident_id}: this retention store is opened for reading only")
+
+
 def _finished(status: str | None, state: bytes | None) -> int | None:
     if status is None or state is None or status not in FINISHED:
         return None
@@ -90,7 +96,7 @@ class SqlRetentionStore:
         self,
         engine: Engine,
         backend: Backend,
-        reproject: Reproject = lambda _rows, _incident, _chain: None,
+        reproject: Reproject,
     ) -> None:
         self._engine = engine
         self._backend = backend
