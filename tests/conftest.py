@@ -12,9 +12,11 @@ import socket
 import sys
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from unittest.mock import patch
 
 import psycopg
 import pytest
@@ -281,3 +283,11 @@ def jira() -> Iterator[FakeJira]:
         yield fake
     finally:
         fake.stop()
+
+
+@contextmanager
+def stored_at(created_us: int) -> Iterator[None]:
+    """Appends inside this block are recorded by the server (``created_us``) at
+    ``created_us``, as if the clock said so: for ages measured from server time."""
+    with patch("incidents.timeline.group_commit.now_micros", return_value=created_us):
+        yield

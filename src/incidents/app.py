@@ -24,7 +24,7 @@ from sqlalchemy import Engine
 
 from incidents.artifacts.local import LocalDirectoryStore
 from incidents.artifacts.policy_bundles import PolicyBundles
-from incidents.artifacts.ports import ObjectStore
+from incidents.artifacts.ports import ObjectStore, ObjectStoreError
 from incidents.artifacts.service import ArtifactService
 from incidents.backup.stored import StoredBackups
 from incidents.boards.projection import board_projection
@@ -266,7 +266,7 @@ def build_policy(settings: Settings, directory: Directory, tracer: Tracer) -> Po
     if settings.opa_url:
         pdp = RemoteDecisionPoint(settings.opa_url)
     elif settings.policy_bundle:
-        pdp = EmbeddedDecisionPoint(installed_policy_bundle(settings))
+        pdp = EmbeddedDecisionPoint(modules=policy_bundle_of(settings))
     else:
         pdp = EmbeddedDecisionPoint(Path(settings.policy_dir) if settings.policy_dir else None)
     return PolicyService(directory, pdp, tracer, settings.policy_cache_seconds)
@@ -277,12 +277,11 @@ def build_policy_bundles(settings: Settings) -> PolicyBundles:
     return PolicyBundles(build_object_store(settings, "policies"), settings.artifacts_max_bytes)
 
 
-def installed_policy_bundle(settings: Settings) -> Path:
-    """The directory of IM_POLICY_BUNDLE's policies, unpacked beside the artifacts."""
-    root = artifacts_directory(settings) / "policy-bundles"
+def policy_bundle_of(settings: Settings) -> dict[str, str]:
+    """The policies of IM_POLICY_BUNDLE, fetched and checked against its digest."""
     try:
-        return build_policy_bundles(settings).installed(settings.policy_bundle, root)
-    except BundleError as exc:
+        return build_policy_bundles(settings).policies(settings.policy_bundle)
+    except (BundleError, ObjectStoreError) as exc:
         raise ConfigError(f"IM_POLICY_BUNDLE: {exc}") from None
 
 
@@ -523,6 +522,13 @@ def build_container(
     timeline.route = correlation_route(incidents.rules)
     retention = build_retention(settings, database, reader, timeline, registry)
     timeline.seal = retention.trusted_seal
+    artifacts = ArtifactService(
+        build_object_store(settings),
+        timeline,
+        settings.artifacts_max_bytes,
+        erased_at=retention.last_erasure_us,
+    )
+    retention.copies = artifacts
     retention_job = (
         RetentionJob(retention, settings.retention_interval_seconds)
         if settings.retention_interval_seconds > 0
@@ -582,9 +588,7 @@ def build_container(
         connections=RedisRegistry(settings.redis_url)
         if settings.redis_url
         else InProcessRegistry(),
-        artifacts=ArtifactService(
-            build_object_store(settings), timeline, settings.artifacts_max_bytes
-        ),
+        artifacts=artifacts,
         connectors=itsm,
         sync=sync,
         poller=SyncPoller(sync) if sync is not None else None,

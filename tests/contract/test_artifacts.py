@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,16 +11,20 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from incidents.app import build_container, create_app
+from incidents.app import Container, build_container, create_app
+from incidents.events.timeformat import now_micros
+from incidents.policy.decision_point import SHIPPED_POLICIES
+from incidents.retention.tiers import DAY_US
 from tests.conftest import grant_access, make_settings
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(200))
 
 
 class Site:
-    def __init__(self, client: TestClient, tokens: dict[str, str]) -> None:
+    def __init__(self, client: TestClient, tokens: dict[str, str], container: Container) -> None:
         self.client = client
         self.tokens = tokens
+        self.container = container
 
     def upload(
         self, incident: str, data: bytes, content_type: str, filename: str = "graph.png", who="cora"
@@ -54,11 +59,13 @@ def site(database_url: str, tmp_path: Path) -> Iterator[Site]:
     grant_access(container, "cora@example.com", roles=("incident.commander",))
     grant_access(container, "rita@example.com", roles=("incident.reader",), attributes=())
     grant_access(container, "ed@example.com", roles=("incident.commander",), attributes=())
+    grant_access(container, "dpo@example.com", roles=("compliance.officer",))
     tokens = {
-        who: container.tokens.create(f"{who}@example.com")[1] for who in ("cora", "rita", "ed")
+        who: container.tokens.create(f"{who}@example.com")[1]
+        for who in ("cora", "rita", "ed", "dpo")
     }
     with TestClient(create_app(container)) as client:
-        yield Site(client, tokens)
+        yield Site(client, tokens, container)
 
 
 def test_upload_list_download(site: Site, tmp_path: Path) -> None:
@@ -217,3 +224,119 @@ def test_a_stored_export_cannot_be_forged_or_made_without_rights(site: Site) -> 
     for answer, status in cases:
         assert answer.status_code == status, answer.text
         assert answer.headers["content-type"].startswith("application/problem+json")
+
+
+def _position_of(site: Site, incident: str, event_id: str) -> int:
+    events = site.get(f"/api/v1/incidents/{incident}/timeline").json()["events"]
+    (position,) = [e["position"] for e in events if e["id"] == event_id]
+    return int(position)
+
+
+def test_an_erasure_withdraws_stored_exports_and_a_purge_deletes_them(
+    site: Site, tmp_path: Path
+) -> None:
+    incident = site.declare("Checkout down")
+    _note_with_pii(site, incident)
+    stored = _store_export(site, incident, "cora")
+    assert stored.status_code == 201, stored.text
+    digest = stored.json()["sha256"]
+    path = f"/api/v1/incidents/{incident}/artifacts/{digest}"
+    kept = tmp_path / "objects" / "ex" / f"export-{digest}"
+    assert b"jane@example.com" in site.get(path).content and kept.is_file()
+
+    erased = site.client.post(
+        f"/api/v1/incidents/{incident}/erasures",
+        json={
+            "position": _position_of(site, incident, "pii-note"),
+            "fields": ["reporter_email"],
+            "reason": "GDPR request 7",
+        },
+        headers={"Authorization": f"Bearer {site.tokens['dpo']}"},
+    )
+    assert erased.status_code == 201, erased.text
+    gone = site.get(path)
+    assert gone.status_code == 410 and b"jane@example.com" not in gone.content
+    assert gone.headers["content-type"].startswith("application/problem+json")
+    assert "erasure" in gone.json()["detail"]
+    assert not kept.exists()
+    listed = site.get(f"/api/v1/incidents/{incident}/artifacts").json()["artifacts"]
+    assert [a.get("withdrawn") for a in listed if a["sha256"] == digest] == [True]
+
+    # An export made after the erasure holds the erased marker only, and is served.
+    fresh = _store_export(site, incident, "cora").json()["sha256"]
+    served = site.get(f"/api/v1/incidents/{incident}/artifacts/{fresh}")
+    assert served.status_code == 200 and b"jane@example.com" not in served.content
+    fresh_path = tmp_path / "objects" / "ex" / f"export-{fresh}"
+    assert fresh_path.is_file()
+
+    for status in ("resolved", "closed"):
+        moved = site.client.post(
+            f"/api/v1/incidents/{incident}/status",
+            json={"status": status},
+            headers={"Authorization": f"Bearer {site.tokens['cora']}"},
+        )
+        assert moved.status_code == 200, moved.text
+    retention = site.container.retention
+    assert retention is not None
+    report = retention.run(now_us=now_micros() + 3000 * DAY_US)
+    assert [stone.incident_id for stone in report.purged] == [incident]
+    assert not fresh_path.exists()
+    assert site.get(f"/api/v1/incidents/{incident}/artifacts/{fresh}").status_code == 404
+
+
+def test_a_stored_export_needs_the_timeline_read_action_and_hides_its_view(
+    database_url: str, tmp_path: Path
+) -> None:
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    shipped = (SHIPPED_POLICIES / "timeline.rego").read_text()
+    # Incident readers who may read incidents and their attachments, not their timelines.
+    narrowed = shipped.replace(
+        '"incident.reader": ["timeline.read", "incident.read"]',
+        '"incident.reader": ["incident.read"]',
+    )
+    assert narrowed != shipped
+    (policies / "timeline.rego").write_text(narrowed)
+    settings = make_settings(
+        database_url, artifacts_dir=str(tmp_path / "objects"), policy_dir=str(policies)
+    )
+    container = build_container(settings)
+    grant_access(container, "cora@example.com", roles=("incident.commander",))
+    grant_access(container, "vic@example.com", roles=("incident.reader",))
+    tokens = {who: container.tokens.create(f"{who}@example.com")[1] for who in ("cora", "vic")}
+    with TestClient(create_app(container)) as client:
+        site = Site(client, tokens, container)
+        incident = site.declare("Checkout down")
+        attached = site.upload(incident, PNG, "image/png").json()["sha256"]
+        stored = _store_export(site, incident, "cora").json()["sha256"]
+        base = f"/api/v1/incidents/{incident}/artifacts"
+        assert site.get(f"{base}/{attached}", "vic").content == PNG
+        refused = site.get(f"{base}/{stored}", "vic")
+        assert refused.status_code == 403 and refused.json()["missing_role"]
+        assert site.get(f"{base}/{stored}").status_code == 200
+        for who in ("cora", "vic"):
+            listed = site.get(base, who).json()["artifacts"]
+            (export,) = [a for a in listed if a["sha256"] == stored]
+            assert "export" not in export and export["stored_export"] is True
+            assert "visibilities" not in str(listed)
+
+
+def test_storing_an_export_reads_the_timeline_off_the_event_loop(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    incident = site.declare("Checkout down")
+    timeline = site.container.timeline
+    opened_export = timeline.export
+    on_loop: list[bool] = []
+
+    def export(*args: Any, **kwargs: Any) -> Any:
+        try:
+            asyncio.get_running_loop()
+            on_loop.append(True)
+        except RuntimeError:
+            on_loop.append(False)
+        return opened_export(*args, **kwargs)
+
+    monkeypatch.setattr(timeline, "export", export)
+    assert _store_export(site, incident, "cora").status_code == 201
+    assert on_loop == [False]

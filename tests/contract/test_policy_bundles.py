@@ -9,13 +9,16 @@ import os
 import re
 import subprocess
 import tarfile
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from incidents.app import build_container
+from incidents.app import build_container, build_policy_bundles
 from incidents.config import ConfigError, Settings
-from incidents.policy.bundle import BundleError, rego_files
+from incidents.policy.bundle import MAX_FILE_BYTES, MAX_TOTAL_BYTES, BundleError, rego_files
 from incidents.policy.decision_point import SHIPPED_POLICIES
 from tests.conftest import CONSOLE_SCRIPT, make_settings
 from tests.contract.test_stored_backups import object_env  # noqa: F401 (a fixture)
@@ -132,3 +135,67 @@ def test_bundle_contents_are_checked() -> None:
         rego_files(_bundle({".manifest": b"{}"}))
     with pytest.raises(BundleError, match="gzip"):
         rego_files(b"plain text")
+
+
+def test_files_beside_the_store_never_change_the_loaded_policy(tmp_path: Path) -> None:
+    database_url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    objects = tmp_path / "objects"
+    settings = make_settings(database_url, artifacts_dir=str(objects))
+    stored = build_policy_bundles(settings).put(_bundle({"authz.rego": _shipped("[FROM-BUNDLE]")}))
+    # Someone who can write to the artifacts' directory drops policies where bundles
+    # used to be unpacked, and edits any .rego they find there.
+    planted = objects / "policy-bundles" / stored.key
+    planted.mkdir(parents=True)
+    (planted / "authz.rego").write_bytes(_shipped("[TAMPERED]"))
+    for _start in range(2):
+        container = build_container(replace(settings, policy_bundle=stored.key))
+        try:
+            container.directory.ensure_user("ann@example.com")
+            assert container.policy.decide("ann@example.com").marker == "[FROM-BUNDLE]"
+            for path in objects.rglob("*.rego"):
+                path.write_bytes(_shipped("[TAMPERED]"))
+            container.policy.invalidate()
+            assert container.policy.decide("ann@example.com").marker == "[FROM-BUNDLE]"
+        finally:
+            container.close()
+
+
+def _bomb(members: list[tuple[str, int]]) -> bytes:
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w:gz") as archive:
+        for name, size in members:
+            info = tarfile.TarInfo(name)
+            info.size = size
+            archive.addfile(info, io.BytesIO(bytes(size)))
+    return out.getvalue()
+
+
+def test_an_archive_that_unpacks_too_large_is_refused() -> None:
+    one_big = _bomb([("authz.rego", 2 * MAX_FILE_BYTES)])
+    assert len(one_big) < 64 * 1024
+    with pytest.raises(BundleError, match=r"authz\.rego: \d+ bytes unpacked; the limit"):
+        rego_files(one_big)
+    many = _bomb([(f"p{i}.rego", MAX_FILE_BYTES) for i in range(MAX_TOTAL_BYTES // MAX_FILE_BYTES)])
+    many_more = _bomb(
+        [(f"p{i}.rego", MAX_FILE_BYTES) for i in range(MAX_TOTAL_BYTES // MAX_FILE_BYTES + 1)]
+    )
+    assert len(rego_files(many)) == MAX_TOTAL_BYTES // MAX_FILE_BYTES  # within the caps
+    with pytest.raises(BundleError, match=f"over {MAX_TOTAL_BYTES} bytes unpacked"):
+        rego_files(many_more)
+
+
+_GOOD = _bundle({".manifest": b"{}", "policy/authz.rego": _shipped("[FROM-BUNDLE]")})
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, len(_GOOD) - 1), st.integers(1, 255)), min_size=1))
+def test_a_damaged_bundle_is_only_ever_a_bundle_error(flips: list[tuple[int, int]]) -> None:
+    damaged = bytearray(_GOOD)
+    for index, mask in flips:
+        damaged[index] ^= mask
+    try:
+        files = rego_files(bytes(damaged))
+    except BundleError as exc:
+        assert "\n" not in str(exc)
+    else:
+        assert all(isinstance(text, str) for text in files.values())

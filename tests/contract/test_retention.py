@@ -441,3 +441,53 @@ def test_migration_fills_the_archived_dedupe_keys_from_the_archive(container: Co
     assert rows == keys_after_archive
     (again,) = container.timeline.append([normalize(raw)], ACTOR)
     assert again.outcome is Outcome.DUPLICATE
+
+
+def test_a_key_stored_twice_before_keys_were_kept_neither_stops_archive_nor_migration(
+    container: Container,
+) -> None:
+    """Before archived events kept their dedupe keys, an event sent again after its
+    incident was archived was stored when it named another incident: one key in two
+    chains. Archiving the second and migrating again both keep the first key."""
+    shared = event("first", incident="INC-ONE", time=format_micros(NOW - 400 * DAY_US))
+    shared["im.origin_id"] = "upstream-shared"
+    container.timeline.append([normalize(shared)], ACTOR)
+    assert "INC-ONE" in _retention(container).run(now_us=NOW).archived
+    # As such a database was written: the key was not known to the archive.
+    with writes(container.engine).begin() as conn:
+        kept = conn.execute(text("SELECT * FROM archived_dedupe_keys")).mappings().one()
+        conn.execute(text("DELETE FROM archived_dedupe_keys"))
+    again = {**shared, "id": "second"}
+    again["subject"] = "incident/INC-TWO"
+    (stored,) = container.timeline.append([normalize(again)], ACTOR)
+    assert stored.outcome is Outcome.CREATED
+    with writes(container.engine).begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO archived_dedupe_keys (source, dedupe_id, event_id, incident_id, "
+                "content_hash, recorded_by, visibility) VALUES (:source, :dedupe_id, "
+                ":event_id, :incident_id, :content_hash, :recorded_by, :visibility)"
+            ),
+            dict(kept),
+        )
+
+    report = _retention(container).run(now_us=NOW)
+    assert "INC-TWO" in report.archived, report.failed
+    with container.engine.connect() as conn:
+        keys = conn.execute(text("SELECT dedupe_id, incident_id FROM archived_dedupe_keys")).all()
+    assert [tuple(k) for k in keys] == [("upstream-shared", "INC-ONE")]
+
+    with writes(container.engine).begin() as conn:
+        config = Config()
+        config.set_main_option(
+            "script_location", str(Path(migrate.__file__).with_name("migrations"))
+        )
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0010")
+    with writes(container.engine).begin() as conn:
+        upgrade(conn, "head")
+    with container.engine.connect() as conn:
+        keys = conn.execute(text("SELECT dedupe_id FROM archived_dedupe_keys")).all()
+    assert [k[0] for k in keys] == ["upstream-shared"]
+    (third,) = container.timeline.append([normalize(shared)], ACTOR)
+    assert third.outcome is Outcome.DUPLICATE

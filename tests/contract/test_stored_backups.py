@@ -129,3 +129,51 @@ def test_a_damaged_stored_backup_is_refused(fresh: Fresh, tmp_path: Path) -> Non
     target = fresh("sqlite")
     _one_line_error(_admin(target, env, "restore", "--from-artifacts", digest), "damaged")
     assert "no schema" in _admin(target, env, "backup", "-o", str(tmp_path / "t.tar")).stderr
+
+
+@pytest.fixture
+def missing_bucket() -> Iterator[dict[str, str]]:
+    """The settings of a bucket that does not exist on a running S3 server."""
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing-secret-key",
+            "IM_ARTIFACTS_S3_BUCKET": "no-such-bucket",
+            "IM_ARTIFACTS_S3_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+        }
+    finally:
+        server.stop()
+
+
+def test_a_missing_bucket_is_one_line_naming_it(
+    fresh: Fresh, missing_bucket: dict[str, str]
+) -> None:
+    source = fresh("sqlite")
+    _populate(source)
+    for args in (
+        ("backup-list",),
+        ("backup", "--to-artifacts"),
+        ("restore", "--from-artifacts", "0" * 64),
+        ("policy-bundle", "list"),
+    ):
+        done = _admin(fresh("sqlite") if args[0] == "restore" else source, missing_bucket, *args)
+        _one_line_error(done, "s3://no-such-bucket")
+        # A missing bucket is not a missing backup, and no credential is shown.
+        assert "no stored backup" not in done.stderr, args
+        assert "testing-secret-key" not in done.stderr, args
+
+
+def test_an_unusable_directory_is_one_line_naming_it(fresh: Fresh, tmp_path: Path) -> None:
+    # Not a directory at all (permissions would not stop the root user tests may run as).
+    blocked = tmp_path / "objects"
+    blocked.write_text("a file where the directory should be")
+    env = {"IM_ARTIFACTS_DIR": str(blocked)}
+    source = fresh("sqlite")
+    _populate(source)
+    _one_line_error(_admin(source, env, "backup", "--to-artifacts"), str(blocked))
+    _one_line_error(
+        _admin(fresh("sqlite"), env, "restore", "--from-artifacts", "0" * 64), str(blocked)
+    )

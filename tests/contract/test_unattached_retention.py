@@ -20,11 +20,13 @@ from incidents.events.timeformat import format_micros, now_micros
 from incidents.log.session import Outcome
 from incidents.retention.tiers import DAY_US
 from incidents.retention.tombstone import TombstoneKind
-from tests.conftest import event, make_settings
+from incidents.store.engine import writes
+from tests.conftest import event, make_settings, stored_at
 
 NOW = now_micros()
 PERIOD_DAYS = 30
 ACTOR = "retention@example.com"
+LATER = NOW + 3650 * DAY_US
 
 
 @pytest.fixture
@@ -50,7 +52,7 @@ def _unattached_positions(container: Container) -> list[tuple[int, int]]:
     with container.engine.connect() as conn:
         rows = conn.execute(
             text(
-                "SELECT position, time_us FROM timeline_events WHERE incident_id IS NULL "
+                "SELECT position, created_us FROM timeline_events WHERE incident_id IS NULL "
                 "ORDER BY position"
             )
         )
@@ -93,7 +95,8 @@ def test_due_events_of_no_incident_go_and_nothing_else(
             else {}
         )
         raw = event(f"u{n}", incident=incident, time=format_micros(when), **kind)
-        (result,) = container.timeline.append([normalize(raw)], ACTOR)
+        with stored_at(when):
+            (result,) = container.timeline.append([normalize(raw)], ACTOR)
         assert result.outcome is Outcome.CREATED
         sent[f"evt-u{n}"] = (incident, when)
     before = _stored(container)
@@ -137,7 +140,8 @@ def test_due_events_of_no_incident_go_and_nothing_else(
 def test_the_dry_run_lists_them_and_changes_nothing(container: Container) -> None:
     for n, age in enumerate((100, 90, 10)):
         raw = event(f"dry-{n}", incident=None, time=format_micros(NOW - age * DAY_US))
-        container.timeline.append([normalize(raw)], ACTOR)
+        with stored_at(NOW - age * DAY_US):
+            container.timeline.append([normalize(raw)], ACTOR)
     retention = container.retention
     assert retention is not None
     report = retention.run(dry_run=True, now_us=NOW)
@@ -161,3 +165,80 @@ def test_the_database_refuses_deleting_unattached_events_no_tombstone_covers(
 
     with pytest.raises(Exception, match="append-only"), writes(container.engine).begin() as conn:
         conn.execute(text("DELETE FROM timeline_events WHERE incident_id IS NULL"))
+
+
+def test_events_of_no_incident_age_from_when_they_were_stored(container: Container) -> None:
+    """The ``time`` a sender claims does not decide: a claimed future does not hold the
+    purge back for good, and a claimed past does not purge early."""
+    retention = container.retention
+    assert retention is not None
+    stored_long_ago = NOW - 100 * DAY_US
+    future = format_micros(NOW + 3650 * DAY_US)
+    with stored_at(stored_long_ago):
+        for n in range(2):
+            raw = event(f"claims-future-{n}", incident=None, time=future)
+            container.timeline.append([normalize(raw)], ACTOR)
+    backdated = event("claims-past", incident=None, time=format_micros(NOW - 1000 * DAY_US))
+    with stored_at(NOW - DAY_US):
+        container.timeline.append([normalize(backdated)], ACTOR)
+    assert retention.plan_unattached(NOW).events == 2
+    done = retention.run(now_us=NOW)
+    assert sum(s.event_count for s in done.unattached_purged) == 2
+    assert set(_stored(container)) == {"evt-claims-past"}
+    assert verify_stored_chains(container.engine).broken is None
+
+
+def test_batches_remove_their_events_and_outbox_rows_and_a_broken_link_stops_them(
+    container: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("incidents.retention.service.UNATTACHED_BATCH", 2)
+    retention = container.retention
+    assert retention is not None
+    for n in range(7):
+        when = NOW - (90 - n) * DAY_US
+        raw = event(f"b{n}", incident=None, time=format_micros(when))
+        with stored_at(when):
+            container.timeline.append([normalize(raw)], ACTOR)
+    with stored_at(NOW):
+        container.timeline.append([normalize(event("b-new", incident=None))], ACTOR)
+    positions = [p for p, _ in _unattached_positions(container)]
+    with writes(container.engine).begin() as conn:
+        for position in positions:
+            conn.execute(
+                text(
+                    "INSERT INTO outbox (position, aggregate_id, event_type, destination, "
+                    "created_us, next_attempt_us, attempts) VALUES (:p, NULL, 't', 'bus', 1, :n, 0)"
+                ),
+                # Due only far ahead: the running relay leaves them alone.
+                {"p": position, "n": LATER},
+            )
+    report = retention.run(now_us=NOW)
+    assert [s.event_count for s in report.unattached_purged] == [2, 2, 2, 1], report.failed
+    assert set(_stored(container)) == {"evt-b-new"}
+    with container.engine.connect() as conn:
+        outbox = [
+            r[0]
+            for r in conn.execute(
+                text("SELECT position FROM outbox WHERE next_attempt_us = :n"), {"n": LATER}
+            )
+        ]
+    assert set(outbox) == {positions[-1]}
+    assert verify_stored_chains(container.engine).broken is None
+
+    # A chain that does not continue from the last purge's tip is left alone.
+    for n in range(3):
+        with stored_at(NOW - 80 * DAY_US):
+            container.timeline.append([normalize(event(f"c{n}", incident=None))], ACTOR)
+    with writes(container.engine).begin() as conn:
+        conn.execute(
+            text(
+                "UPDATE retention_tombstones SET chain_tip = :tip WHERE incident_id = '' "
+                "AND last_position = (SELECT max(last_position) FROM retention_tombstones "
+                "WHERE incident_id = '')"
+            ),
+            {"tip": bytes(32)},
+        )
+    before = _stored(container)
+    blocked = retention.run(now_us=NOW + 60 * DAY_US)
+    assert "does not link" in blocked.failed["(no incident)"]
+    assert _stored(container) == before

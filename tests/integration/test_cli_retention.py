@@ -11,7 +11,7 @@ import pytest
 from incidents.app import Container, build_container
 from incidents.events.timeformat import format_micros, now_micros
 from incidents.retention.tiers import DAY_US
-from tests.conftest import event, grant_access, make_settings
+from tests.conftest import event, grant_access, make_settings, stored_at
 from tests.integration.test_cli import Cli, Server, serve
 from tests.integration.test_cli_identity import fails
 
@@ -117,16 +117,16 @@ def test_the_run_lists_and_purges_events_of_no_incident(
     cli = Cli(server, tmp_path)
     _, token = container.tokens.create("alice@example.com")
     for n, age in enumerate((3000, 2900, 1)):
-        response = httpx.post(
-            f"{server.url}/api/v1/timeline/events",
-            json=event(
-                f"loose-{n}", incident=None, time=format_micros(now_micros() - age * DAY_US)
-            ),
-            headers={
-                "Authorization": f"Bearer {token}",
-                "Content-Type": "application/cloudevents+json",
-            },
-        )
+        when = now_micros() - age * DAY_US
+        with stored_at(when):
+            response = httpx.post(
+                f"{server.url}/api/v1/timeline/events",
+                json=event(f"loose-{n}", incident=None, time=format_micros(when)),
+                headers={
+                    "Authorization": f"Bearer {token}",
+                    "Content-Type": "application/cloudevents+json",
+                },
+            )
         assert response.status_code == 201, response.text
     dry = cli.ok("retention", "run", "--dry-run", IM_DATABASE_URL=database_url).stdout
     (row,) = [line for line in dry.splitlines() if "(no incident)" in line]

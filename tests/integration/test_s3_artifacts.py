@@ -13,6 +13,8 @@ from fastapi.testclient import TestClient
 from moto.server import ThreadedMotoServer
 
 from incidents.app import build_container, create_app
+from incidents.artifacts.ports import ObjectStoreError
+from incidents.config import ConfigError
 from incidents.store.s3_objects import S3ObjectStore
 from tests.conftest import grant_access, make_settings
 
@@ -110,3 +112,45 @@ def test_a_stored_export_goes_to_the_bucket(s3_endpoint: str, tmp_path: Path) ->
     head = raw.head_object(Bucket="incidents", Key=f"artifacts/export-{digest}")
     assert head["ContentType"] == "text/markdown" and head["ContentLength"] == len(got.content)
     assert hashlib.sha256(got.content).hexdigest() == digest
+
+
+def test_a_missing_bucket_is_a_503_naming_it(s3_endpoint: str, tmp_path: Path) -> None:
+    settings = make_settings(
+        f"sqlite:///{tmp_path / 'db.sqlite'}",
+        artifacts_s3_bucket="no-such-bucket",
+        artifacts_s3_endpoint_url=s3_endpoint,
+    )
+    store = S3ObjectStore("no-such-bucket", endpoint_url=s3_endpoint)
+    for call in (lambda: store.exists("k"), lambda: store.get("k"), store.listing):
+        with pytest.raises(ObjectStoreError, match="s3://no-such-bucket"):
+            call()
+    container = build_container(settings)
+    grant_access(container, "cora@example.com", roles=("incident.commander",))
+    _, token = container.tokens.create("cora@example.com")
+    auth = {"Authorization": f"Bearer {token}"}
+    with TestClient(create_app(container)) as client:
+        incident = client.post("/api/v1/incidents", json={"title": "x"}, headers=auth).json()["id"]
+        answer = client.post(
+            f"/api/v1/incidents/{incident}/artifacts",
+            params={"filename": "chart.png"},
+            content=PNG,
+            headers={**auth, "Content-Type": "image/png"},
+        )
+        assert answer.status_code == 503, answer.text
+        assert answer.headers["content-type"].startswith("application/problem+json")
+        assert "s3://no-such-bucket" in answer.json()["detail"]
+        listed = client.get(f"/api/v1/incidents/{incident}/artifacts", headers=auth)
+        assert listed.status_code == 200 and listed.json()["artifacts"] == []
+
+
+def test_a_policy_bundle_in_a_missing_bucket_stops_the_start_with_one_line(
+    s3_endpoint: str, tmp_path: Path
+) -> None:
+    settings = make_settings(
+        f"sqlite:///{tmp_path / 'db.sqlite'}",
+        artifacts_s3_bucket="no-such-bucket",
+        artifacts_s3_endpoint_url=s3_endpoint,
+        policy_bundle="a" * 64,
+    )
+    with pytest.raises(ConfigError, match=r"IM_POLICY_BUNDLE: .*s3://no-such-bucket"):
+        build_container(settings)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import sqlite3
 from typing import Any
 from urllib.parse import quote
 
@@ -12,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from incidents.events.attributes import DOTTED_NAMES, Extension
-from incidents.events.envelope import Event, EventValidationError, normalize
+from incidents.events.envelope import Event, EventValidationError, dedupe_id_of, normalize
 from incidents.events.parsing import (
     BATCH,
     STRUCTURED,
@@ -778,3 +779,13 @@ def test_normalize_is_deterministic_and_spelling_independent(
     # Attribute order in the JSON object does not matter either.
     reordered = dict(reversed(list(dotted.items())))
     assert normalize(reordered).content_hash == first.content_hash
+
+
+@given(st.one_of(st.none(), st.text(max_size=5)), st.text(min_size=1, max_size=5))
+def test_the_dedupe_id_agrees_with_the_writers_sql(origin_id: str | None, event_id: str) -> None:
+    """``coalesce(origin_id, event_id)`` looks keys up among stored events; the dedupe id
+    the archive records and every append computes must be the same, '' included."""
+    with sqlite3.connect(":memory:") as conn:
+        (in_sql,) = conn.execute("SELECT coalesce(?, ?)", (origin_id, event_id)).fetchone()
+    assert dedupe_id_of(origin_id, event_id) == in_sql
+    assert dedupe_id_of("", "evt-1") == ""

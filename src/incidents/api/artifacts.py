@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
@@ -16,7 +17,14 @@ from incidents.api.retention import archived_refusal
 from incidents.api.state import container_of, json_response
 from incidents.api.timeline import open_export
 from incidents.artifacts.content import ContentError, media_type
-from incidents.artifacts.service import Artifact, ArtifactError, ArtifactService
+from incidents.artifacts.service import (
+    EXPORT,
+    Artifact,
+    ArtifactError,
+    ArtifactService,
+    ExportWithdrawn,
+    is_stored_export,
+)
 from incidents.events.envelope import Event
 from incidents.log.session import Outcome
 from incidents.policy.model import Action, Decision
@@ -162,7 +170,10 @@ async def store_export(
     """
     container = container_of(request)
     require(request, decision, Action.ARTIFACT_WRITE, f"incident/{incident_id}")
-    export, fmt = open_export(request, decision, incident_id, format, dialect)
+    # Opening an export reads the database (counts, the first page): not on the loop.
+    export, fmt = await run_in_threadpool(
+        open_export, request, decision, incident_id, format, dialect
+    )
     service = await _writable(request, decision, incident_id)
 
     def collect() -> bytes:
@@ -201,14 +212,27 @@ async def list_artifacts(request: Request, decision: Decided, incident_id: str) 
     """The artifacts attached by events the caller may see, as redaction shows them."""
     require(request, decision, Action.INCIDENT_READ, f"incident/{incident_id}")
     await _require_visible(request, decision, incident_id)
-    rows = await run_in_threadpool(_service(request).attached, incident_id, decision.visibilities)
-    out: list[dict[str, Any]] = []
-    for row in rows:
-        entry = to_entry(row, decision)
-        out.append(
-            {**(entry.get("data") or {}), "attached_by": entry["actor"], "event_id": entry["id"]}
-        )
-    return json_response({"artifacts": out})
+    service = _service(request)
+
+    def listed() -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for row in service.attached(incident_id, decision.visibilities):
+            entry = to_entry(row, decision)
+            item = {
+                **(entry.get("data") or {}),
+                "attached_by": entry["actor"],
+                "event_id": entry["id"],
+            }
+            # The view an export was made for names its maker's visibilities and data
+            # classes: not for other readers. Whether it is an export is enough.
+            if item.pop(EXPORT, None) is not None:
+                item["stored_export"] = True
+            if service.withdrawn(row):
+                item["withdrawn"] = True
+            out.append(item)
+        return out
+
+    return json_response({"artifacts": await run_in_threadpool(listed)})
 
 
 @router.get(
@@ -224,11 +248,16 @@ async def download(request: Request, decision: Decided, incident_id: str, sha256
         )
     except ArtifactError as exc:
         raise _artifact_problem(exc) from None
+    except ExportWithdrawn as exc:
+        raise Problem(410, "export-withdrawn", str(exc)) from None
     if found is None:
         raise Problem(404, "artifact-not-found", f"{incident_id} has no artifact {sha256}")
     row, data = found
     entry = to_entry(row, decision)
     attached = entry.get("data") or {}
+    if is_stored_export(orjson.loads(row.body).get("data")):
+        # A stored export is the timeline: reading it needs the timeline's own action.
+        require(request, decision, Action.READ, f"incident/{incident_id}")
     content_type = str(attached.get("content_type") or "application/octet-stream")
     return Response(
         data,

@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
+from incidents.artifacts.ports import ObjectStoreError
 from incidents.log.query import InvalidQuery
 
 log = logging.getLogger(__name__)
@@ -170,6 +171,20 @@ def _from_storage(request: Request, exc: Exception) -> Response:
     )
 
 
+def _from_object_store(request: Request, exc: Exception) -> Response:
+    # The artifacts' bucket or directory failed (missing, no permission, unreachable):
+    # the operator must act; the message names the store, never a credential.
+    log.warning("object store failed on %s %s: %s", request.method, request.url.path, exc)
+    return problem_response(
+        503,
+        "object-store-unavailable",
+        "Service Unavailable",
+        f"{exc}; no attachment was recorded by this request, retry once the store answers",
+        instance=request.url.path,
+        headers={"Retry-After": "30"},
+    )
+
+
 def _from_unstorable(request: Request, exc: Exception) -> Response:
     # A value PostgreSQL cannot take as text (a NUL in a path or query parameter).
     return problem_response(
@@ -216,6 +231,7 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _from_http)
     for storage_error in STORAGE_ERRORS:
         app.add_exception_handler(storage_error, _from_storage)
+    app.add_exception_handler(ObjectStoreError, _from_object_store)
     app.add_exception_handler(ClientDisconnect, _from_disconnect)
     app.add_exception_handler(psycopg.DataError, _from_unstorable)
     app.add_exception_handler(sqlalchemy.exc.DataError, _from_unstorable)

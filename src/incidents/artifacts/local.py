@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
-from incidents.artifacts.ports import StoredObject
+from incidents.artifacts.ports import ObjectStoreError, StoredObject
 
 
 class LocalDirectoryStore:
@@ -17,6 +18,30 @@ class LocalDirectoryStore:
 
     def __init__(self, root: Path) -> None:
         self._root = root
+
+    @contextmanager
+    def _reported(self) -> Iterator[None]:
+        try:
+            yield
+        except OSError as exc:
+            where = exc.filename or self._root
+            raise ObjectStoreError(
+                f"object store directory {self._root}: {exc.strerror or exc} ({where}); "
+                "check that it exists and that the server's user may read and write it"
+            ) from None
+
+    def _absent(self) -> bool:
+        """For an object not found: True, after making sure the directory could hold it
+        (a path through a file is a broken setting, not an empty store)."""
+        existing = self._root
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        if not existing.is_dir():
+            raise ObjectStoreError(
+                f"object store directory {self._root}: {existing} is not a directory; "
+                "fix IM_ARTIFACTS_DIR"
+            )
+        return True
 
     def _path(self, key: str) -> Path:
         if not key or "/" in key or "\\" in key or key.startswith("."):
@@ -39,50 +64,64 @@ class LocalDirectoryStore:
 
     def put(self, key: str, data: bytes, content_type: str) -> None:
         path = self._path(key)
-        if path.exists():
-            return  # content-addressed: the same key holds the same bytes
 
         def write(out: BinaryIO) -> None:
             out.write(data)
 
-        self._write(path, write)
+        with self._reported():
+            if path.exists():
+                return  # content-addressed: the same key holds the same bytes
+            self._write(path, write)
 
     def put_file(self, key: str, path: Path, content_type: str) -> None:
         target = self._path(key)
-        if target.exists():
-            return
 
         def copy(out: BinaryIO) -> None:
             with path.open("rb") as source:
                 shutil.copyfileobj(source, out, 1024 * 1024)
 
-        self._write(target, copy)
+        with self._reported():
+            if target.exists():
+                return
+            self._write(target, copy)
 
     def get(self, key: str) -> bytes | None:
-        try:
-            return self._path(key).read_bytes()
-        except FileNotFoundError:
-            return None
+        with self._reported():
+            try:
+                return self._path(key).read_bytes()
+            except (FileNotFoundError, NotADirectoryError):
+                self._absent()
+                return None
 
     def get_file(self, key: str, path: Path) -> bool:
         source = self._path(key)
-        if not source.is_file():
-            return False
-        shutil.copyfile(source, path)
+        with self._reported():
+            if not source.is_file():
+                return not self._absent()
+            shutil.copyfile(source, path)
         return True
 
     def exists(self, key: str) -> bool:
-        return self._path(key).is_file()
+        with self._reported():
+            return self._path(key).is_file() or not self._absent()
+
+    def delete(self, key: str) -> None:
+        with self._reported():
+            self._path(key).unlink(missing_ok=True)
 
     def listing(self) -> list[StoredObject]:
-        if not self._root.is_dir():
-            return []
-        found = []
-        for shard in sorted(self._root.iterdir()):
-            if not shard.is_dir() or len(shard.name) != 2:
-                continue
-            for path in sorted(shard.iterdir()):
-                if path.is_file() and not path.name.startswith("."):
-                    stat = path.stat()
-                    found.append(StoredObject(path.name, stat.st_size, stat.st_mtime_ns // 1000))
-        return found
+        with self._reported():
+            if not self._root.is_dir():
+                self._absent()
+                return []
+            found = []
+            for shard in sorted(self._root.iterdir()):
+                if not shard.is_dir() or len(shard.name) != 2:
+                    continue
+                for path in sorted(shard.iterdir()):
+                    if path.is_file() and not path.name.startswith("."):
+                        stat = path.stat()
+                        found.append(
+                            StoredObject(path.name, stat.st_size, stat.st_mtime_ns // 1000)
+                        )
+            return found

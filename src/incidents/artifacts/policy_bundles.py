@@ -1,15 +1,14 @@
 """Policy bundles kept in the object store under their SHA-256 (``policies/`` of the
-artifacts' directory or bucket), and unpacked for the server that is told to load one
-(``IM_POLICY_BUNDLE``)."""
+artifacts' directory or bucket), and read back, checked against their digest, by the
+server that is told to load one (``IM_POLICY_BUNDLE``)."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 from incidents.artifacts.content import ContentError, check_content, content_key
 from incidents.artifacts.ports import ObjectStore, StoredObject
 from incidents.artifacts.service import check_digest
-from incidents.policy.bundle import BundleError, check_policies, rego_files, write_policies
+from incidents.artifacts.verified import DamagedObject, read_verified
+from incidents.policy.bundle import BundleError, check_policies, rego_files
 
 GZIP = "application/gzip"
 
@@ -38,19 +37,20 @@ class PolicyBundles:
         """Every stored bundle, oldest first."""
         return sorted(self._objects.listing(), key=lambda o: (o.modified_us, o.key))
 
-    def installed(self, digest: str, root: Path) -> Path:
-        """The directory of the bundle's policies under ``root`` (unpacked on first use,
-        after checking the stored bytes against ``digest``)."""
+    def policies(self, digest: str) -> dict[str, str]:
+        """The bundle's policies, read from the stored bytes after checking them against
+        ``digest``: on every start, so nothing written beside the store since can
+        change what the server decides with."""
         try:
             check_digest(digest)
         except ValueError:
             raise BundleError(f"{digest!r} is not a SHA-256 digest (64 hex digits)") from None
-        target = root / digest
-        if target.is_dir():
-            return target
-        data = self._objects.get(digest)
+        try:
+            data = read_verified(self._objects, digest, digest)
+        except DamagedObject:
+            raise BundleError(
+                f"the stored policy bundle {digest} is damaged: its bytes changed"
+            ) from None
         if data is None:
             raise BundleError(f"no stored policy bundle {digest}")
-        if content_key(data) != digest:
-            raise BundleError(f"the stored policy bundle {digest} is damaged: its bytes changed")
-        return write_policies(rego_files(data), target)
+        return rego_files(data)

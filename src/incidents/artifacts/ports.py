@@ -8,6 +8,12 @@ from pathlib import Path
 from typing import Protocol
 
 
+class ObjectStoreError(Exception):
+    """The object store did not answer as it should (a missing bucket or directory, no
+    permission, unreachable). The message is one line naming the store (bucket and
+    endpoint, or directory) and the reason, and never a credential."""
+
+
 @dataclass(frozen=True, slots=True)
 class StoredObject:
     """One object as a listing shows it."""
@@ -18,7 +24,8 @@ class StoredObject:
 
 
 class ObjectStore(Protocol):
-    """Stores immutable objects under string keys."""
+    """Stores immutable objects under string keys. Every method raises
+    :class:`ObjectStoreError` when the store itself fails."""
 
     def put(self, key: str, data: bytes, content_type: str) -> None:
         """Store ``data`` under ``key`` (storing the same key again is harmless)."""
@@ -38,6 +45,10 @@ class ObjectStore(Protocol):
         ...
 
     def exists(self, key: str) -> bool: ...
+
+    def delete(self, key: str) -> None:
+        """Remove the object under ``key`` (nothing to do if there is none)."""
+        ...
 
     def listing(self) -> list[StoredObject]:
         """Every object, by key."""

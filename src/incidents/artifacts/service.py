@@ -9,15 +9,18 @@ has the incident's visibility (and that of the event that attached it).
 
 from __future__ import annotations
 
+import logging
 import re
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 import orjson
 
 from incidents.artifacts.content import check_content, content_key
 from incidents.artifacts.export_view import covers, view_of
-from incidents.artifacts.ports import ObjectStore
+from incidents.artifacts.ports import ObjectStore, ObjectStoreError
+from incidents.artifacts.verified import DamagedObject, read_verified
 from incidents.events.envelope import Event
 from incidents.events.timeformat import format_micros, now_micros
 from incidents.incident.commands import build_event
@@ -25,6 +28,8 @@ from incidents.log.query import TimelineFilter
 from incidents.log.records import StoredEvent
 from incidents.policy.model import Decision
 from incidents.timeline.service import TimelineService
+
+log = logging.getLogger(__name__)
 
 ATTACH = "im.artifact.attach"
 ARTIFACT_SOURCE = "incidents://artifacts"
@@ -41,6 +46,11 @@ class ArtifactError(ValueError):
         self.field = field
         self.status = status
         super().__init__(f"{field}: {detail}")
+
+
+class ExportWithdrawn(Exception):
+    """A stored export made before an erasure of its incident: it may hold the erased
+    values, so it is no longer served (a 410)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +70,7 @@ def object_key(sha256: str, *, export: bool = False) -> str:
     return f"export-{sha256}" if export else sha256
 
 
-def is_stored_export(data: object) -> bool:
+def is_stored_export(data: object) -> TypeGuard[dict[str, Any]]:
     """Whether an attach event's data records a stored export."""
     return isinstance(data, dict) and EXPORT in data
 
@@ -74,10 +84,46 @@ def check_digest(value: str) -> str:
 class ArtifactService:
     """Content-addressed attachments, stored in ``objects``."""
 
-    def __init__(self, objects: ObjectStore, timeline: TimelineService, max_bytes: int) -> None:
+    def __init__(
+        self,
+        objects: ObjectStore,
+        timeline: TimelineService,
+        max_bytes: int,
+        erased_at: Callable[[str], int | None],
+    ) -> None:
         self._objects = objects
         self._timeline = timeline
         self.max_bytes = max_bytes
+        # When the incident's last erasure was recorded (None: never): a stored export
+        # made before it is withdrawn.
+        self._erased_at = erased_at
+
+    def withdrawn(self, row: StoredEvent) -> bool:
+        """Whether ``row`` records a stored export that an erasure has withdrawn."""
+        if row.incident_id is None or not is_stored_export(orjson.loads(row.body).get("data")):
+            return False
+        erased = self._erased_at(row.incident_id)
+        return erased is not None and erased >= row.created_us
+
+    def export_keys(self, incident_id: str) -> list[str]:
+        """The object keys of every stored export of the incident, whoever made it."""
+        keys = []
+        for row in self.attached(incident_id, None):
+            data_field = orjson.loads(row.body).get("data")
+            if is_stored_export(data_field) and isinstance(data_field.get("sha256"), str):
+                keys.append(object_key(data_field["sha256"], export=True))
+        return keys
+
+    def discard(self, keys: Collection[str]) -> None:
+        """Delete stored exports' bytes (withdrawn by an erasure, or of a purged incident).
+
+        Runs after the erasure or purge has committed, so a store that fails here is
+        logged, not raised: no download serves those exports any more either way."""
+        for key in keys:
+            try:
+                self._objects.delete(key)
+            except ObjectStoreError as exc:
+                log.warning("could not delete the withdrawn export %s: %s", key, exc)
 
     def attach_event(
         self,
@@ -170,7 +216,8 @@ class ArtifactService:
         """The visible attach event naming ``sha256`` and the bytes; None if none.
 
         A stored export counts only for a reader whose ``decision`` covers the view it
-        was made for (without a decision, an in-process caller, it always does)."""
+        was made for (without a decision, an in-process caller, it always does).
+        Raises :class:`ExportWithdrawn` for a stored export an erasure has withdrawn."""
         check_digest(sha256)
         for row in self.attached(incident_id, visibilities):
             data_field = orjson.loads(row.body).get("data")
@@ -182,8 +229,18 @@ class ArtifactService:
                 and not covers(decision, data_field[EXPORT])
             ):
                 continue
-            data = self._objects.get(object_key(sha256, export=EXPORT in data_field))
-            if data is None or content_key(data) != sha256:
+            if EXPORT in data_field and self.withdrawn(row):
+                raise ExportWithdrawn(
+                    f"this export of {incident_id} was made before an erasure of data it "
+                    "held and has been withdrawn; store a new export"
+                )
+            try:
+                data = read_verified(
+                    self._objects, object_key(sha256, export=EXPORT in data_field), sha256
+                )
+            except DamagedObject:
+                data = None
+            if data is None:
                 # Missing or altered in the store: never serve other bytes.
                 raise ArtifactError("sha256", "the stored object is missing or damaged", 502)
             return row, data

@@ -22,7 +22,7 @@ from incidents.retention.service import TOMBSTONE_SECRET
 from incidents.retention.tombstone import TombstoneSigner, trusted_seal_of
 from incidents.store.archive_reader import ArchiveAwareReader
 from incidents.store.engine import backend_of
-from incidents.store.retention_store import SqlRetentionStore
+from incidents.store.retention_store import SqlRetentionStore, reads_only
 from incidents.store.schema import chain_heads
 
 
@@ -134,7 +134,7 @@ def verify_stored_chains(engine: Engine) -> ChainSummary:
 def _seals(engine: Engine, reader: ArchiveAwareReader) -> Callable[[str], ChainSeal | None]:
     """What the signed tombstones say of each incident's chain; none where a signature
     does not check out, so that its removed events are reported as missing."""
-    store = SqlRetentionStore(engine, backend_of(engine.url.render_as_string()))
+    store = SqlRetentionStore(engine, backend_of(engine.url.render_as_string()), reads_only)
     signer = TombstoneSigner(reader.instance_secret(TOMBSTONE_SECRET))
 
     return lambda incident_id: trusted_seal_of(store.tombstones(incident_id), signer)

@@ -12,6 +12,7 @@ from pathlib import Path
 from incidents.artifacts.content import HEAD_BYTES, ContentError, check_content, file_key
 from incidents.artifacts.ports import ObjectStore, StoredObject
 from incidents.artifacts.service import check_digest
+from incidents.artifacts.verified import DamagedObject, fetch_verified
 
 TAR = "application/x-tar"
 
@@ -55,8 +56,11 @@ class StoredBackups:
             check_digest(digest)
         except ValueError:
             raise StoredBackupError(f"{digest!r} is not a SHA-256 digest (64 hex digits)") from None
-        if not self._objects.get_file(digest, target):
+        try:
+            found = fetch_verified(self._objects, digest, digest, target)
+        except DamagedObject:
+            raise StoredBackupError(
+                f"the stored backup {digest} is damaged: its bytes changed"
+            ) from None
+        if not found:
             raise StoredBackupError(f"no stored backup {digest}; see incidents admin backup-list")
-        if file_key(target) != digest:
-            target.unlink(missing_ok=True)
-            raise StoredBackupError(f"the stored backup {digest} is damaged: its bytes changed")

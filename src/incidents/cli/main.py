@@ -14,6 +14,7 @@ import typer
 from sqlalchemy.exc import SQLAlchemyError
 
 from incidents import __version__
+from incidents.artifacts.ports import ObjectStoreError
 from incidents.cli import (
     admin,
     correlation,
@@ -164,6 +165,9 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except ConfigError as exc:
         typer.echo(f"error: configuration: {exc}", err=True)
+        sys.exit(1)
+    except ObjectStoreError as exc:
+        typer.echo(f"error: {exc}", err=True)
         sys.exit(1)
     except SQLAlchemyError as exc:
         # Local admin commands talk to the database directly; say which one failed

@@ -39,6 +39,13 @@ _DATA_CLASSES = DATA_CLASSES
 _VISIBILITIES = VISIBILITIES
 
 
+def dedupe_id_of(origin_id: str | None, event_id: str) -> str:
+    """The second half of an event's dedupe key (its first is the source): the origin id
+    when there is one, else the event id. The one definition: the SQL of the writers
+    (``coalesce(origin_id, event_id)``) and migration 0011 agree with it."""
+    return origin_id if origin_id is not None else event_id
+
+
 @dataclass(frozen=True, slots=True)
 class FieldError:
     """One bad field of one event."""
@@ -90,7 +97,7 @@ class Event:
     @property
     def dedupe_id(self) -> str:
         """The second half of the dedupe key: the origin id when given, else the event id."""
-        return self.origin_id if self.origin_id is not None else self.id
+        return dedupe_id_of(self.origin_id, self.id)
 
     def dedupe_key_text(self) -> str:
         """The dedupe key as a person reads it in an error message."""

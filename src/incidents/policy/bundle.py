@@ -1,24 +1,28 @@
 """Policy bundles: Rego policies packed as a gzip'd tar (the shape of an OPA bundle),
-checked before use and unpacked into a directory the embedded decision point loads.
+checked before use and loaded by the embedded decision point from memory.
 
 Only ``.rego`` files are loaded (from anywhere in the archive, by file name); OPA's
 ``.manifest`` is ignored, and anything else (data documents, links, devices) is
-refused rather than silently left out.
+refused rather than silently left out. Sizes are checked from each member's header
+before its bytes are read, so a small archive that unpacks to gigabytes is refused
+without unpacking it.
 """
 
 from __future__ import annotations
 
 import io
-import os
-import shutil
 import tarfile
-import tempfile
-from pathlib import Path, PurePosixPath
+import zlib
+from pathlib import PurePosixPath
 
 from incidents.policy.decision_point import EmbeddedDecisionPoint
 from incidents.policy.model import PolicyUnavailable, Subject
 
 MAX_FILES = 256
+# Members of any kind (directories and the ignored .manifest included).
+MAX_MEMBERS = 4 * MAX_FILES
+MAX_FILE_BYTES = 1024 * 1024
+MAX_TOTAL_BYTES = 16 * 1024 * 1024
 _IGNORED = frozenset({".manifest"})
 
 
@@ -31,8 +35,9 @@ def rego_files(data: bytes) -> dict[str, str]:
     try:
         with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as archive:
             files = _policies(archive)
-    except (tarfile.TarError, OSError, EOFError) as exc:
-        raise BundleError(f"not a gzip'd tar archive: {exc}") from None
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+        detail = " ".join(str(exc).split()) or type(exc).__name__
+        raise BundleError(f"not a gzip'd tar archive: {detail}") from None
     if not files:
         raise BundleError("the bundle holds no .rego policy file")
     return files
@@ -40,7 +45,17 @@ def rego_files(data: bytes) -> dict[str, str]:
 
 def _policies(archive: tarfile.TarFile) -> dict[str, str]:
     files: dict[str, str] = {}
-    for member in archive:
+    total = 0
+    for count, member in enumerate(archive, 1):
+        if count > MAX_MEMBERS:
+            raise BundleError(f"more than {MAX_MEMBERS} entries in the archive")
+        if member.size > MAX_FILE_BYTES:
+            raise BundleError(
+                f"{member.name}: {member.size} bytes unpacked; the limit is {MAX_FILE_BYTES}"
+            )
+        total += member.size
+        if total > MAX_TOTAL_BYTES:
+            raise BundleError(f"over {MAX_TOTAL_BYTES} bytes unpacked; refused")
         name = PurePosixPath(member.name).name
         if member.isdir() or name in _IGNORED:
             continue
@@ -58,34 +73,11 @@ def _policies(archive: tarfile.TarFile) -> dict[str, str]:
     return files
 
 
-def write_policies(files: dict[str, str], target: Path) -> Path:
-    """Write the policies to ``target`` (a new directory, made whole then renamed into
-    place, so a decision point never loads half a bundle); ``target`` if it exists."""
-    if target.is_dir():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=".bundle-", dir=target.parent))
-    try:
-        for name, text in files.items():
-            (scratch / name).write_text(text, encoding="utf-8")
-        os.replace(scratch, target)
-    except FileExistsError:
-        pass  # another process unpacked the same bundle meanwhile
-    except OSError:
-        if not target.is_dir():
-            raise
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    return target
-
-
 def check_policies(files: dict[str, str]) -> None:
     """Refuse policies that do not load, or give no decision for a subject."""
-    with tempfile.TemporaryDirectory(prefix="incidents-policy-check-") as scratch:
-        directory = write_policies(files, Path(scratch) / "policies")
-        try:
-            EmbeddedDecisionPoint(directory).decide(Subject("bundle-check@example.com"))
-        except PolicyUnavailable as exc:
-            # The Rego compiler's messages span many lines: one line, the start of it.
-            detail = " ".join(str(exc).split())
-            raise BundleError(detail if len(detail) <= 300 else detail[:297] + "...") from None
+    try:
+        EmbeddedDecisionPoint(modules=files).decide(Subject("bundle-check@example.com"))
+    except PolicyUnavailable as exc:
+        # The Rego compiler's messages span many lines: one line, the start of it.
+        detail = " ".join(str(exc).split())
+        raise BundleError(detail if len(detail) <= 300 else detail[:297] + "...") from None

@@ -10,7 +10,8 @@ import json
 import logging
 import threading
 from collections import OrderedDict
-from pathlib import Path
+from collections.abc import Mapping
+from pathlib import Path, PurePath
 from typing import Any, Protocol
 
 import httpx
@@ -58,11 +59,21 @@ class EmbeddedDecisionPoint:
     """Rego policies evaluated in-process with regopy.
 
     Policies come from the package, or from ``policy_dir`` when given; a change to any
-    ``.rego`` file there is picked up on the next decision. Decisions depend only on
-    the subject and the policy, so they are cached per subject until the policy changes.
+    ``.rego`` file there is picked up on the next decision. With ``modules`` (a policy
+    bundle's files by name, checked against its digest) the policies are held in
+    memory and never reloaded: nothing on disk can change them under a running server.
+    Decisions depend only on the subject and the policy, so they are cached per subject
+    until the policy changes.
     """
 
-    def __init__(self, policy_dir: Path | None = None, cache_size: int = 4096) -> None:
+    def __init__(
+        self,
+        policy_dir: Path | None = None,
+        cache_size: int = 4096,
+        *,
+        modules: Mapping[str, str] | None = None,
+    ) -> None:
+        self._modules = dict(modules) if modules is not None else None
         self._dir = policy_dir or SHIPPED_POLICIES
         self._lock = threading.Lock()
         self._stamp: tuple[tuple[str, float, int], ...] | None = None
@@ -86,28 +97,41 @@ class EmbeddedDecisionPoint:
             stamp.append((path.name, info.st_mtime, info.st_size))
         return tuple(stamp)
 
-    def _load(self, stamp: tuple[tuple[str, float, int], ...]) -> None:
-        from regopy import Interpreter
-
+    def _sources(self) -> list[tuple[str, str]]:
+        """The policies as (file name, text), in name order."""
+        if self._modules is not None:
+            return sorted(self._modules.items())
         files = self._files()
         if not files:
             raise PolicyUnavailable(f"no .rego policy files in {self._dir}")
+        return [(path.name, path.read_text()) for path in files]
+
+    def _load(self, stamp: tuple[tuple[str, float, int], ...]) -> None:
+        from regopy import Interpreter
+
+        sources = self._sources()
+        if not sources:
+            raise PolicyUnavailable("the policy bundle holds no .rego policy file")
         interpreter = Interpreter()
-        for path in files:
+        for name, text in sources:
             try:
-                interpreter.add_module(path.stem, path.read_text())
+                interpreter.add_module(PurePath(name).stem, text)
             except Exception as exc:
-                raise PolicyUnavailable(f"policy {path.name} cannot be loaded: {exc}") from None
+                raise PolicyUnavailable(f"policy {name} cannot be loaded: {exc}") from None
         self._interpreter = interpreter
         self._stamp = stamp
         self._cache.clear()
-        log.info("loaded %d policy files from %s", len(files), self._dir)
+        where = "a policy bundle" if self._modules is not None else self._dir
+        log.info("loaded %d policy files from %s", len(sources), where)
 
     def decide(self, subject: Subject) -> Decision:
         key = json.dumps(subject.as_input(), sort_keys=True)
         with self._lock:
-            # The shipped policies cannot change under a running process: no stat calls.
-            if self._interpreter is None or self._dir is not SHIPPED_POLICIES:
+            # The shipped policies and a bundle's cannot change under a running process:
+            # no stat calls, no reload.
+            if self._interpreter is None or (
+                self._modules is None and self._dir is not SHIPPED_POLICIES
+            ):
                 stamp = self._current_stamp()
                 if stamp != self._stamp or self._interpreter is None:
                     self._load(stamp)

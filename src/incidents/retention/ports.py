@@ -19,6 +19,19 @@ class RetentionConflict(Exception):
     """A retention step that cannot be carried out on the incident as it stands."""
 
 
+class DerivedCopies(Protocol):
+    """Copies made from an incident's events and kept outside the database (its stored
+    exports): once an erasure or a purge removes what they were made from, they go too."""
+
+    def export_keys(self, incident_id: str) -> list[str]:
+        """The keys of the incident's copies."""
+        ...
+
+    def discard(self, keys: Collection[str]) -> None:
+        """Delete the copies under ``keys``."""
+        ...
+
+
 class RetentionStore(Protocol):
     """Storage operations of retention; each change runs under the log's write lock."""
 

@@ -20,7 +20,7 @@ from incidents.retention.holds import (
     HoldError,
     check_reason,
 )
-from incidents.retention.ports import RetentionConflict, RetentionStore
+from incidents.retention.ports import DerivedCopies, RetentionConflict, RetentionStore
 from incidents.retention.tiers import (
     Action,
     Candidate,
@@ -33,6 +33,7 @@ from incidents.retention.tiers import (
 )
 from incidents.retention.tombstone import (
     Tombstone,
+    TombstoneKind,
     TombstoneSigner,
     seal_of,
     trusted_seal_of,
@@ -87,6 +88,9 @@ class RetentionService:
         # One run at a time in this process (each step is serialised by the log lock
         # anyway; this keeps two runs from planning the same work).
         self._running = threading.Lock()
+        # Stored exports of incidents: withdrawn by an erasure, deleted by a purge (set
+        # by the composition root, which builds them after this service).
+        self.copies: DerivedCopies | None = None
 
     # --- legal holds ---
 
@@ -228,9 +232,14 @@ class RetentionService:
             else:
                 report.skipped.append(verdict.incident_id)
             return
+        # Listed before the purge (which removes the events naming them), deleted only
+        # once it committed: an incident that was no longer due keeps its exports.
+        keys = self.copies.export_keys(verdict.incident_id) if self.copies is not None else []
         stone = self._store.purge(verdict.incident_id, verdict.rule, now, due, self._signer.sign)
         if stone is not None:
             report.purged.append(stone)
+            if self.copies is not None:
+                self.copies.discard(keys)
         else:
             report.skipped.append(verdict.incident_id)
 
@@ -255,7 +264,22 @@ class RetentionService:
             incident_id, position, paths, rule, now_micros(), self._signer.sign
         )
         self._forget(incident_id)
+        # Downloads refuse the incident's older exports from now on (last_erasure_us);
+        # their bytes go as well.
+        if self.copies is not None:
+            self.copies.discard(self.copies.export_keys(incident_id))
         return stone
+
+    def last_erasure_us(self, incident_id: str) -> int | None:
+        """When the incident's last erasure was recorded (None if it has none)."""
+        return max(
+            (
+                t.created_us
+                for t in self._store.tombstones(incident_id)
+                if t.kind is TombstoneKind.ERASURE
+            ),
+            default=None,
+        )
 
     def has_stored(self, incident_id: str) -> bool:
         """Whether the incident has events still stored (live or archived)."""

@@ -16,9 +16,11 @@ from typing import Any
 
 import orjson
 from sqlalchemy import Connection, Engine, delete, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
+from incidents.events.envelope import dedupe_id_of
 from incidents.incident.aggregate import Incident
-from incidents.log.chain import NO_INCIDENT, row_digest
+from incidents.log.chain import GENESIS, NO_INCIDENT, row_digest
 from incidents.log.ports import ProjectionRows
 from incidents.log.records import EVENT_COLUMNS, StoredEvent
 from incidents.retention.archive_codec import CHUNK_EVENTS, decode_chunk, encode_chunk
@@ -58,6 +60,12 @@ _COLUMNS = [timeline_events.c[name] for name in EVENT_COLUMNS]
 Reproject = Callable[[ProjectionRows, str, Sequence[StoredEvent]], None]
 
 
+def reads_only(_rows: ProjectionRows, incident_id: str, _chain: Sequence[StoredEvent]) -> None:
+    """The ``reproject`` of a store opened only to read (tombstones, for a backup's
+    chain check): an erasure through it would leave projections stale, so it fails."""
+    raise RuntimeError(f"{incident_id}: this retention store is opened for reading only")
+
+
 def _finished(status: str | None, state: bytes | None) -> int | None:
     if status is None or state is None or status not in FINISHED:
         return None
@@ -88,7 +96,7 @@ class SqlRetentionStore:
         self,
         engine: Engine,
         backend: Backend,
-        reproject: Reproject = lambda _rows, _incident, _chain: None,
+        reproject: Reproject,
     ) -> None:
         self._engine = engine
         self._backend = backend
@@ -305,23 +313,7 @@ class SqlRetentionStore:
                     for r in rows
                 ],
             )
-            conn.execute(
-                insert(archived_dedupe_keys),
-                list(
-                    {
-                        (r.source, r.origin_id or r.event_id): {
-                            "source": r.source,
-                            "dedupe_id": r.origin_id or r.event_id,
-                            "event_id": r.event_id,
-                            "incident_id": incident_id,
-                            "content_hash": r.content_hash,
-                            "recorded_by": r.recorded_by,
-                            "visibility": r.visibility,
-                        }
-                        for r in rows
-                    }.values()
-                ),
-            )
+            self._record_dedupe_keys(conn, incident_id, rows)
             # The triggers let these rows go because the chunks above now cover them.
             conn.execute(
                 delete(timeline_events).where(
@@ -329,6 +321,29 @@ class SqlRetentionStore:
                 )
             )
             return len(rows)
+
+    def _record_dedupe_keys(
+        self, conn: Connection, incident_id: str, rows: Sequence[StoredEvent]
+    ) -> None:
+        """Record the archived events' dedupe keys. A key already recorded stays as it
+        is: databases written before keys were kept may hold one key in two archives (or
+        archived and live), and the first recorded answers for it."""
+        keys = {
+            (r.source, dedupe_id_of(r.origin_id, r.event_id)): {
+                "source": r.source,
+                "dedupe_id": dedupe_id_of(r.origin_id, r.event_id),
+                "event_id": r.event_id,
+                "incident_id": incident_id,
+                "content_hash": r.content_hash,
+                "recorded_by": r.recorded_by,
+                "visibility": r.visibility,
+            }
+            for r in rows
+        }
+        dialect = postgresql if self._backend is Backend.POSTGRESQL else sqlite
+        conn.execute(
+            dialect.insert(archived_dedupe_keys).on_conflict_do_nothing(), list(keys.values())
+        )
 
     def purge(
         self, incident_id: str, rule: str, now_us: int, due: StillDue, sign: Sign
@@ -425,15 +440,18 @@ class SqlRetentionStore:
         """The due events of no incident after ``after`` (up to ``limit``), from the start
         of their chain in position order: (position, hash) rows, and whether the walk
         reached an event that is not due (the chain must be cut there, not beyond)."""
+        # Aged by when the server stored them (``created_us``), never by the ``time``
+        # the sender claimed: a claimed future would stop the walk for good, a claimed
+        # past would purge early.
         rows = conn.execute(
-            select(_t.position, _t.hash, _t.time_us)
+            select(_t.position, _t.prev_hash, _t.hash, _t.created_us)
             .where(_t.incident_id.is_(None), _t.position > after)
             .order_by(_t.position)
             .limit(limit)
         ).all()
         due: list[Any] = []
         for row in rows:
-            if row.time_us >= cutoff_us:
+            if row.created_us >= cutoff_us:
                 return due, True
             due.append(row)
         return due, len(rows) < limit
@@ -457,22 +475,22 @@ class SqlRetentionStore:
             due, _ended = self._due_prefix(conn, cutoff_us, 0, limit)
             if not due:
                 return None
-            head = conn.execute(
-                select(chain_heads.c.event_count).where(chain_heads.c.chain_key == NO_INCIDENT)
-            ).one()
-            already = sum(
-                t.event_count
-                for t in self._tombstones(conn, NO_INCIDENT)
-                if t.kind is TombstoneKind.PURGE
-            )
-            stored = conn.execute(
-                select(func.count()).select_from(timeline_events).where(_t.incident_id.is_(None))
-            ).scalar_one()
-            if int(stored) != int(head.event_count) - already:
-                raise RetentionConflict(
-                    f"the chain of events of no incident records {int(head.event_count) - already} "
-                    f"events but {stored} are stored; run a backup's chain check before purging"
-                )
+            # Never cover with a tombstone what cannot be accounted for: the batch must
+            # continue the chain from the tip of the last purge, event by event. This
+            # reads only the batch (a count of the whole chain per batch would hold
+            # the log lock through a scan of every event of no incident).
+            previous = [
+                t for t in self._tombstones(conn, NO_INCIDENT) if t.kind is TombstoneKind.PURGE
+            ]
+            tip = max(previous, key=lambda t: t.last_position).chain_tip if previous else GENESIS
+            for row in due:
+                if (row.prev_hash or GENESIS) != tip:
+                    raise RetentionConflict(
+                        f"the chain of events of no incident does not link at position "
+                        f"{row.position}: an event before it is missing or altered; run a "
+                        "backup's chain check before purging"
+                    )
+                tip = bytes(row.hash)
             last = int(due[-1].position)
             stone = _signed(
                 Tombstone(
@@ -495,7 +513,9 @@ class SqlRetentionStore:
                 delete(timeline_events).where(_t.incident_id.is_(None), _t.position <= last)
             )
             # An alert that never joined an incident has all its events on this chain:
-            # once its last one is gone, so is everything it was made of.
+            # once its last one is gone, so is everything it was made of. Both deletes
+            # are index ranges (ix_alerts_incident_last, ix_outbox_aggregate_position):
+            # what earlier batches covered is gone, so they touch this batch's rows only.
             conn.execute(
                 delete(alerts).where(alerts.c.incident_id.is_(None), alerts.c.last_position <= last)
             )

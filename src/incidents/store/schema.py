@@ -195,6 +195,8 @@ alerts = Table(
 )
 Index("ix_alerts_incident", alerts.c.incident_id, alerts.c.status)
 Index("ix_alerts_status_last", alerts.c.status, alerts.c.last_us)
+# Purges delete the alerts whose last event they removed.
+Index("ix_alerts_incident_last", alerts.c.incident_id, alerts.c.last_position)
 
 # Which incident a correlation fingerprint currently groups into, and for how long.
 correlation_groups = Table(
@@ -261,6 +263,8 @@ Index(
     sqlite_where=outbox.c.processed_us.is_(None) & outbox.c.dead_us.is_(None),
 )
 Index("ix_outbox_processed", outbox.c.processed_us)
+# Purges delete the rows of the events they removed.
+Index("ix_outbox_aggregate_position", outbox.c.aggregate_id, outbox.c.position)
 
 # --- Retention: signed tombstones and the compressed archive. ---
 

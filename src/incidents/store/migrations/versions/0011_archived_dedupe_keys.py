@@ -15,6 +15,7 @@ import zlib
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import postgresql, sqlite
 
 revision = "0011"
 down_revision = "0010"
@@ -39,22 +40,28 @@ def upgrade() -> None:
     op.create_index("ix_archived_dedupe_keys_incident", "archived_dedupe_keys", ["incident_id"])
     conn = op.get_bind()
     chunks = conn.execute(sa.text("SELECT incident_id, data FROM archived_events"))
-    for incident_id, data in chunks:
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    # A key already recorded stays: before this revision an event sent again after its
+    # incident was archived could be stored under another incident, so one key may sit
+    # in two archives; the first recorded answers for it.
+    fill = dialect.insert(keys).on_conflict_do_nothing()
+    for incident_id, data in chunks.all():
         rows = json.loads(zlib.decompress(bytes(data)))
-        found = {
-            (row[_SOURCE], row[_ORIGIN_ID] or row[_EVENT_ID]): {
+        found = {}
+        for row in rows:
+            # As incidents.events.envelope.dedupe_id_of: the origin id when there is one.
+            dedupe_id = row[_ORIGIN_ID] if row[_ORIGIN_ID] is not None else row[_EVENT_ID]
+            found[(row[_SOURCE], dedupe_id)] = {
                 "source": row[_SOURCE],
-                "dedupe_id": row[_ORIGIN_ID] or row[_EVENT_ID],
+                "dedupe_id": dedupe_id,
                 "event_id": row[_EVENT_ID],
                 "incident_id": incident_id,
                 "content_hash": bytes.fromhex(row[_CONTENT_HASH]),
                 "recorded_by": row[_RECORDED_BY],
                 "visibility": row[_VISIBILITY],
             }
-            for row in rows
-        }
         if found:
-            op.bulk_insert(keys, list(found.values()))
+            conn.execute(fill, list(found.values()))
 
 
 def downgrade() -> None:
