@@ -361,6 +361,24 @@ def test_jira_user_hiding_their_email_or_unknown_to_jira_is_queued(
     assert "no Jira user shows the email" in queued[0].reason
 
 
+def test_a_user_hiding_their_email_on_many_issues_is_looked_up_once_a_while(
+    synced: tuple[Container, TestClient], jira: FakeJira
+) -> None:
+    container, _http = synced
+    hidden = jira.add_user("gil@example.com", "Gil Moss", hidden=True)
+    incidents = [declare(container, f"Outage {n}") for n in range(3)]
+    drain(container)
+    for incident_id in incidents:
+        jira.edit(issue_of(jira, incident_id)["key"], assignee=hidden)
+    assert container.sync is not None
+    container.sync.poll(JIRA)
+    container.sync.poll(JIRA)
+    lookups = [r for r in jira.requests if r == ("GET", "/rest/api/3/user")]
+    assert len(lookups) == 1
+    queued = container.sync.store.conflicts(open_only=True)
+    assert sorted(c.incident_id for c in queued) == sorted(incidents)
+
+
 def test_fake_jira_refuses_an_unknown_account_as_assignee(jira: FakeJira) -> None:
     import httpx
 
