@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from incidents.integrations.vendor_people import PersonUnmapped, VendorPeople
+from incidents.integrations.vendor_people import PersonUnmapped, VendorPeople, is_plain_email
 
 
 class Directory:
@@ -122,3 +122,21 @@ def test_the_cache_never_holds_more_than_its_capacity(ids: list[int]) -> None:
     for i in ids:
         assert people.email(f"u{i}") == f"p{i}@example.com"
         assert len(people) <= 8
+
+
+@pytest.mark.parametrize(
+    ("value", "plain"),
+    [
+        ("ann@example.com", True),
+        ("Ann.Lee+ops@mail.example.co.uk", True),
+        ("x@y.z^ORuser_name=admin", False),
+        ("x y@example.com", False),
+        ("x@example.com\n", False),
+        ("x@example.com\x00", False),
+        ("a@b@example.com", False),
+        ("nobody", False),
+        ("x@localhost", False),
+    ],
+)
+def test_plain_email_shape(value: str, plain: bool) -> None:
+    assert is_plain_email(value) is plain

@@ -13,6 +13,7 @@ The relay, the poller and webhook handlers share a client, so the caches are loc
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections import OrderedDict
@@ -25,6 +26,18 @@ DEFAULT_CAPACITY = 2048
 MISS_SECONDS = 300.0
 
 _V = TypeVar("_V")
+
+# local@domain.tld with no whitespace, control characters or ``^`` (which joins
+# conditions in a ServiceNow encoded query): anything else is never sent to a vendor
+# as an email to look up.
+_PLAIN_EMAIL = re.compile(
+    r"[^@\s\x00-\x1f\x7f^]+@[^@\s\x00-\x1f\x7f^.]+(\.[^@\s\x00-\x1f\x7f^.]+)+"
+)
+
+
+def is_plain_email(value: str) -> bool:
+    """Whether ``value`` has the shape of one plain email address."""
+    return _PLAIN_EMAIL.fullmatch(value) is not None
 
 
 class PersonUnmapped(LookupError):
