@@ -158,5 +158,10 @@ class VendorPeople:
             self.remember(vendor_id, found)
         return found
 
+    def as_email(self, person: str) -> str:
+        """``person`` as an email: an email as it is (lower case), a vendor id
+        translated (no vendor id has the shape of an email)."""
+        return person.lower() if is_plain_email(person) else self.email(person)
+
     def __len__(self) -> int:
         return max(len(self._ids), len(self._emails))

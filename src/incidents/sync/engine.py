@@ -725,18 +725,18 @@ class SyncEngine:
         return drift
 
     @staticmethod
-    def _check_takeable(bound: Bound, link: Link, mapping: FieldMapping, value: str | None) -> None:
-        """Refuse taking a ticket value that names nobody here (a vendor user id
-        without a known email) as the incident's."""
+    def _takeable_person(bound: Bound, person: str) -> str:
+        """The email of the ticket's assignee ``person`` as queued (an email, or the
+        vendor id of someone who named nobody here then): refused when it still names
+        nobody, so a vendor id never becomes the incident's assignee."""
         try:
-            ticket = bound.client.get(link.external_id)
-        except Exception as exc:
-            raise ConflictError(f"the ticket could not be read: {exc}") from None
-        why = ticket.unmapped.get(mapping.external_field)
-        if why is not None and ticket_value(ticket.fields.get(mapping.external_field)) == value:
+            return bound.client.person_email(person)
+        except LookupError as exc:
             raise ConflictError(
-                f"the ticket's value cannot be taken ({why}); choose ours or a value"
-            )
+                f"the ticket's value cannot be taken ({exc}); choose ours or a value"
+            ) from None
+        except Exception as exc:
+            raise ConflictError(f"the ticket's person could not be looked up: {exc}") from None
 
     def resolve(self, conflict_id: str, choice: str, value: str | None, by: str) -> Conflict:
         """Settle a queued conflict: ``ours`` (push our value), ``theirs`` (apply the
@@ -757,8 +757,11 @@ class SyncEngine:
         if mapping is None or link is None:
             raise ConflictError(f"conflict {conflict_id} names a link or field no longer synced")
         chosen = {"ours": conflict.ours, "theirs": conflict.theirs, "value": value}[choice]
-        if choice == "theirs" and mapping.internal_field == "assignee":
-            self._check_takeable(bound, link, mapping, chosen)
+        # The ticket's value as queued, which may be stale (a field in conflict is not
+        # planned again): a person in it is translated now or refused.
+        theirs = conflict.theirs
+        if choice == "theirs" and mapping.internal_field == "assignee" and chosen is not None:
+            theirs = chosen = self._takeable_person(bound, chosen)
         with self._lock(connector.id, link.incident_id):
             internal = mapping.to_internal(chosen) if choice == "theirs" else chosen
             changes = {} if choice == "ours" else {mapping.internal_field: internal}
@@ -789,7 +792,7 @@ class SyncEngine:
             fresh = self.store.link(conflict.connector, conflict.incident_id) or link
             base = dict(fresh.base)
             # The ticket's value is now known to both sides; what differs from it is pushed.
-            base[conflict.field] = conflict.theirs
+            base[conflict.field] = theirs
             self.store.save_link(replace(fresh, base=base))
             resolved = self.store.resolve_conflict(conflict.id, choice, chosen, by, self._clock())
         if resolved is None:

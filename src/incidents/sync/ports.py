@@ -124,6 +124,13 @@ class Ticketing(Protocol):
         """The ticket's comments, oldest first (empty where the vendor has none)."""
         ...
 
+    def person_email(self, person: str) -> str:
+        """The email of a person as a ticket's assignee reads here: an email as it is,
+        a vendor user id (an assignee that named nobody) translated now.
+
+        Raises :class:`LookupError` (with why) when it still names nobody here."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class Link:

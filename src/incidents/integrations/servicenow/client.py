@@ -240,6 +240,9 @@ class ServiceNowClient:
                 return tickets
             offset += _PAGE
 
+    def person_email(self, person: str) -> str:
+        return self.people.as_email(person)
+
     def comments(self, external_id: str) -> Sequence[Comment]:
         """The ticket's work notes (journal entries), oldest first, less our own."""
         params = {
