@@ -34,6 +34,7 @@ def _link(row: Any) -> Link:
         written_version=row.written_version,
         created_us=row.created_us,
         synced_us=row.synced_us,
+        recorded=bool(row.recorded),
     )
 
 
@@ -124,6 +125,11 @@ class SqlSyncStore:
                         **values,
                     )
                 )
+
+    def mark_recorded(self, connector: str, incident_id: str) -> None:
+        where = and_(_l.connector == connector, _l.incident_id == incident_id)
+        with self._engine.begin() as conn:
+            conn.execute(update(sync_links).where(where).values(recorded=True))
 
     def ledger_add(self, connector: str, key: str, now_us: int) -> bool:
         try:

@@ -260,11 +260,15 @@ class SyncEngine:
             incident, values = found
             link = self.store.link(connector.id, incident_id)
             outcome = Outcome()
+            created = link is None or link.creating
             if link is None or link.creating:
                 if link is None and incident.severity not in connector.create_severities:
                     return outcome
                 link = self._create(bound, incident, values, link)
+            if not link.recorded:
+                # Also when an earlier delivery saved the link but failed to record it.
                 self._record_link(connector, link)
+            if created:
                 outcome.created = True
                 outcome.writes += 1
             elif fields and (requested or self._differs(connector, link, values)):
@@ -279,7 +283,8 @@ class SyncEngine:
         """Put the new ticket on the incident's timeline (and so on its boards).
 
         The id names the connector and the ticket, so a create retried after a lost
-        answer records the link once.
+        answer, or a record retried after a failure, records the link once; the link
+        remembers it is recorded, so later deliveries do not submit it again.
         """
         summary: dict[str, Any] = {
             "connector": connector.id,
@@ -299,6 +304,7 @@ class SyncEngine:
             summary,
         )
         self.incidents.submit(command).result()
+        self.store.mark_recorded(connector.id, link.incident_id)
 
     @staticmethod
     def _differs(connector: Connector, link: Link, values: Values) -> bool:

@@ -149,6 +149,8 @@ class Link:
     written_version: int = -1
     created_us: int = 0
     synced_us: int = 0
+    # Whether the link is on the incident's timeline (its ``...:linked`` event).
+    recorded: bool = False
 
     @property
     def creating(self) -> bool:
@@ -204,7 +206,13 @@ class SyncStore(Protocol):
         """Record a create before calling the vendor; False if a link already exists."""
         ...
 
-    def save_link(self, link: Link) -> None: ...
+    def save_link(self, link: Link) -> None:
+        """Store the link (all but ``recorded``, which only :meth:`mark_recorded` sets)."""
+        ...
+
+    def mark_recorded(self, connector: str, incident_id: str) -> None:
+        """Note that the link's ``...:linked`` event is on the timeline."""
+        ...
 
     def ledger_add(self, connector: str, key: str, now_us: int) -> bool:
         """Remember one write or read (a note sent, a comment taken); False if known."""
