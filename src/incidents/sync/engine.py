@@ -88,6 +88,27 @@ class StaleLink(SyncError):
     """Another process saved the link meanwhile; the step is retried."""
 
 
+class PollLeaseLost(SyncError):
+    """The poller stopped holding the connector's poll lease mid-poll or mid-sweep;
+    the rest is left to the process that holds it now."""
+
+
+@dataclass(frozen=True, slots=True)
+class PollLease:
+    """The poll lease a background poll or sweep runs under.
+
+    ``still_held`` renews the lease when due and says whether it is still ours; it is
+    asked before each ticket, so a long poll keeps its lease and one that lost it
+    stops. The cursor is saved only while ``holder`` holds the lease."""
+
+    holder: str
+    still_held: Callable[[], bool]
+
+    def check(self, connector: str) -> None:
+        if not self.still_held():
+            raise PollLeaseLost(f"{connector}: the poll lease passed to another process")
+
+
 class ConflictError(ValueError):
     """A conflict resolution that cannot be applied (unknown, closed, refused)."""
 
@@ -661,38 +682,54 @@ class SyncEngine:
             self.store.ledger_add(connector.id, _edit_key(comment), now)
 
     @traced("sync.poll")
-    def poll(self, connector_id: str) -> int:
+    def poll(self, connector_id: str, lease: PollLease | None = None) -> int:
         """One poll of a connector: every ticket changed since the cursor (less the
-        overlap window); returns how many tickets came back."""
+        overlap window); returns how many tickets came back.
+
+        Under a ``lease`` (the background poller), the lease is renewed before each
+        ticket, the poll stops with :class:`PollLeaseLost` once it is lost, and the
+        cursor is saved only while it is held."""
         bound = self.bound(connector_id)
         connector = bound.connector
+        holder = None if lease is None else lease.holder
         cursor = self.store.cursor(connector.id)
         since = None if cursor is None else cursor - int(connector.overlap_seconds * 1e6)
         now = self._clock()
         try:
             tickets = bound.client.changed_since(since)
             for ticket in tickets:
+                if lease is not None:
+                    lease.check(connector.id)
                 self.inbound(connector.id, ticket)
+        except PollLeaseLost:
+            raise
         except Exception as exc:
             self.metrics.failures.labels(connector.id, "poll").inc()
-            self.store.save_poll(connector.id, cursor, now, f"{type(exc).__name__}: {exc}"[:300])
+            error = f"{type(exc).__name__}: {exc}"[:300]
+            self.store.save_poll(connector.id, cursor, now, error, holder=holder)
             raise
         self.metrics.operations.labels(connector.id, "poll").inc()
         newest = max((t.updated_us for t in tickets), default=cursor)
-        self.store.save_poll(connector.id, newest, now, None)
+        if not self.store.save_poll(connector.id, newest, now, None, holder=holder):
+            raise PollLeaseLost(f"{connector.id}: the poll lease passed before its cursor")
         return len(tickets)
 
     # --- reconcile and the conflict queue ------------------------------------------
 
     @traced("sync.reconcile")
-    def reconcile(self, connector_id: str, *, dry_run: bool) -> list[Drift]:
+    def reconcile(
+        self, connector_id: str, *, dry_run: bool, lease: PollLease | None = None
+    ) -> list[Drift]:
         """Compare every linked ticket with its incident field by field; unless
         ``dry_run``, repair what ownership allows (pulls now, pushes through the outbox)
-        and queue the rest."""
+        and queue the rest. Under a ``lease`` (the periodic sweep), it is renewed
+        before each ticket and the sweep stops with :class:`PollLeaseLost` once lost."""
         bound = self.bound(connector_id)
         connector = bound.connector
         drift: list[Drift] = []
         for link in self.store.links(connector.id):
+            if lease is not None:
+                lease.check(connector.id)
             if link.creating:
                 drift.append(
                     Drift(connector.id, link.incident_id, "", "*", None, None, "create pending")

@@ -241,12 +241,21 @@ class SyncStore(Protocol):
         ...
 
     def save_poll(
-        self, connector: str, cursor_us: int | None, now_us: int, error: str | None
-    ) -> None: ...
+        self,
+        connector: str,
+        cursor_us: int | None,
+        now_us: int,
+        error: str | None,
+        *,
+        holder: str | None = None,
+    ) -> bool:
+        """Record a poll; with ``holder``, only while that holder's poll lease is live
+        (checked in the same write). False when it was not saved."""
+        ...
 
-    def take_poll_lease(self, connector: str, holder: str, now_us: int, until_us: int) -> bool:
-        """Take or renew the connector's poll lease for ``holder`` until ``until_us``;
-        False while another holder's lease has not expired."""
+    def take_poll_lease(self, connector: str, holder: str, lease_us: int) -> bool:
+        """Take or renew the connector's poll lease for ``holder`` for ``lease_us``
+        by the database's clock; False while another holder's lease has not expired."""
         ...
 
     def release_poll_lease(self, connector: str, holder: str) -> None:
