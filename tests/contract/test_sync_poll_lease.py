@@ -17,8 +17,10 @@ from incidents.integrations.sync_poller import SyncPoller
 from incidents.store.sync_store import SqlSyncStore
 from incidents.sync.engine import PollLease
 from tests.contract.sync_support import SN, declare, drain, sn_entry, sync_container
+from tests.fakes.jira import FakeJira
 from tests.fakes.servicenow import FakeServiceNow
 
+JIRA = "jira:cloud"
 LEASE_SECONDS = 30.0
 POLL_SECONDS = 10
 
@@ -233,3 +235,63 @@ def test_only_the_live_holder_saves_the_poll_cursor(
     assert store.cursor(SN) == 20
     assert store.save_poll(SN, 21, clock.now, None)  # a manual poll holds no lease
     assert store.cursor(SN) == 21
+
+
+def test_a_lease_that_lapsed_during_another_connectors_poll_is_not_used(
+    database_url: str, snow: FakeServiceNow, jira: FakeJira
+) -> None:
+    jira_entry = {
+        "name": "cloud",
+        "base_url": jira.url,
+        "email": jira.email,
+        "api_token": jira.token,
+        "project": "OPS",
+        "poll_seconds": POLL_SECONDS,
+    }
+    connectors = {
+        "servicenow": [sn_entry(snow.url, poll_seconds=POLL_SECONDS)],
+        "jira": [jira_entry],
+    }
+    first = sync_container(database_url, connectors)
+    second = sync_container(database_url, connectors, identities={"other@connectors": ()})
+    try:
+        clock = Clock()
+        _tickets(first, 4)
+        polls: list[tuple[str, str]] = []
+        pollers = {}
+        for name, container in (("a", first), ("b", second)):
+            engine = container.sync
+            assert engine is not None
+            engine.store = SqlSyncStore(container.engine, clock=clock)
+            poll = engine.poll
+
+            def recorded(
+                connector_id: str,
+                lease: PollLease | None = None,
+                name: str = name,
+                poll: Any = poll,
+            ) -> int:
+                polls.append((name, connector_id))
+                return poll(connector_id, lease)
+
+            engine.poll = recorded  # type: ignore[method-assign]
+            pollers[name] = SyncPoller(
+                engine, holder=name, lease_seconds=LEASE_SECONDS, clock=clock
+            )
+        a, b = pollers["a"], pollers["b"]
+        assert first.sync is not None
+        inbound = first.sync.inbound
+
+        def slow(connector_id: str, ticket: Any, **kw: Any) -> Any:
+            clock.advance(LEASE_SECONDS / 3)  # the ServiceNow poll outlasts the Jira lease
+            b.tick()
+            return inbound(connector_id, ticket, **kw)
+
+        first.sync.inbound = slow  # type: ignore[method-assign]
+        a.tick()
+        # b took the Jira lease while a polled ServiceNow: a does not poll Jira after.
+        assert ("b", JIRA) in polls and ("a", JIRA) not in polls
+        assert [c for n, c in polls if n == "a"] == [SN]
+    finally:
+        second.close()
+        first.close()
