@@ -8,6 +8,7 @@ import pytest
 
 from incidents.app import Container
 from incidents.boards.personas import Persona
+from incidents.sync.apply import ApplyExternal
 from tests.conftest import grant_access
 from tests.contract.sync_support import SN, declare, drain
 from tests.fakes.servicenow import FakeServiceNow
@@ -71,3 +72,37 @@ def test_rebuilt_boards_show_the_same_tickets(synced: Container, snow: FakeServi
     live = board(synced, incident_id, Persona.RESPONDER)["tickets"]
     synced.incidents.rebuild()
     assert board(synced, incident_id, Persona.RESPONDER)["tickets"] == live
+
+
+def test_a_link_whose_recording_failed_is_recorded_by_the_next_delivery_once(
+    synced: Container, snow: FakeServiceNow, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = synced.sync
+    assert engine is not None
+    incident_id = declare(synced, severity="SEV-1")
+    submit = engine.incidents.submit
+    failed: list[str] = []
+
+    def failing_once(command: Any) -> Any:
+        linked = isinstance(command, ApplyExternal) and command.event_id.endswith(":linked")
+        if linked and not failed:
+            failed.append(command.event_id)
+            raise RuntimeError("the timeline could not be written")
+        return submit(command)
+
+    monkeypatch.setattr(engine.incidents, "submit", failing_once)
+    with pytest.raises(RuntimeError):  # the ticket is made and linked, its record fails
+        engine.deliver(SN, incident_id, fields=True)
+    (record,) = snow.by_correlation(incident_id)
+    assert ticket_keys(board(synced, incident_id, Persona.RESPONDER)) == []
+    engine.deliver(SN, incident_id, fields=True)  # the relay's retry
+    engine.deliver(SN, incident_id, fields=True)
+    drain(synced)
+    assert ticket_keys(board(synced, incident_id, Persona.RESPONDER)) == [record["number"]]
+    linked = [
+        r.event_id
+        for r in synced.reader.in_position_order(10**12)
+        if r.incident_id == incident_id and r.event_id.endswith(":linked")
+    ]
+    assert linked == failed
+    assert len(snow.by_correlation(incident_id)) == 1

@@ -15,6 +15,8 @@ from incidents.incident.commands import AddNote, Assign, ChangeStatus, Update
 from incidents.incident.lifecycle import Status
 from incidents.integrations.jira.client import parse_jira_time
 from incidents.integrations.jira.signature import sign
+from incidents.sync.engine import ConflictError
+from incidents.sync.ports import Conflict
 from tests.contract.sync_support import dead, declare, drain, pending, sync_container
 from tests.fakes.jira import BOT, FakeJira
 
@@ -359,6 +361,79 @@ def test_jira_user_hiding_their_email_or_unknown_to_jira_is_queued(
     queued = [c for c in container.sync.store.conflicts(open_only=True) if c.incident_id == second]
     assert [(c.field, c.ours) for c in queued] == [("assignee", "frank@example.com")]
     assert "no Jira user shows the email" in queued[0].reason
+
+
+def test_theirs_is_refused_for_a_hidden_user_even_once_the_issue_moved_on(
+    synced: tuple[Container, TestClient], jira: FakeJira
+) -> None:
+    container, _http = synced
+    hidden = jira.add_user("frank@example.com", "Frank Ito", hidden=True)
+    bob = jira.add_user("bob@example.com", "Bob Lane")
+    incident_id = declare(container)
+    drain(container)
+    key = issue_of(jira, incident_id)["key"]
+    jira.edit(key, assignee=hidden)
+    assert container.sync is not None
+    container.sync.poll(JIRA)
+    (conflict,) = container.sync.store.conflicts(open_only=True)
+    assert conflict.theirs == hidden
+    jira.edit(key, assignee=bob)  # the issue no longer shows the hidden user
+    container.sync.poll(JIRA)
+    with pytest.raises(ConflictError, match=r"cannot be taken.*hides their email"):
+        container.sync.resolve(conflict.id, "theirs", None, ALICE)
+    incident = container.incidents.get(incident_id, None)
+    assert incident is not None and incident.assignees == []
+    assert [c.id for c in container.sync.store.conflicts(open_only=True)] == [conflict.id]
+
+
+def test_theirs_naming_a_vendor_user_now_known_applies_their_email(
+    synced: tuple[Container, TestClient], jira: FakeJira
+) -> None:
+    container, _http = synced
+    dana = jira.add_user("Dana@Example.com", "Dana Ortiz")
+    incident_id = declare(container)
+    drain(container)
+    assert container.sync is not None
+    # Queued while Dana's profile hid her email; she has shown it since.
+    queued = container.sync.store.open_conflict(
+        Conflict(
+            id="c-dana",
+            connector=JIRA,
+            incident_id=incident_id,
+            field="assignee",
+            ours=None,
+            theirs=dana,
+            base=None,
+            reason="the Jira user 'Dana Ortiz' hides their email address",
+            created_us=1,
+        )
+    )
+    resolved = container.sync.resolve(queued.id, "theirs", None, ALICE)
+    incident = container.incidents.get(incident_id, None)
+    assert incident is not None and incident.assignees == ["dana@example.com"]
+    assert resolved.resolved_value == "dana@example.com"
+    writes = jira.writes()
+    drain(container)
+    container.sync.poll(JIRA)
+    assert jira.writes() == writes  # both sides agree: nothing to push
+
+
+def test_a_user_hiding_their_email_on_many_issues_is_looked_up_once_a_while(
+    synced: tuple[Container, TestClient], jira: FakeJira
+) -> None:
+    container, _http = synced
+    hidden = jira.add_user("gil@example.com", "Gil Moss", hidden=True)
+    incidents = [declare(container, f"Outage {n}") for n in range(3)]
+    drain(container)
+    for incident_id in incidents:
+        jira.edit(issue_of(jira, incident_id)["key"], assignee=hidden)
+    assert container.sync is not None
+    container.sync.poll(JIRA)
+    container.sync.poll(JIRA)
+    lookups = [r for r in jira.requests if r == ("GET", "/rest/api/3/user")]
+    assert len(lookups) == 1
+    queued = container.sync.store.conflicts(open_only=True)
+    assert sorted(c.incident_id for c in queued) == sorted(incidents)
 
 
 def test_fake_jira_refuses_an_unknown_account_as_assignee(jira: FakeJira) -> None:

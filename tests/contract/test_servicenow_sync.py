@@ -356,11 +356,12 @@ def test_the_background_poller_brings_edits_in(database_url: str, snow: FakeServ
 
         def applied() -> bool:
             incident = container.incidents.get(incident_id, None)
-            return incident is not None and incident.title == "Seen by the poller"
+            polled = engine_of(container).store.status(SN).last_poll_us is not None
+            return polled and incident is not None and incident.title == "Seen by the poller"
 
+        # The poll is recorded once all its tickets are taken in: wait for both.
         wait_for(applied, timeout=10)
-        status = engine_of(container).store.status(SN)
-        assert status.last_poll_us is not None and status.last_error is None
+        assert engine_of(container).store.status(SN).last_error is None
     finally:
         container.close()
 
@@ -497,6 +498,66 @@ def test_servicenow_user_without_an_email_is_queued_not_guessed(
     drain(synced)
     assert ticket_of(snow, incident_id)["assigned_to"] == ""  # ours: nobody assigned
     assert engine_of(synced).store.conflicts(open_only=True) == []
+
+
+def test_the_fake_reads_or_conditions_as_the_instance_does(snow: FakeServiceNow) -> None:
+    import httpx
+
+    admin = snow.add_user("admin", "admin@example.com")
+    snow.add_user("ann.lee", "ann@example.com")
+    query = "email=nobody@example.com^ORuser_name=admin"
+    answer = httpx.get(
+        f"{snow.url}/api/now/table/sys_user",
+        params={"sysparm_query": query},
+        auth=(snow.username, snow.password),
+    )
+    assert [u["sys_id"] for u in answer.json()["result"]] == [admin]
+
+
+@pytest.mark.parametrize(
+    "assignee",
+    [
+        "x@y.z^ORuser_name=admin",
+        "x@y.z^NQuser_name=admin",
+        "x y@example.com",
+        "x@example.com\nuser_name=admin",
+    ],
+)
+def test_an_assignee_that_is_no_plain_email_never_reaches_a_user_query(
+    synced: Container, snow: FakeServiceNow, assignee: str
+) -> None:
+    snow.add_user("admin", "admin@example.com")
+    incident_id = declare(synced)
+    drain(synced)
+    synced.incidents.execute(Assign(incident_id, ALICE, None, add=(assignee,)))
+    drain(synced)
+    assert ticket_of(snow, incident_id)["assigned_to"] == ""
+    assert pending(synced, SN) == 0 and dead(synced, SN) == 0
+    conflicts = engine_of(synced).store.conflicts(open_only=True)
+    assert [(c.field, c.ours) for c in conflicts] == [("assignee", assignee)]
+    assert "not a plain email address" in conflicts[0].reason
+
+
+def test_a_user_row_of_another_email_is_not_taken_for_the_one_asked(
+    synced: Container, snow: FakeServiceNow, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    admin = snow.add_user("admin", "admin@example.com")
+    # An instance answering with a row the query did not ask for (a business rule,
+    # a query the instance reads differently): the email must match the one asked.
+    query = snow._query
+
+    def answer(text: str, table: dict[str, dict[str, object]] | None = None) -> list[object]:
+        return [snow.users[admin]] if table is snow.users else query(text, table)
+
+    monkeypatch.setattr(snow, "_query", answer)
+    incident_id = declare(synced)
+    drain(synced)
+    synced.incidents.execute(Assign(incident_id, ALICE, None, add=("eve@example.com",)))
+    drain(synced)
+    assert ticket_of(snow, incident_id)["assigned_to"] == ""
+    conflicts = engine_of(synced).store.conflicts(open_only=True)
+    assert [(c.field, c.ours) for c in conflicts] == [("assignee", "eve@example.com")]
+    assert "no ServiceNow user" in conflicts[0].reason
 
 
 def test_per_incident_locks_do_not_accumulate(synced: Container, snow: FakeServiceNow) -> None:

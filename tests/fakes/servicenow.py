@@ -3,7 +3,7 @@
 Follows the documented ``/api/now/table/incident`` behaviour: basic auth (401 with
 the ``{"error": {...}, "status": "failure"}`` envelope), ``{"result": ...}`` answers,
 ``sys_id``/``number``/``sys_mod_count``/``sys_updated_on`` (seconds, UTC), encoded
-queries (``a=b^cISNOTEMPTY^sys_updated_on>=...^ORDERBYx``), paging by
+queries (``a=b^cISNOTEMPTY^ORd=e^sys_updated_on>=...^ORDERBYx``), paging by
 ``sysparm_offset``, ``sys_user`` records (``GET /api/now/table/sys_user`` by encoded
 query with ``sysparm_fields``, ``GET .../sys_user/{sys_id}``) with ``assigned_to`` a
 reference answered as ``{"link": ..., "value": sys_id}``, a data policy that refuses a
@@ -192,26 +192,37 @@ class FakeServiceNow:
     def _query(
         self, query: str, table: dict[str, dict[str, Any]] | None = None
     ) -> list[dict[str, Any]]:
+        """Rows matching an encoded query: ``^`` joins conditions with AND, a condition
+        opened by ``^OR`` is an alternative of the one before it (OR binds tighter than
+        AND, as on the instance)."""
         rows = list((self.records if table is None else table).values())
         order: str | None = None
+        groups: list[list[str]] = []  # AND of groups, each an OR of conditions
         for term in filter(None, query.split("^")):
             if term.startswith("ORDERBY"):
                 order = term.removeprefix("ORDERBY")
-            elif term.endswith("ISNOTEMPTY"):
-                name = term.removesuffix("ISNOTEMPTY")
-                rows = [r for r in rows if r.get(name)]
-            elif ">=" in term:
-                name, value = term.split(">=", 1)
-                rows = [r for r in rows if str(r.get(name, "")) >= value]
-            elif "=" in term:
-                name, value = term.split("=", 1)
-                # String matches ignore case, as on the instance's database.
-                rows = [r for r in rows if str(r.get(name, "")).lower() == value.lower()]
+            elif term.startswith("OR") and groups:
+                groups[-1].append(term.removeprefix("OR"))
             else:
-                raise ValueError(term)
+                groups.append([term])
+        for group in groups:
+            rows = [r for r in rows if any(self._matches(r, term) for term in group)]
         if order:
             rows.sort(key=lambda r: (str(r.get(order, "")), r.get("number", "")))
         return rows
+
+    @staticmethod
+    def _matches(row: dict[str, Any], term: str) -> bool:
+        if term.endswith("ISNOTEMPTY"):
+            return bool(row.get(term.removesuffix("ISNOTEMPTY")))
+        if ">=" in term:
+            name, value = term.split(">=", 1)
+            return str(row.get(name, "")) >= value
+        if "=" in term:
+            name, value = term.split("=", 1)
+            # String matches ignore case, as on the instance's database.
+            return str(row.get(name, "")).lower() == value.lower()
+        raise ValueError(term)
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         fake = self

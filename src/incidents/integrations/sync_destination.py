@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from enum import Enum
 from typing import Any
 
 import orjson
@@ -23,28 +24,50 @@ from incidents.sync.engine import NoteRef, SyncEngine
 log = logging.getLogger(__name__)
 
 # Event types that can change what a ticket shows.
-_FIELD_TYPES = (
-    "im.incident.declare",
-    "im.incident.update",
-    "im.incident.escalate",
-    "im.incident.assign",
-    "im.incident.state_change",
-    "im.incident.mitigate",
-    "im.incident.resolve",
-    "im.incident.close",
-    "im.incident.cancel",
-    "im.incident.reopen",
+_FIELD_TYPES = frozenset(
+    {
+        "im.incident.declare",
+        "im.incident.update",
+        "im.incident.escalate",
+        "im.incident.assign",
+        "im.incident.state_change",
+        "im.incident.mitigate",
+        "im.incident.resolve",
+        "im.incident.close",
+        "im.incident.cancel",
+        "im.incident.reopen",
+    }
 )
 NOTE = "im.note.add"
 SYNC_SUFFIX = ".sync"
 
 
+class Kind(Enum):
+    """What an incident event can be to a ticket."""
+
+    FIELDS = "fields"  # a change of a field the ticket shows
+    NOTE = "note"  # a note to copy as a work note or comment
+    SYNC = "sync"  # a connector's sync event (which may ask for a push)
+
+
+def kind_of(event_type: str) -> Kind | None:
+    """What an event type can be to a ticket; None for those that never reach one.
+
+    The one place the event types are sorted: :func:`takes` (which rows the outbox
+    keeps) and the destination's delivery both follow it."""
+    if event_type in _FIELD_TYPES:
+        return Kind.FIELDS
+    if event_type == NOTE:
+        return Kind.NOTE
+    if event_type.endswith(SYNC_SUFFIX):
+        return Kind.SYNC
+    return None
+
+
 def takes(event_type: str, in_incident: bool) -> bool:
     """Whether an ITSM connector's outbox takes an event: an incident's field changes,
     notes and sync events (alerts and the rest never reach a ticket)."""
-    return in_incident and (
-        event_type in _FIELD_TYPES or event_type == NOTE or event_type.endswith(SYNC_SUFFIX)
-    )
+    return in_incident and kind_of(event_type) is not None
 
 
 def _body(event: dict[str, Any]) -> dict[str, Any]:
@@ -75,19 +98,20 @@ class ConnectorDestination:
         the note to copy)."""
         data = event.get("data")
         actor = event.get("imactor")
-        if row.event_type == NOTE:
+        kind = kind_of(row.event_type)
+        if kind is Kind.NOTE:
             if actor == self._actor:
                 return False, False, None
             body = _body(event)
             ref = NoteRef(str(event.get("id")), str(actor), event.get("imvisibility"), body)
             return False, False, ref
-        if row.event_type.endswith(SYNC_SUFFIX) and isinstance(data, dict):
+        if kind is Kind.SYNC and isinstance(data, dict):
             # A sync event asks this connector to write only when it names fields to
             # push; its pulls already match the ticket (no echo write).
             own = data.get("connector") == self.name
             asked = own and bool(data.get("push"))
             return (asked if own else True), asked, None
-        if row.event_type in _FIELD_TYPES:
+        if kind is Kind.FIELDS:
             wanted = actor != self._actor or row.event_type == "im.incident.declare"
             return wanted, False, None
         return False, False, None

@@ -5,8 +5,12 @@ lost webhook missed, and the only inbound path for ServiceNow.
 
 Every server process runs a poller, but each connector is polled by one of them at a
 time: the one holding its lease (a row in ``sync_poll_leases``), renewed a few times
-per lease period while it polls. When the holder stops renewing (it stopped, hung or
-died), another process takes the lease over once it expires.
+per lease period, also from inside a long poll or sweep (before each ticket). When
+the holder stops renewing (it stopped, hung or died), another process takes the lease
+over once it expires; expiries are set and compared by the database's clock, so the
+hosts' clocks need not agree. A poll that finds its lease gone stops, and its cursor
+is saved only while the lease is held, so a slow former holder never moves the
+cursor back.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import uuid
 from collections.abc import Callable
 
 from incidents.events.timeformat import now_micros
-from incidents.sync.engine import SyncEngine
+from incidents.sync.engine import PollLease, PollLeaseLost, SyncEngine
 
 log = logging.getLogger(__name__)
 
@@ -83,14 +87,20 @@ class SyncPoller:
         if now >= self._next_claim.get(connector_id, 0):
             try:
                 taken = self._engine.store.take_poll_lease(
-                    connector_id, self.holder, now, now + self._lease_us
+                    connector_id, self.holder, self._lease_us
                 )
             except Exception as exc:
                 log.warning("poll lease of %s: %s", connector_id, type(exc).__name__)
                 taken = False
+            # Counted from before the database set the expiry, so this process never
+            # believes in its lease longer than the database does.
             self._held_until[connector_id] = now + self._lease_us if taken else 0
             self._next_claim[connector_id] = now + self._lease_us // 3
         return self._held_until.get(connector_id, 0) > now
+
+    def _lease(self, connector_id: str) -> PollLease:
+        """The lease a poll or sweep of the connector runs under: renewed as it goes."""
+        return PollLease(self.holder, lambda: self.holds(connector_id))
 
     def tick(self) -> float:
         """One pass: poll (and sweep) each connector that is due and whose lease this
@@ -104,37 +114,47 @@ class SyncPoller:
                 for cid, b in self._engine.connectors.items()
                 if b.connector.reconcile_seconds > 0
             }
-        # Renewed whether or not a poll is due, so a lease outlives long intervals.
-        held = {cid for cid in self._due if self.holds(cid)}
+        for connector_id in self._due:
+            # Renewed whether or not a poll is due, so a lease outlives long intervals.
+            self.holds(connector_id)
         for connector_id, at in self._due.items():
-            if connector_id not in held or at > self._clock() or self._stopping.is_set():
+            if at > self._clock() or self._stopping.is_set():
+                continue
+            # Asked right before polling: an earlier connector's poll may have taken
+            # longer than what is left of this one's lease.
+            if not self.holds(connector_id):
                 continue
             bound = self._engine.connectors[connector_id]
             self._due[connector_id] = self._clock() + int(bound.connector.poll_seconds * 1e6)
             try:
-                self._engine.poll(connector_id)
+                self._engine.poll(connector_id, self._lease(connector_id))
+            except PollLeaseLost:
+                log.info("sync poll of %s stopped: another process holds its lease", connector_id)
             except Exception as exc:
                 # Recorded in the poll status (incidents sync status); never the secrets.
                 log.warning("sync poll of %s failed: %s", connector_id, type(exc).__name__)
-            self.holds(connector_id)  # renew after a long poll
         for connector_id, at in self._sweeps.items():
-            if connector_id not in held or at > self._clock() or self._stopping.is_set():
+            if at > self._clock() or self._stopping.is_set() or not self.holds(connector_id):
                 continue
             bound = self._engine.connectors[connector_id]
             self._sweeps[connector_id] = self._clock() + int(
                 bound.connector.reconcile_seconds * 1_000_000
             )
             try:
-                drift = self._engine.reconcile(connector_id, dry_run=False)
+                drift = self._engine.reconcile(
+                    connector_id, dry_run=False, lease=self._lease(connector_id)
+                )
                 if drift:
                     log.info(
                         "sync sweep of %s repaired or queued %d fields", connector_id, len(drift)
                     )
+            except PollLeaseLost:
+                log.info("sync sweep of %s stopped: another process holds its lease", connector_id)
             except Exception as exc:
                 log.warning("sync sweep of %s failed: %s", connector_id, type(exc).__name__)
         now = self._clock()
         wakes = [
-            *(at for cid, at in self._due.items() if cid in held),
+            *(at for cid, at in self._due.items() if self._held_until.get(cid, 0) > now),
             *self._next_claim.values(),
         ]
         return max(0.0, (min(wakes, default=now + 1_000_000) - now) / 1e6)

@@ -17,6 +17,7 @@ from sqlalchemy import (
     SmallInteger,
     String,
     Table,
+    false,
     func,
 )
 
@@ -356,6 +357,8 @@ sync_links = Table(
     Column("written_version", BigInteger, nullable=False, server_default="-1"),
     Column("created_us", BigInteger, nullable=False),
     Column("synced_us", BigInteger, nullable=False, server_default="0"),
+    # Whether the link's ``...:linked`` event is on the timeline (revision 0015).
+    Column("recorded", Boolean, nullable=False, server_default=false()),
 )
 Index("ix_sync_links_external", sync_links.c.connector, sync_links.c.external_id)
 Index("ix_sync_links_incident", sync_links.c.incident_id)

@@ -3,9 +3,26 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, update
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Connection,
+    Engine,
+    String,
+    and_,
+    exists,
+    func,
+    insert,
+    literal,
+    literal_column,
+    or_,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 
 from incidents.store.schema import (
@@ -34,6 +51,7 @@ def _link(row: Any) -> Link:
         written_version=row.written_version,
         created_us=row.created_us,
         synced_us=row.synced_us,
+        recorded=bool(row.recorded),
     )
 
 
@@ -58,8 +76,11 @@ def _conflict(row: Any) -> Conflict:
 class SqlSyncStore:
     """:class:`incidents.sync.ports.SyncStore` over SQLAlchemy Core."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, clock: Callable[[], int] | None = None) -> None:
+        """``clock`` replaces the database's clock for poll leases (tests drive time
+        with it); by default the database's own clock decides them."""
         self._engine = engine
+        self._clock = clock
 
     def _one_link(self, where: Any) -> Link | None:
         with self._engine.connect() as conn:
@@ -124,6 +145,11 @@ class SqlSyncStore:
                         **values,
                     )
                 )
+
+    def mark_recorded(self, connector: str, incident_id: str) -> None:
+        where = and_(_l.connector == connector, _l.incident_id == incident_id)
+        with self._engine.begin() as conn:
+            conn.execute(update(sync_links).where(where).values(recorded=True))
 
     def ledger_add(self, connector: str, key: str, now_us: int) -> bool:
         try:
@@ -212,26 +238,72 @@ class SqlSyncStore:
             value = conn.execute(stmt).scalar_one_or_none()
         return int(value) if value is not None else None
 
-    def save_poll(
-        self, connector: str, cursor_us: int | None, now_us: int, error: str | None
-    ) -> None:
-        values = {"cursor_us": cursor_us, "polled_us": now_us, "last_error": error}
-        with self._engine.begin() as conn:
-            stmt = update(sync_polls).where(sync_polls.c.connector == connector).values(**values)
-            if not conn.execute(stmt).rowcount:
-                conn.execute(insert(sync_polls).values(connector=connector, **values))
+    def _now(self) -> ColumnElement[int]:
+        """The time lease expiries are set and compared by, in microseconds: the
+        database's clock, so hosts whose clocks disagree still agree on a lease."""
+        if self._clock is not None:
+            return literal(self._clock(), BigInteger)
+        if self._engine.dialect.name == "postgresql":
+            sql = "(extract(epoch from clock_timestamp()) * 1000000)::bigint"
+        else:
+            sql = "CAST((julianday('now') - 2440587.5) * 86400000000.0 AS INTEGER)"
+        return literal_column(sql, BigInteger)
 
-    def take_poll_lease(self, connector: str, holder: str, now_us: int, until_us: int) -> bool:
+    def _holds(self, connector: str, holder: str) -> ColumnElement[bool]:
+        """Whether ``holder``'s lease of ``connector`` is live now (a SQL condition)."""
         leases = sync_poll_leases.c
+        return exists().where(
+            leases.connector == connector,
+            leases.holder == holder,
+            leases.expires_us > self._now(),
+        )
+
+    def save_poll(
+        self,
+        connector: str,
+        cursor_us: int | None,
+        now_us: int,
+        error: str | None,
+        *,
+        holder: str | None = None,
+    ) -> bool:
+        values = {"cursor_us": cursor_us, "polled_us": now_us, "last_error": error}
+        polls = sync_polls.c
+        # A poller saves only while its lease is live, in the same statement, so one
+        # that lost it mid-poll never writes its older cursor over its successor's.
+        fence = true() if holder is None else self._holds(connector, holder)
+        with self._engine.begin() as conn:
+            stmt = update(sync_polls).where(polls.connector == connector, fence).values(**values)
+            if conn.execute(stmt).rowcount:
+                return True
+            if conn.execute(select(polls.connector).where(polls.connector == connector)).first():
+                return False  # the lease is gone
+        row = select(
+            literal(connector, String),
+            literal(cursor_us, BigInteger),
+            literal(now_us, BigInteger),
+            literal(error, String),
+        ).where(fence)
+        columns = ["connector", "cursor_us", "polled_us", "last_error"]
+        try:
+            with self._engine.begin() as conn:
+                added = insert(sync_polls).from_select(columns, row).returning(polls.connector)
+                return conn.execute(added).first() is not None
+        except IntegrityError:
+            return False  # saved meanwhile by the lease's holder
+
+    def take_poll_lease(self, connector: str, holder: str, lease_us: int) -> bool:
+        leases = sync_poll_leases.c
+        now = self._now()
         # Renew our own lease or take an expired one, in one conditional write: of two
         # processes racing for it, exactly one sees its row updated.
         stmt = (
             update(sync_poll_leases)
             .where(
                 leases.connector == connector,
-                or_(leases.holder == holder, leases.expires_us <= now_us),
+                or_(leases.holder == holder, leases.expires_us <= now),
             )
-            .values(holder=holder, expires_us=until_us)
+            .values(holder=holder, expires_us=now + lease_us)
         )
         with self._engine.begin() as conn:
             if conn.execute(stmt).rowcount:
@@ -239,12 +311,13 @@ class SqlSyncStore:
             held = select(leases.holder).where(leases.connector == connector)
             if conn.execute(held).first() is not None:
                 return False  # held by another process
+        row = select(
+            literal(connector, String), literal(holder, String), (now + lease_us).label("x")
+        )
         try:
             with self._engine.begin() as conn:
                 conn.execute(
-                    insert(sync_poll_leases).values(
-                        connector=connector, holder=holder, expires_us=until_us
-                    )
+                    insert(sync_poll_leases).from_select(["connector", "holder", "expires_us"], row)
                 )
         except IntegrityError:
             return False  # another process took it first

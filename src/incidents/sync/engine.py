@@ -88,6 +88,27 @@ class StaleLink(SyncError):
     """Another process saved the link meanwhile; the step is retried."""
 
 
+class PollLeaseLost(SyncError):
+    """The poller stopped holding the connector's poll lease mid-poll or mid-sweep;
+    the rest is left to the process that holds it now."""
+
+
+@dataclass(frozen=True, slots=True)
+class PollLease:
+    """The poll lease a background poll or sweep runs under.
+
+    ``still_held`` renews the lease when due and says whether it is still ours; it is
+    asked before each ticket, so a long poll keeps its lease and one that lost it
+    stops. The cursor is saved only while ``holder`` holds the lease."""
+
+    holder: str
+    still_held: Callable[[], bool]
+
+    def check(self, connector: str) -> None:
+        if not self.still_held():
+            raise PollLeaseLost(f"{connector}: the poll lease passed to another process")
+
+
 class ConflictError(ValueError):
     """A conflict resolution that cannot be applied (unknown, closed, refused)."""
 
@@ -260,11 +281,15 @@ class SyncEngine:
             incident, values = found
             link = self.store.link(connector.id, incident_id)
             outcome = Outcome()
+            created = link is None or link.creating
             if link is None or link.creating:
                 if link is None and incident.severity not in connector.create_severities:
                     return outcome
                 link = self._create(bound, incident, values, link)
+            if not link.recorded:
+                # Also when an earlier delivery saved the link but failed to record it.
                 self._record_link(connector, link)
+            if created:
                 outcome.created = True
                 outcome.writes += 1
             elif fields and (requested or self._differs(connector, link, values)):
@@ -279,7 +304,8 @@ class SyncEngine:
         """Put the new ticket on the incident's timeline (and so on its boards).
 
         The id names the connector and the ticket, so a create retried after a lost
-        answer records the link once.
+        answer, or a record retried after a failure, records the link once; the link
+        remembers it is recorded, so later deliveries do not submit it again.
         """
         summary: dict[str, Any] = {
             "connector": connector.id,
@@ -299,6 +325,7 @@ class SyncEngine:
             summary,
         )
         self.incidents.submit(command).result()
+        self.store.mark_recorded(connector.id, link.incident_id)
 
     @staticmethod
     def _differs(connector: Connector, link: Link, values: Values) -> bool:
@@ -655,38 +682,54 @@ class SyncEngine:
             self.store.ledger_add(connector.id, _edit_key(comment), now)
 
     @traced("sync.poll")
-    def poll(self, connector_id: str) -> int:
+    def poll(self, connector_id: str, lease: PollLease | None = None) -> int:
         """One poll of a connector: every ticket changed since the cursor (less the
-        overlap window); returns how many tickets came back."""
+        overlap window); returns how many tickets came back.
+
+        Under a ``lease`` (the background poller), the lease is renewed before each
+        ticket, the poll stops with :class:`PollLeaseLost` once it is lost, and the
+        cursor is saved only while it is held."""
         bound = self.bound(connector_id)
         connector = bound.connector
+        holder = None if lease is None else lease.holder
         cursor = self.store.cursor(connector.id)
         since = None if cursor is None else cursor - int(connector.overlap_seconds * 1e6)
         now = self._clock()
         try:
             tickets = bound.client.changed_since(since)
             for ticket in tickets:
+                if lease is not None:
+                    lease.check(connector.id)
                 self.inbound(connector.id, ticket)
+        except PollLeaseLost:
+            raise
         except Exception as exc:
             self.metrics.failures.labels(connector.id, "poll").inc()
-            self.store.save_poll(connector.id, cursor, now, f"{type(exc).__name__}: {exc}"[:300])
+            error = f"{type(exc).__name__}: {exc}"[:300]
+            self.store.save_poll(connector.id, cursor, now, error, holder=holder)
             raise
         self.metrics.operations.labels(connector.id, "poll").inc()
         newest = max((t.updated_us for t in tickets), default=cursor)
-        self.store.save_poll(connector.id, newest, now, None)
+        if not self.store.save_poll(connector.id, newest, now, None, holder=holder):
+            raise PollLeaseLost(f"{connector.id}: the poll lease passed before its cursor")
         return len(tickets)
 
     # --- reconcile and the conflict queue ------------------------------------------
 
     @traced("sync.reconcile")
-    def reconcile(self, connector_id: str, *, dry_run: bool) -> list[Drift]:
+    def reconcile(
+        self, connector_id: str, *, dry_run: bool, lease: PollLease | None = None
+    ) -> list[Drift]:
         """Compare every linked ticket with its incident field by field; unless
         ``dry_run``, repair what ownership allows (pulls now, pushes through the outbox)
-        and queue the rest."""
+        and queue the rest. Under a ``lease`` (the periodic sweep), it is renewed
+        before each ticket and the sweep stops with :class:`PollLeaseLost` once lost."""
         bound = self.bound(connector_id)
         connector = bound.connector
         drift: list[Drift] = []
         for link in self.store.links(connector.id):
+            if lease is not None:
+                lease.check(connector.id)
             if link.creating:
                 drift.append(
                     Drift(connector.id, link.incident_id, "", "*", None, None, "create pending")
@@ -725,18 +768,18 @@ class SyncEngine:
         return drift
 
     @staticmethod
-    def _check_takeable(bound: Bound, link: Link, mapping: FieldMapping, value: str | None) -> None:
-        """Refuse taking a ticket value that names nobody here (a vendor user id
-        without a known email) as the incident's."""
+    def _takeable_person(bound: Bound, person: str) -> str:
+        """The email of the ticket's assignee ``person`` as queued (an email, or the
+        vendor id of someone who named nobody here then): refused when it still names
+        nobody, so a vendor id never becomes the incident's assignee."""
         try:
-            ticket = bound.client.get(link.external_id)
-        except Exception as exc:
-            raise ConflictError(f"the ticket could not be read: {exc}") from None
-        why = ticket.unmapped.get(mapping.external_field)
-        if why is not None and ticket_value(ticket.fields.get(mapping.external_field)) == value:
+            return bound.client.person_email(person)
+        except LookupError as exc:
             raise ConflictError(
-                f"the ticket's value cannot be taken ({why}); choose ours or a value"
-            )
+                f"the ticket's value cannot be taken ({exc}); choose ours or a value"
+            ) from None
+        except Exception as exc:
+            raise ConflictError(f"the ticket's person could not be looked up: {exc}") from None
 
     def resolve(self, conflict_id: str, choice: str, value: str | None, by: str) -> Conflict:
         """Settle a queued conflict: ``ours`` (push our value), ``theirs`` (apply the
@@ -757,8 +800,11 @@ class SyncEngine:
         if mapping is None or link is None:
             raise ConflictError(f"conflict {conflict_id} names a link or field no longer synced")
         chosen = {"ours": conflict.ours, "theirs": conflict.theirs, "value": value}[choice]
-        if choice == "theirs" and mapping.internal_field == "assignee":
-            self._check_takeable(bound, link, mapping, chosen)
+        # The ticket's value as queued, which may be stale (a field in conflict is not
+        # planned again): a person in it is translated now or refused.
+        theirs = conflict.theirs
+        if choice == "theirs" and mapping.internal_field == "assignee" and chosen is not None:
+            theirs = chosen = self._takeable_person(bound, chosen)
         with self._lock(connector.id, link.incident_id):
             internal = mapping.to_internal(chosen) if choice == "theirs" else chosen
             changes = {} if choice == "ours" else {mapping.internal_field: internal}
@@ -789,7 +835,7 @@ class SyncEngine:
             fresh = self.store.link(conflict.connector, conflict.incident_id) or link
             base = dict(fresh.base)
             # The ticket's value is now known to both sides; what differs from it is pushed.
-            base[conflict.field] = conflict.theirs
+            base[conflict.field] = theirs
             self.store.save_link(replace(fresh, base=base))
             resolved = self.store.resolve_conflict(conflict.id, choice, chosen, by, self._clock())
         if resolved is None:

@@ -124,6 +124,13 @@ class Ticketing(Protocol):
         """The ticket's comments, oldest first (empty where the vendor has none)."""
         ...
 
+    def person_email(self, person: str) -> str:
+        """The email of a person as a ticket's assignee reads here: an email as it is,
+        a vendor user id (an assignee that named nobody) translated now.
+
+        Raises :class:`LookupError` (with why) when it still names nobody here."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class Link:
@@ -142,6 +149,8 @@ class Link:
     written_version: int = -1
     created_us: int = 0
     synced_us: int = 0
+    # Whether the link is on the incident's timeline (its ``...:linked`` event).
+    recorded: bool = False
 
     @property
     def creating(self) -> bool:
@@ -197,7 +206,13 @@ class SyncStore(Protocol):
         """Record a create before calling the vendor; False if a link already exists."""
         ...
 
-    def save_link(self, link: Link) -> None: ...
+    def save_link(self, link: Link) -> None:
+        """Store the link (all but ``recorded``, which only :meth:`mark_recorded` sets)."""
+        ...
+
+    def mark_recorded(self, connector: str, incident_id: str) -> None:
+        """Note that the link's ``...:linked`` event is on the timeline."""
+        ...
 
     def ledger_add(self, connector: str, key: str, now_us: int) -> bool:
         """Remember one write or read (a note sent, a comment taken); False if known."""
@@ -226,12 +241,21 @@ class SyncStore(Protocol):
         ...
 
     def save_poll(
-        self, connector: str, cursor_us: int | None, now_us: int, error: str | None
-    ) -> None: ...
+        self,
+        connector: str,
+        cursor_us: int | None,
+        now_us: int,
+        error: str | None,
+        *,
+        holder: str | None = None,
+    ) -> bool:
+        """Record a poll; with ``holder``, only while that holder's poll lease is live
+        (checked in the same write). False when it was not saved."""
+        ...
 
-    def take_poll_lease(self, connector: str, holder: str, now_us: int, until_us: int) -> bool:
-        """Take or renew the connector's poll lease for ``holder`` until ``until_us``;
-        False while another holder's lease has not expired."""
+    def take_poll_lease(self, connector: str, holder: str, lease_us: int) -> bool:
+        """Take or renew the connector's poll lease for ``holder`` for ``lease_us``
+        by the database's clock; False while another holder's lease has not expired."""
         ...
 
     def release_poll_lease(self, connector: str, holder: str) -> None:

@@ -313,6 +313,9 @@ class JiraClient:
         jql += " ORDER BY updated ASC"
         return [t for t in self._search(jql) if t.correlation]
 
+    def person_email(self, person: str) -> str:
+        return self.people.as_email(person)
+
     def comments(self, external_id: str) -> Sequence[Comment]:
         mine = self.account_id()
         found = self._call("GET", f"/rest/api/3/issue/{external_id}/comment")

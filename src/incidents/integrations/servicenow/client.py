@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 
 from incidents.integrations.vendor_http import VendorError, VendorHttp
-from incidents.integrations.vendor_people import PersonUnmapped, VendorPeople
+from incidents.integrations.vendor_people import PersonUnmapped, VendorPeople, is_plain_email
 from incidents.sync.ports import Comment, FieldsUnwritable, Ticket
 
 _TIME = "%Y-%m-%d %H:%M:%S"
@@ -112,15 +112,19 @@ class ServiceNowClient:
 
     def _user_of(self, email: str) -> str:
         """The sys_id of the user whose email is ``email``."""
+        if not is_plain_email(email):  # it goes into an encoded query
+            raise PersonUnmapped(f"{email!r} is not a plain email address")
         params = {
             "sysparm_query": f"email={email}",
             "sysparm_fields": _USER_FIELDS,
             "sysparm_limit": "1",
         }
         found = self._call("GET", _USERS, params=params)
-        if not found:
+        user = found[0] if isinstance(found, list) and found else None
+        # Only a row that shows the very email asked for names that person.
+        if not isinstance(user, dict) or str(user.get("email") or "").lower() != email.lower():
             raise PersonUnmapped(f"no ServiceNow user (sys_user) has the email {email!r}")
-        return str(found[0]["sys_id"])
+        return str(user["sys_id"])
 
     def _email_of(self, sys_id: str) -> str:
         try:
@@ -235,6 +239,9 @@ class ServiceNowClient:
             if len(page) < _PAGE:
                 return tickets
             offset += _PAGE
+
+    def person_email(self, person: str) -> str:
+        return self.people.as_email(person)
 
     def comments(self, external_id: str) -> Sequence[Comment]:
         """The ticket's work notes (journal entries), oldest first, less our own."""
