@@ -316,15 +316,9 @@ class SyncEngine:
             "changes": {},
             "push": [],
         }
-        command = ApplyExternal(
-            link.incident_id,
-            connector.actor,
-            connector.source,
-            connector.sync_type,
-            f"{connector.id}:{link.external_id}:linked",
-            summary,
+        self._record(
+            connector, link.incident_id, f"{connector.id}:{link.external_id}:linked", summary
         )
-        self.incidents.submit(command).result()
         self.store.mark_recorded(connector.id, link.incident_id)
 
     @staticmethod
@@ -526,15 +520,28 @@ class SyncEngine:
         }
         if ticket.updated_by:
             summary["updated_by"] = ticket.updated_by
+        return self._record(connector, link.incident_id, event_id, summary, changes, comments)
+
+    def _record(
+        self,
+        connector: Connector,
+        incident_id: str,
+        event_id: str,
+        summary: Mapping[str, Any],
+        changes: Mapping[str, str | None] | None = None,
+        notes: Sequence[tuple[str, str]] = (),
+    ) -> Applied:
+        """Record an ``im.<vendor>.sync`` event as the connector, applying ``changes`` and
+        ``notes`` to the incident in the same transaction (see :class:`ApplyExternal`)."""
         command = ApplyExternal(
-            link.incident_id,
+            incident_id,
             connector.actor,
             connector.source,
             connector.sync_type,
             event_id,
             summary,
-            changes,
-            tuple(comments),
+            changes or {},
+            tuple(notes),
         )
         result: Applied = self.incidents.submit(command).result()
         return result
@@ -665,17 +672,13 @@ class SyncEngine:
             "changes": {},
             "push": [],
         }
-        command = ApplyExternal(
+        self._record(
+            connector,
             link.incident_id,
-            connector.actor,
-            connector.source,
-            connector.sync_type,
             f"{connector.id}:{ticket.external_id}:comment:{comment.comment_id}:{stamp}",
             summary,
-            {},
-            ((comment.comment_id, text),),
+            notes=((comment.comment_id, text),),
         )
-        self.incidents.submit(command).result()
         now = self._clock()
         self.store.ledger_add(connector.id, f"comment:{comment.comment_id}", now)
         if comment.edited:
@@ -818,16 +821,13 @@ class SyncEngine:
                 "changes": changes,
                 "push": push,
             }
-            command = ApplyExternal(
+            result = self._record(
+                connector,
                 link.incident_id,
-                connector.actor,
-                connector.source,
-                connector.sync_type,
                 f"{connector.id}:conflict:{conflict.id}:{uuid.uuid4().hex[:12]}",
                 summary,
                 changes,
             )
-            result: Applied = self.incidents.submit(command).result()
             if mapping.internal_field in result.refused:
                 raise ConflictError(
                     f"the incident refuses {chosen!r}: {result.refused[mapping.internal_field]}"
