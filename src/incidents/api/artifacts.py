@@ -12,6 +12,7 @@ from starlette.responses import Response
 
 from incidents.api.auth import decide, require
 from incidents.api.body import read_body_or_413
+from incidents.api.incident_visibility import require_visible
 from incidents.api.problems import Problem
 from incidents.api.retention import archived_refusal
 from incidents.api.state import container_of, json_response
@@ -51,12 +52,6 @@ def _artifact_problem(exc: ArtifactError) -> Problem:
     )
 
 
-async def _require_visible(request: Request, decision: Decision, incident_id: str) -> None:
-    timeline = container_of(request).timeline
-    if not await run_in_threadpool(timeline.incident_visible, incident_id, decision.visibilities):
-        raise Problem(404, "incident-not-found", f"no incident {incident_id!r}")
-
-
 @router.post(
     "/incidents/{incident_id}/artifacts",
     summary="Attach a file to an incident (the request body is the file)",
@@ -94,7 +89,7 @@ async def upload(
 
 async def _writable(request: Request, decision: Decision, incident_id: str) -> ArtifactService:
     """The artifact service, once the incident is visible and not archived."""
-    await _require_visible(request, decision, incident_id)
+    await require_visible(request, decision, incident_id)
     service = _service(request)
     retention = container_of(request).retention
     if retention is not None and await run_in_threadpool(retention.is_archived, incident_id):
@@ -211,7 +206,7 @@ async def store_export(
 async def list_artifacts(request: Request, decision: Decided, incident_id: str) -> Response:
     """The artifacts attached by events the caller may see, as redaction shows them."""
     require(request, decision, Action.INCIDENT_READ, f"incident/{incident_id}")
-    await _require_visible(request, decision, incident_id)
+    await require_visible(request, decision, incident_id)
     service = _service(request)
 
     def listed() -> list[dict[str, Any]]:
@@ -241,7 +236,7 @@ async def list_artifacts(request: Request, decision: Decided, incident_id: str) 
 async def download(request: Request, decision: Decided, incident_id: str, sha256: str) -> Response:
     """The file, if an attach event of this incident that the caller may see names it."""
     require(request, decision, Action.INCIDENT_READ, f"incident/{incident_id}")
-    await _require_visible(request, decision, incident_id)
+    await require_visible(request, decision, incident_id)
     try:
         found = await run_in_threadpool(
             _service(request).download, incident_id, sha256, decision.visibilities, decision

@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from incidents.api.auth import decide, require
+from incidents.api.incident_visibility import require_visible
 from incidents.api.problems import Problem
 from incidents.api.state import container_of, json_response
 from incidents.events.timeformat import format_micros
@@ -75,12 +76,6 @@ def _hold_problem(exc: HoldError) -> Problem:
     )
 
 
-async def _require_visible(request: Request, decision: Decision, incident_id: str) -> None:
-    timeline = container_of(request).timeline
-    if not await run_in_threadpool(timeline.incident_visible, incident_id, decision.visibilities):
-        raise Problem(404, "incident-not-found", f"no incident {incident_id!r}")
-
-
 @router.post(
     "/incidents/{incident_id}/legal-hold",
     summary="Put an incident on legal hold",
@@ -93,7 +88,7 @@ async def place_hold(
     """Record a legal hold on the incident's timeline: it is never archived or purged
     while the hold stands, whatever its age."""
     require(request, decision, Action.LEGAL_HOLD, f"incident/{incident_id}")
-    await _require_visible(request, decision, incident_id)
+    await require_visible(request, decision, incident_id)
     service = _service(request)
     try:
         hold = await run_in_threadpool(
@@ -119,7 +114,7 @@ async def release_hold(
 ) -> Response:
     """Record the release of the incident's legal hold (``?reason=`` says why)."""
     require(request, decision, Action.LEGAL_HOLD, f"incident/{incident_id}")
-    await _require_visible(request, decision, incident_id)
+    await require_visible(request, decision, incident_id)
     service = _service(request)
     try:
         await run_in_threadpool(service.release_hold, incident_id, reason, decision.subject.id)
@@ -134,7 +129,7 @@ async def release_hold(
 async def get_hold(request: Request, decision: Decided, incident_id: str) -> Response:
     """The incident's current hold (``held: false`` when there is none)."""
     require(request, decision, Action.LEGAL_HOLD, f"incident/{incident_id}")
-    await _require_visible(request, decision, incident_id)
+    await require_visible(request, decision, incident_id)
     hold = await run_in_threadpool(_service(request).hold, incident_id)
     if hold is None:
         return json_response({"incident_id": incident_id, "held": False})
@@ -200,7 +195,7 @@ async def erase_fields(
     """Replace fields of the event's data by a marker and leave a signed tombstone;
     the incident's chain still verifies."""
     require(request, decision, Action.ERASE, f"incident/{incident_id}")
-    await _require_visible(request, decision, incident_id)
+    await require_visible(request, decision, incident_id)
     service = _service(request)
     try:
         stone = await run_in_threadpool(
@@ -233,7 +228,7 @@ async def tombstones(request: Request, decision: Decided, incident_id: str) -> R
     # While events remain, they decide who may see the incident (erasure tombstones
     # name fields); once all are purged, the tombstones are all there is.
     if await run_in_threadpool(service.has_stored, incident_id):
-        await _require_visible(request, decision, incident_id)
+        await require_visible(request, decision, incident_id)
     stones = await run_in_threadpool(service.tombstones, incident_id)
     if not stones and not await run_in_threadpool(service.has_stored, incident_id):
         raise Problem(404, "incident-not-found", f"no incident {incident_id!r}")
