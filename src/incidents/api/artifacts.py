@@ -13,7 +13,7 @@ from starlette.responses import Response
 from incidents.api.auth import decide, require
 from incidents.api.body import read_body_or_413
 from incidents.api.incident_visibility import require_visible
-from incidents.api.problems import Problem
+from incidents.api.problems import Problem, field_problem
 from incidents.api.retention import archived_refusal
 from incidents.api.state import container_of, json_response
 from incidents.api.timeline import open_export
@@ -44,12 +44,7 @@ def _service(request: Request) -> ArtifactService:
 
 
 def _artifact_problem(exc: ArtifactError) -> Problem:
-    return Problem(
-        exc.status,
-        "invalid-artifact",
-        str(exc),
-        errors=[{"field": exc.field, "detail": str(exc).split(": ", 1)[-1]}],
-    )
+    return field_problem(exc.status, "invalid-artifact", exc, exc.field)
 
 
 @router.post(

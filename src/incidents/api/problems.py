@@ -61,14 +61,24 @@ class Problem(Exception):
         self.extra = extra
 
 
+def field_problem(
+    status: int, slug: str, exc: Exception, field: str, title: str | None = None
+) -> Problem:
+    """A problem about one field: ``exc`` reads ``"<field>: <what is wrong>"``, and the
+    part after the field's name is what ``errors`` says of it."""
+    return Problem(
+        status,
+        slug,
+        str(exc),
+        title=title,
+        errors=[{"field": field, "detail": str(exc).split(": ", 1)[-1]}],
+    )
+
+
 def invalid_parameter(exc: InvalidQuery) -> Problem:
     """A 400 naming the query parameter that cannot be used."""
-    return Problem(
-        400,
-        "invalid-parameter",
-        str(exc),
-        title="Invalid query parameter",
-        errors=[{"field": exc.parameter, "detail": str(exc).split(": ", 1)[-1]}],
+    return field_problem(
+        400, "invalid-parameter", exc, exc.parameter, title="Invalid query parameter"
     )
 
 

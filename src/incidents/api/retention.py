@@ -11,7 +11,7 @@ from starlette.responses import Response
 
 from incidents.api.auth import decide, require
 from incidents.api.incident_visibility import require_visible
-from incidents.api.problems import Problem
+from incidents.api.problems import Problem, field_problem
 from incidents.api.state import container_of, json_response
 from incidents.events.timeformat import format_micros
 from incidents.policy.model import Action, Decision
@@ -68,12 +68,7 @@ def _service(request: Request) -> RetentionService:
 def _hold_problem(exc: HoldError) -> Problem:
     if exc.conflict:
         return Problem(409, "legal-hold-conflict", str(exc), title="Conflict with legal hold")
-    return Problem(
-        422,
-        "invalid-request",
-        str(exc),
-        errors=[{"field": exc.field or "body", "detail": str(exc).split(": ", 1)[-1]}],
-    )
+    return field_problem(422, "invalid-request", exc, exc.field or "body")
 
 
 @router.post(

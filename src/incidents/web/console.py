@@ -58,7 +58,11 @@ async def _decision(request: Request) -> Decision:
 # --- pages ----------------------------------------------------------------------------
 
 
-def _bad_page(exc: InvalidQuery) -> Problem:
+def _page_problem(exc: InvalidQuery | Problem) -> Problem:
+    """What a list page shows when it cannot be listed; a bad cursor, limit or filter
+    says how to start again."""
+    if isinstance(exc, Problem):
+        return exc
     return Problem(
         400,
         "invalid-parameter",
@@ -88,10 +92,8 @@ async def incidents_page(request: Request) -> Response:
             container.incidents.page, query, decision.visibilities, asked.cursor, asked.limit
         )
         items = await run_in_threadpool(shown_all, container.incidents, page.incidents, decision)
-    except InvalidQuery as exc:
-        return problem_page(request, decision, _bad_page(exc))
-    except Problem as exc:
-        return problem_page(request, decision, exc)
+    except (InvalidQuery, Problem) as exc:
+        return problem_page(request, decision, _page_problem(exc))
     return render(
         request,
         "incidents.html",
@@ -222,10 +224,8 @@ async def boards_page(request: Request) -> Response:
             asked.limit,
         )
         found = await run_in_threadpool(boards.summaries, page.incidents, persona, decision)
-    except InvalidQuery as exc:
-        return problem_page(request, decision, _bad_page(exc))
-    except Problem as exc:
-        return problem_page(request, decision, exc)
+    except (InvalidQuery, Problem) as exc:
+        return problem_page(request, decision, _page_problem(exc))
     return render(
         request,
         "boards.html",
@@ -278,10 +278,8 @@ async def alerts_page(request: Request) -> Response:
         alerts, next_cursor = await run_in_threadpool(
             _alerts_view, request, decision, status, asked
         )
-    except InvalidQuery as exc:
-        return problem_page(request, decision, _bad_page(exc))
-    except Problem as exc:
-        return problem_page(request, decision, exc)
+    except (InvalidQuery, Problem) as exc:
+        return problem_page(request, decision, _page_problem(exc))
     return render(
         request,
         "alerts.html",
